@@ -694,12 +694,17 @@ class KafkaBroker:
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
             "log_level": 3,
         }
         cfg.update(consumer_config)
         c = Consumer(self.client_config(**cfg))
         out = []
         try:
+            # Fetch metadata *before* assign(): assigning a partition whose leader
+            # is not known yet makes librdkafka retry the BEGINNING offset query
+            # after a fixed 500 ms.
+            c.list_topics(topic, timeout=10)
             c.assign([TopicPartition(topic, i, OFFSET_BEGINNING) for i in range(nparts)])
             at_eof: set[int] = set()
             deadline = time.monotonic() + timeout
