@@ -1,0 +1,183 @@
+"""The one typed settings object: defaults < TOML file (``--config``) < ``CRM_*`` environment.
+
+Nested groups use ``__`` in environment names: ``CRM_ABANDONED_CART__IDLE=PT45M`` (ISO-8601
+duration) or ``=2700`` (seconds). Every number of the contract is a setting here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Duration = timedelta
+
+
+def ms(d: timedelta) -> int:
+    """A duration in whole milliseconds, the unit of event time inside the engine."""
+    return int(d.total_seconds() * 1000)
+
+
+class _Group(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class TimeSettings(_Group):
+    lateness: Duration = Field(timedelta(minutes=5), description="events older than the customer's clock by more than this are late")
+    dedup_window: Duration = Field(timedelta(days=7), description="a repeated event_id within this much event time is a duplicate")
+    max_event_bytes: int = Field(65536, gt=0, description="larger messages are dead letters (reason `oversized`)")
+
+
+class AbandonedCartSettings(_Group):
+    idle: Duration = Field(timedelta(minutes=30), description="no cart activity for this long after the last one: trigger due")
+    currency: Optional[str] = Field(None, description="currency code put in payloads when events carry none")
+
+
+class DelayApologySettings(_Group):
+    grace: Duration = Field(timedelta(hours=2), description="promise missed by this much: trigger due")
+    credit_rate: float = Field(0.05, ge=0, description="suggested credit as a share of the order total")
+    credit_min: float = Field(2.0, ge=0)
+    credit_max: float = Field(25.0, ge=0)
+    tier_multiplier: dict[str, float] = Field(default_factory=lambda: {"new": 1.0, "regular": 1.25, "vip": 1.5})
+
+
+class EscalationSettings(_Group):
+    human_words: list[str] = Field(
+        default_factory=lambda: [
+            "human", "agent", "representative", "real person", "supervisor", "manager",
+            "someone real", "live person", "talk to a person", "speak to a person",
+        ]
+    )
+    unanswered_count: int = Field(3, ge=2, description="customer messages in a row with no reply")
+    unanswered_window: Duration = Field(timedelta(minutes=10))
+    frustration_threshold: float = Field(0.8, ge=0, le=1)
+    text_max_chars: int = Field(280, gt=0)
+    last_messages: int = Field(3, gt=0)
+
+
+class ProactiveSettings(_Group):
+    churn_threshold: float = Field(0.7, ge=0, le=1)
+    session_gap: Duration = Field(timedelta(minutes=30), description="no clickstream for this long ends a session")
+    rescore_every: Duration = Field(timedelta(days=7), description="re-score an inactive customer this often")
+    help_views: int = Field(3, ge=1)
+    help_window: Duration = Field(timedelta(hours=1))
+    exit_words: list[str] = Field(
+        default_factory=lambda: [
+            "cancel", "cancellation", "refund", "return", "returns", "close account",
+            "delete account", "close my account", "delete my account", "unsubscribe", "terminate",
+        ]
+    )
+
+
+class PolicySettings(_Group):
+    marketing_cap: int = Field(2, ge=0, description="marketing triggers per cap_window")
+    cap_window: Duration = Field(timedelta(hours=24))
+    apology_quiet: Duration = Field(timedelta(hours=24), description="no marketing this long after a delay_apology")
+    cooldown: dict[str, Duration] = Field(
+        default_factory=lambda: {"abandoned_cart": timedelta(hours=24), "proactive_outreach": timedelta(days=7)}
+    )
+
+
+class TierSettings(_Group):
+    regular_orders: int = Field(1, ge=1, description="orders to become `regular`")
+    vip_orders: int = Field(8, ge=1)
+    vip_spend: float = Field(1000.0, ge=0)
+
+
+class LabelSettings(_Group):
+    churn_horizon: Duration = Field(timedelta(days=30))
+    conversation_abandoned: Duration = Field(timedelta(hours=24))
+    frustrated_csat: int = Field(2, ge=1, le=5, description="csat at or below this labels a conversation frustrated")
+    max_pending: int = Field(64, gt=0, description="pending predictions kept per customer before the oldest is dropped")
+
+
+class KafkaSettings(_Group):
+    bootstrap_servers: str = "localhost:9092"
+    clickstream_topic: str = "crm.clickstream"
+    orders_topic: str = "crm.orders"
+    chat_topic: str = "crm.chat"
+    triggers_topic: str = "crm.triggers"
+    deadletter_topic: str = "crm.deadletter"
+    starting_offset: str = Field("beginning", pattern="^(beginning|end)$")
+    batch_size: int = Field(1000, gt=0)
+    extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka properties")
+
+    @property
+    def input_topics(self) -> list[str]:
+        return [self.clickstream_topic, self.orders_topic, self.chat_topic]
+
+
+class RedisSettings(_Group):
+    url: str = "redis://localhost:6379/0"
+    stream: str = "crm:triggers"
+    stream_maxlen: int = Field(1_000_000, gt=0)
+    dedup_ttl: Duration = Field(timedelta(days=30))
+    retry_give_up: Duration = Field(timedelta(minutes=10), description="stop retrying a write after this long")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_", env_nested_delimiter="__", extra="forbid")
+    toml_file: ClassVar[Optional[Path]] = None
+
+    time: TimeSettings = TimeSettings()
+    abandoned_cart: AbandonedCartSettings = AbandonedCartSettings()
+    delay_apology: DelayApologySettings = DelayApologySettings()
+    escalation: EscalationSettings = EscalationSettings()
+    proactive: ProactiveSettings = ProactiveSettings()
+    policy: PolicySettings = PolicySettings()
+    tiers: TierSettings = TierSettings()
+    labels: LabelSettings = LabelSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
+    recovery_dir: Optional[Path] = Field(None, description="Bytewax recovery directory; none = no recovery")
+    snapshot_interval: Duration = Field(timedelta(seconds=10))
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("kafka", "redis", mode="before")
+    @classmethod
+    def _none_to_default(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+
+class SettingsError(ValueError):
+    """A bad setting, with a one-line message naming it."""
+
+
+def load_settings(config_file: Optional[Path] = None, **overrides: Any) -> Settings:
+    """Build the settings; raise :class:`SettingsError` with one line naming the bad setting."""
+    if config_file is not None and not Path(config_file).is_file():
+        raise SettingsError(f"config file not found: {config_file}")
+    Settings.toml_file = Path(config_file) if config_file else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = "__".join(str(p) for p in err["loc"]).upper()
+        raise SettingsError(f"invalid setting CRM_{path} ({'.'.join(map(str, err['loc']))}): {err['msg']}") from None
+    except Exception as exc:  # TOML syntax errors, unparsable env JSON
+        raise SettingsError(f"invalid settings: {str(exc).splitlines()[0]}") from None
+    finally:
+        Settings.toml_file = None

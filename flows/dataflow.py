@@ -1,0 +1,281 @@
+"""The Bytewax shell: decode -> profile -> models -> policy -> sinks.
+
+Each stateful step adapts a plain class from ``operators``/``models``; nothing here decides
+anything about customers. ``run``, ``replay``, the benchmark and the tests all call
+:func:`build_flow` with different :class:`Edges`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import Sink
+
+from config.settings import Settings
+from connectors.metrics import Telemetry, telemetry
+from models.shard import ModelShard, shard_of
+from operators.customer import NEVER, CustomerState
+from operators.events import DeadLetter, Event, decode
+from operators.policy import PolicyConfig, PolicyState
+from operators.rules import RuleConfig
+from operators.scoring import Label, ScoreRequest
+from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
+
+Encoder = Callable[[tuple[str, dict]], Any]
+
+
+class Flush:
+    """End of a replay for one customer: fire timers due by ``end_ts`` (all of them with drain)."""
+
+    __slots__ = ("customer_id", "end_ts", "drain")
+
+    def __init__(self, customer_id: str, end_ts: int, drain: bool = False):
+        self.customer_id = customer_id
+        self.end_ts = end_ts
+        self.drain = drain
+
+    def __reduce__(self):
+        return (Flush, (self.customer_id, self.end_ts, self.drain))
+
+
+@dataclass
+class Edges:
+    """Where the flow reads and writes. Each output is a list of (sink, encoder) pairs; an encoder
+    turns a ``(key, record)`` pair into what its sink takes (``None``: pass it as is)."""
+
+    source: Source
+    triggers: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
+    deadletters: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
+    profiles: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
+    suppressed: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
+    live: bool = False
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def _source_label(source: str) -> str:
+    topic = source.split("/", 1)[0]
+    return topic.rsplit(".", 1)[-1] if "/" in source else "file"
+
+
+def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
+    """Raw input (bytes with where they came from, or an already decoded replay item) -> typed item."""
+    max_bytes = settings.time.max_event_bytes
+
+    def decode_item(item: Any) -> Any:
+        if type(item) is Flush:
+            return item
+        if type(item) is tuple:  # (value bytes, source) from a live connector
+            item = decode(item[0], item[1], max_bytes)
+        if type(item) is Event:
+            t.read(_source_label(item.source), item.type)
+        else:
+            t.read(_source_label(item.source), "invalid")
+            t.dead_letter(item.reason)
+        return item
+
+    return decode_item
+
+
+def replay_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
+    max_bytes = settings.time.max_event_bytes
+    return lambda raw, source: decode(raw, source, max_bytes)
+
+
+# --------------------------------------------------------------------------- profile
+
+
+class ProfileLogic(StatefulBatchLogic):
+    """Adapts :class:`CustomerState`: events in, candidates / scoring requests / labels out.
+
+    Live, a timer fires when the customer's clock, advanced by wall-clock time since its latest
+    event, passes the due time; in replay only later events and the final flush move it.
+    """
+
+    def __init__(self, cfg: RuleConfig, live: bool, t: Telemetry, resume: Optional[bytes]):
+        self.cfg = cfg
+        self.live = live
+        self.t = t
+        self.state: Optional[CustomerState] = None
+        self.wall_at_clock = time.time()
+        if resume is not None:
+            self.state, self.wall_at_clock = pickle.loads(resume)
+
+    def on_batch(self, items: list) -> tuple[list, bool]:
+        out: list = []
+        for item in items:
+            if type(item) is Flush:
+                if self.state is not None:
+                    self.state.advance(NEVER - 1 if item.drain else item.end_ts, self.cfg, out)
+                continue
+            if self.state is None:
+                self.state = CustomerState(item.customer_id)
+                self.t.customers.inc()
+            res, status = self.state.process(item, self.cfg)
+            if status != "ok":
+                self.t.status(status)
+            out.extend(res)
+            self.wall_at_clock = time.time()
+        return self._emit(out)
+
+    def _emit(self, out: list) -> tuple[list, bool]:
+        if self.state is None:
+            return out, StatefulBatchLogic.DISCARD
+        if self.state.dirty:
+            out.append(self.state.profile(self.cfg))
+        return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> Optional[datetime]:
+        if not self.live or self.state is None:
+            return None
+        due = self.state.next_deadline(self.cfg)
+        if due is None:
+            return None
+        wall = self.wall_at_clock + (due - self.state.clock) / 1000.0
+        return datetime.fromtimestamp(wall, tz=timezone.utc)
+
+    def on_notify(self) -> tuple[list, bool]:
+        now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
+        return self._emit(self.state.advance(now, self.cfg))
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps((self.state, self.wall_at_clock), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class ModelLogic(StatefulBatchLogic):
+    """Adapts a :class:`ModelShard`; every item bound for policy passes here in order."""
+
+    def __init__(self, settings: Settings, cfg: RuleConfig, t: Telemetry, resume: Optional[bytes]):
+        self.cfg = cfg
+        self.t = t
+        self.shard = pickle.loads(resume) if resume is not None else ModelShard(settings)
+
+    def on_batch(self, items: list) -> tuple[list, bool]:
+        out: list = []
+        for item in items:
+            kind = type(item)
+            if kind is ScoreRequest:
+                self._score(item, out)
+            elif kind is Label:
+                self.shard.learn(item)
+                self.t.labels.labels(item.model).inc()
+            else:
+                out.append(item)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _score(self, req: ScoreRequest, out: list) -> None:
+        p = self.shard.score(req)
+        if p is not None:
+            self.t.predictions.labels(req.model).inc()
+            field_name = "churn_probability" if req.model == "churn" else "frustration_probability"
+            out.append(ProfileUpdate(req.customer_id, {field_name: round(p, 4)}))
+        c = req.candidate
+        if c is None:
+            return
+        c.score = None if p is None else round(p, 4)
+        if c.type == "escalation":
+            c.payload["frustration"] = c.score
+            if p is not None and p >= self.cfg.frustration_threshold and "frustration" not in c.reasons:
+                c.reasons.append("frustration")
+        elif c.type == "proactive_outreach":
+            c.payload["churn_probability"] = c.score
+        if c.threshold is None or (p is not None and p >= c.threshold):
+            out.append(c)
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.shard, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class PolicyLogic(StatefulBatchLogic):
+    def __init__(self, cfg: PolicyConfig, t: Telemetry, resume: Optional[bytes]):
+        self.cfg = cfg
+        self.t = t
+        self.state = pickle.loads(resume) if resume is not None else PolicyState()
+
+    def on_batch(self, items: list) -> tuple[list, bool]:
+        out: list = []
+        for item in items:
+            for result in self.state.decide(item, self.cfg):
+                kind = type(result)
+                if kind is Candidate:
+                    self.t.trigger(result.type)
+                elif kind is Suppressed:
+                    self.t.suppress(result.candidate.type, result.reason)
+                out.append(result)
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+def _outputs(name: str, stream, sinks: list[tuple[Sink, Optional[Encoder]]]) -> None:
+    for i, (sink, encoder) in enumerate(sinks):
+        s = stream if encoder is None else op.map(f"{name}_encode_{i}", stream, encoder)
+        op.output(f"{name}_out_{i}", s, sink)
+
+
+def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Telemetry] = None,
+               flow_id: str = "crm_stream") -> Dataflow:
+    t = t or telemetry()
+    rules = RuleConfig(settings)
+    policy_cfg = PolicyConfig(settings)
+    live = edges.live
+    flow = Dataflow(flow_id)
+    raw = op.input("input", flow, edges.source)
+    decoded = op.map("decode", raw, make_decoder(settings, t))
+    split = op.branch("split_dead_letters", decoded, lambda x: type(x) is not DeadLetter)
+    dead = op.map("dead_letter_json", split.falses, lambda d: ("dlq", d.to_json()))
+    _outputs("dead_letters", dead, edges.deadletters)
+
+    by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
+    profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r))
+    profiled = op.key_rm("profile_unkey", profiled)
+    is_profile = op.branch("split_profile", profiled, lambda x: type(x) is ProfileUpdate)
+    profile_updates = [is_profile.trues]
+
+    by_shard = op.key_on("key_shard", is_profile.falses, lambda x: shard_of(x.customer_id, shards))
+    scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard,
+                                                       lambda r: ModelLogic(settings, rules, t, r)))
+    scored_split = op.branch("split_scores", scored, lambda x: type(x) is ProfileUpdate)
+    profile_updates.append(scored_split.trues)
+
+    by_customer2 = op.key_on("key_customer_policy", scored_split.falses, lambda x: x.customer_id)
+    decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer2,
+                                                          lambda r: PolicyLogic(policy_cfg, t, r)))
+    emitted = op.branch("split_emitted", decided, lambda x: type(x) is Candidate)
+    rest = op.branch("split_suppressed", emitted.falses, lambda x: type(x) is Suppressed)
+    profile_updates.append(rest.falses)
+
+    triggers = op.map("trigger_json", emitted.trues, lambda c: (c.customer_id, c.to_trigger(utc_now_iso())))
+    _outputs("triggers", triggers, edges.triggers)
+    if edges.suppressed:
+        sup = op.map("suppressed_json", rest.trues,
+                     lambda s: (s.candidate.customer_id, {**s.candidate.to_trigger(""), "suppressed": s.reason}))
+        _outputs("suppressed", sup, edges.suppressed)
+    if edges.profiles:
+        merged = op.merge("profile_updates", *profile_updates)
+        _outputs("profiles", op.map("profile_fields", merged, lambda u: (u.customer_id, (u.customer_id, u.fields))),
+                 edges.profiles)
+    return flow

@@ -1,0 +1,76 @@
+"""Replay event logs through the same dataflow as ``run``, into files."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import orjson
+from bytewax.testing import run_main
+
+from config.settings import Settings
+from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress
+from connectors.metrics import Telemetry, reset_telemetry
+from flows.dataflow import Edges, Flush, build_flow, replay_decoder
+
+
+@dataclass
+class ReplayOutputs:
+    triggers: Path
+    dlq: Path
+    summary: Path
+    profiles: Optional[Path] = None
+    suppressed: Optional[Path] = None
+
+
+def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool = False,
+           progress: Optional[Progress] = None, shards: int = 1) -> dict:
+    """Run the whole flow over ``logs`` (merged by ``ts``); write outputs; return the summary."""
+    t = reset_telemetry()
+    source = LogSource(logs, replay_decoder(settings), lambda c, end: Flush(c, end, drain), progress=progress)
+    edges = Edges(
+        source=source,
+        triggers=[(JsonlSink(out.triggers, "triggers_file"), None)],
+        deadletters=[(JsonlSink(out.dlq, "dead_letters_file"), None)],
+        profiles=[(ProfilesFileSink(out.profiles), None)] if out.profiles else [],
+        suppressed=[(JsonlSink(out.suppressed, "suppressed_file"), None)] if out.suppressed else [],
+    )
+    flow = build_flow(settings, edges, shards=shards, t=t)
+    run_main(flow)
+    summary = finish_summary(t, out)
+    return summary
+
+
+def finish_summary(t: Telemetry, out: ReplayOutputs) -> dict:
+    summary = t.summary()
+    summary["outputs"] = {k: str(v) for k, v in vars(out).items() if v is not None}
+    out.summary.parent.mkdir(parents=True, exist_ok=True)
+    out.summary.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return summary
+
+
+def run_with_progress(fn, progress: Progress, console=None):
+    """Run ``fn`` in a thread while a Rich progress bar follows ``progress`` (terminal only)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TimeRemainingColumn
+
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    with Bar("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+             console=console, transient=True) as bar:
+        task = bar.add_task("replaying", total=progress.total)
+        th.start()
+        while th.is_alive():
+            th.join(0.2)
+            bar.update(task, completed=progress.done)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]

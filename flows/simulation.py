@@ -1,0 +1,1197 @@
+"""The event-stream generator behind ``crm-stream generate``.
+
+A seeded, pure-Python simulation of an e-commerce shop: a catalogue with categories, Zipf
+popularity, per-category prices and complement relations; customers with their own habits
+(visit rate, price level, cart abandonment, help seeking, preferred categories, temper) who
+join over time, browse in sessions, fill and abandon carts, order, get parcels (late, lost,
+cancelled, returned), chat with support, and churn with a hazard that rises with bad
+experiences.
+
+Output (see CONTRACT.md section 4):
+
+* ``events.jsonl``: one event per line, sorted by ``ts`` (stable), plus a ``bad_share`` of
+  extra deliberately bad lines (malformed JSON, garbage bytes, missing fields, wrong types,
+  exact duplicates re-sent later, late out-of-order ``page_view`` events). Bad lines never
+  replace real events, so the truth stays exact.
+* ``truth.jsonl``: the hidden truth, one object a line with a ``kind``: ``customer``,
+  ``cart``, ``order``, ``conversation``. Cart, order and ``human_requested`` truths are
+  recomputed from the events actually emitted, with the contract's definitions.
+
+Determinism: only ``random.Random`` instances seeded from ``seed``; no wall clock, no hash()
+or set ordering. The same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import random
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["generate", "compute_cart_truth", "compute_order_truth", "HUMAN_RE", "iso"]
+
+SEC = 1000
+MIN = 60 * SEC
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+IDLE = 30 * MIN  # abandoned-cart idle time of the contract
+GRACE = 2 * HOUR  # delay-apology grace of the contract
+SESSION_MIN_GAP = 40 * MIN  # sessions of one customer are at least this far apart
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY_STR: dict[int, str] = {}
+
+CART_ACTIVITY = ("add_to_cart", "remove_from_cart", "checkout_started")
+
+# Word-boundary scan for "asks for a human" (the engine's list, CONTRACT 2 escalation (a)).
+HUMAN_WORDS = (
+    "human", "agent", "representative", "real person", "supervisor", "manager",
+    "someone real", "live person", "talk to a person", "speak to a person",
+)
+HUMAN_RE = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in HUMAN_WORDS) + r")\b", re.IGNORECASE)
+# Substrings that must never appear in a customer message unless it is a human request.
+_NEAR_MISS = ("human", "agent", "represent", "real person", "supervis", "manag", "someone real",
+              "live person", "a person")
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds -> ``2026-01-05T10:15:03.120Z``."""
+    d, r = divmod(ms, DAY)
+    ds = _DAY_STR.get(d)
+    if ds is None:
+        ds = (_EPOCH + timedelta(days=d)).strftime("%Y-%m-%d")
+        _DAY_STR[d] = ds
+    h, r = divmod(r, HOUR)
+    m, r = divmod(r, MIN)
+    s, milli = divmod(r, SEC)
+    return f"{ds}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+
+
+def parse_ts(text: str) -> int:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp without UTC offset: {text}")
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Catalogue
+# --------------------------------------------------------------------------------------------
+
+# name, noun, median price, complement categories
+_CATEGORIES: tuple[tuple[str, str, float, tuple[str, ...]], ...] = (
+    ("smartphones", "phone", 420.0, ("phone_cases", "chargers", "headphones", "screen_protectors")),
+    ("phone_cases", "phone case", 18.0, ("screen_protectors",)),
+    ("chargers", "charger", 25.0, ("cables",)),
+    ("cables", "USB-C cable", 9.0, ()),
+    ("screen_protectors", "screen protector", 12.0, ()),
+    ("headphones", "headphones", 85.0, ("cables",)),
+    ("laptops", "laptop", 900.0, ("laptop_bags", "mice", "keyboards", "monitors")),
+    ("laptop_bags", "laptop bag", 45.0, ()),
+    ("mice", "mouse", 28.0, ()),
+    ("keyboards", "keyboard", 55.0, ("mice",)),
+    ("monitors", "monitor", 240.0, ("cables",)),
+    ("cameras", "camera", 650.0, ("memory_cards", "tripods", "camera_bags")),
+    ("memory_cards", "memory card", 20.0, ()),
+    ("tripods", "tripod", 40.0, ()),
+    ("camera_bags", "camera bag", 50.0, ()),
+    ("coffee_machines", "coffee machine", 180.0, ("coffee_beans", "mugs", "descaler")),
+    ("coffee_beans", "coffee beans", 14.0, ("mugs",)),
+    ("mugs", "mug", 12.0, ()),
+    ("descaler", "descaler", 9.0, ()),
+    ("running_shoes", "running shoes", 110.0, ("running_socks", "sports_watches")),
+    ("running_socks", "running socks", 12.0, ()),
+    ("sports_watches", "sports watch", 220.0, ("watch_straps", "chargers")),
+    ("watch_straps", "watch strap", 20.0, ()),
+    ("yoga_mats", "yoga mat", 35.0, ("yoga_blocks",)),
+    ("yoga_blocks", "yoga block", 15.0, ()),
+    ("printers", "printer", 160.0, ("ink_cartridges",)),
+    ("ink_cartridges", "ink cartridge", 30.0, ()),
+    ("game_consoles", "game console", 380.0, ("controllers", "video_games")),
+    ("controllers", "controller", 55.0, ("video_games",)),
+    ("video_games", "video game", 50.0, ()),
+)
+_BRANDS = ("Zentra", "Norvik", "Aurel", "Kobalt", "Lumio", "Vexa", "Orbis", "Tandem", "Pixora",
+           "Brio", "Solace", "Helix", "Quanta", "Riva", "Tekno", "Nimbus", "Corvo", "Altis")
+_SUFFIXES = ("Pro", "Max", "Lite", "Plus", "Air", "Mini", "S", "X", "Neo", "One", "Go", "Ultra")
+
+
+class Catalogue:
+    """~2,000 products in 30 categories, Zipf-like popularity, lognormal prices, complements."""
+
+    def __init__(self, rng: random.Random, n_products: int = 2000):
+        ncat = len(_CATEGORIES)
+        raw = [rng.uniform(0.4, 2.0) for _ in range(ncat)]
+        counts = [max(20, int(n_products * w / sum(raw))) for w in raw]
+        counts[0] += n_products - sum(counts)  # exact total (smartphones absorb the rest)
+        self.cat_names = [c[0] for c in _CATEGORIES]
+        self.cat_index = {name: i for i, name in enumerate(self.cat_names)}
+        self.ids: list[str] = []
+        self.names: list[str] = []
+        self.price: list[float] = []
+        self.cat: list[int] = []
+        self.by_cat: list[list[int]] = [[] for _ in range(ncat)]
+        for ci, (_name, noun, median, _comp) in enumerate(_CATEGORIES):
+            for _ in range(counts[ci]):
+                pi = len(self.ids)
+                self.ids.append(f"p{pi:05d}")
+                self.names.append(f"{rng.choice(_BRANDS)} {noun} {rng.choice(_SUFFIXES)} {rng.randint(1, 9)}")
+                p = median * rng.lognormvariate(0.0, 0.45)
+                p = round(p) - 0.01 if p > 5 else round(p, 2)
+                self.price.append(max(0.99, p))
+                self.cat.append(ci)
+                self.by_cat[ci].append(pi)
+        n = len(self.ids)
+        ranks = list(range(n))
+        rng.shuffle(ranks)
+        self.weight = [1.0 / (r + 1) ** 1.05 for r in ranks]
+        self.cum_all = _cumulate(self.weight)
+        self.cum_cat = [_cumulate([self.weight[p] for p in members]) for members in self.by_cat]
+        self.cat_weight = [sum(self.weight[p] for p in members) for members in self.by_cat]
+        self.complements: list[list[int]] = []
+        for pi in range(n):
+            comp: list[int] = []
+            for cname in _CATEGORIES[self.cat[pi]][3]:
+                cj = self.cat_index[cname]
+                for _ in range(2):
+                    comp.append(self.pick_in(rng, cj))
+            self.complements.append(sorted(set(comp)))
+        self.nouns = [c[1] for c in _CATEGORIES]
+
+    def pick(self, rng: random.Random) -> int:
+        return bisect.bisect_right(self.cum_all, rng.random() * self.cum_all[-1])
+
+    def pick_in(self, rng: random.Random, ci: int) -> int:
+        cum = self.cum_cat[ci]
+        return self.by_cat[ci][bisect.bisect_right(cum, rng.random() * cum[-1])]
+
+
+def _cumulate(ws: list[float]) -> list[float]:
+    out, s = [], 0.0
+    for w in ws:
+        s += w
+        out.append(s)
+    # guard against bisect returning len() on rng.random()*total rounding
+    out[-1] = s * (1 + 1e-12) if s > 0 else 1.0
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------
+
+_CARRIERS = (  # name, share, late rate, lost rate
+    ("SwiftPost", 0.35, 0.05, 0.004),
+    ("ParcelOne", 0.30, 0.09, 0.008),
+    ("Rapido", 0.20, 0.16, 0.012),
+    ("EcoFreight", 0.15, 0.26, 0.02),
+)
+_CARRIER_CUM = _cumulate([c[1] for c in _CARRIERS])
+_DELAY_REASONS = ("weather", "carrier_capacity", "address_issue", "customs", "sorting_center_backlog",
+                  "vehicle_breakdown", "high_volume")
+_CANCEL_REASONS = ("customer_request", "out_of_stock", "payment_failed", "duplicate_order")
+_RETURN_REASONS = ("wrong_size", "damaged", "not_as_described", "changed_mind", "defective", "late_delivery")
+_HELP_PAGES = ("/help/delivery", "/help/returns", "/help/payment", "/help/account", "/help/contact",
+               "/help/tracking", "/help/warranty", "/help/faq")
+_PAGES = ("/", "/deals", "/new", "/bestsellers", "/account", "/account/orders", "/wishlist", "/stores")
+_EXIT_QUERIES = ("how to cancel my order", "refund policy", "close account", "delete my account",
+                 "cancel order", "how do i get a refund", "return policy", "unsubscribe newsletter",
+                 "close my account", "cancel subscription", "refund status", "how to return an item")
+_FAILED_QUERIES = ("garden hose", "sofa bed", "lawn mower", "wedding dress", "xqzt", "aquarium pump",
+                   "ski boots", "piano", "dog food", "asdf", "bike helmet 3000", "vaccum robot")
+_DAYNAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_AGENT_NAMES = ("Sam", "Lea", "Tom", "Nina", "Omar", "Julia", "Ben", "Maya", "Lukas", "Ines")
+
+_CALM_OPEN = ("Hi,", "Hello,", "Good morning,", "Hey there,", "Hi team,", "Hello there,", "Hi!", "")
+_CALM_CLOSE = ("Thanks!", "Thank you.", "Appreciate it.", "Thanks in advance.", "", "", "Cheers.",
+               "Thanks a lot.")
+_CALM_BODY = {
+    "late": (
+        "my order {oid} was supposed to arrive on {day} but it hasn't come yet. Could you check the status?",
+        "the {product} I ordered ({oid}) seems to be running late. Any update?",
+        "just wondering where my parcel {oid} is, the tracking hasn't moved since {day}.",
+        "could you tell me when {oid} will be delivered? It was promised for {day}.",
+        "I'm waiting for the {product}, order {oid}. Is there a new delivery date?",
+    ),
+    "lost": (
+        "the tracking for {oid} hasn't changed in days. Could it be lost?",
+        "I never received order {oid} ({product}). What can we do?",
+        "my parcel {oid} seems to be stuck somewhere. Can you look into it?",
+    ),
+    "return": (
+        "I'd like to send back the {product} from order {oid}, it doesn't really suit me.",
+        "how do I send back the {product}? Order {oid}.",
+        "the {product} arrived with a small scratch. Can I get a replacement?",
+        "I requested a refund for {oid}, could you confirm it went through?",
+    ),
+    "search": (
+        "I can't find {thing} on your site, do you carry it?",
+        "is {thing} available somewhere in your shop?",
+        "the search doesn't show anything for {thing}. Do you sell it?",
+    ),
+    "question": (
+        "does the {product} come with a warranty?",
+        "is the {product} compatible with the {product2}?",
+        "what is the delivery time for the {product}?",
+        "can I pay the {product} in instalments?",
+        "is the {product} available in another colour?",
+        "do you offer gift wrapping for the {product}?",
+    ),
+    "delay": (
+        "I got a note that {oid} is delayed. Do you know the new date?",
+        "my order {oid} shows a delay. Will it still arrive this week?",
+        "just saw the delay message for {oid}, what happened?",
+    ),
+}
+_CALM_FOLLOW = (
+    "Ok, thanks for checking.", "That works for me.", "Great, thank you for the quick help.",
+    "Sure, the order number is {oid}.", "Got it. Have a nice day!", "Could you also send me the tracking link?",
+    "Perfect, thanks.", "Alright, I'll wait then.", "Makes sense, thank you.", "Good to know, thanks!",
+    "No problem, I can wait a couple of days.", "Thanks, that answers my question.",
+)
+_CALM_WAIT = ("Hello? Just checking if you got my message.", "Any news?", "No rush, just let me know.",
+              "Still there?")
+_CALM_HUMAN = (
+    "Could I speak to a human, please?", "Would it be possible to talk to an agent?",
+    "Can I talk to a real person about this?", "Could you connect me with a representative?",
+    "I'd like to speak with a supervisor if possible.", "Is there a human agent available?",
+)
+
+_ANGRY_BODY = {
+    "late": (
+        "where is my order {oid}? it was due {day}",
+        "the {product} is STILL not here, you promised {day}",
+        "I paid for fast shipping and order {oid} is late again",
+        "nobody tells me anything about {oid}, it was supposed to be here on {day}",
+        "this is the {nth} time your delivery is late",
+        "{oid} is days late and your tracking page says nothing",
+    ),
+    "lost": (
+        "my parcel {oid} is LOST and nobody cares",
+        "I never got the {product}, order {oid}, and I want my money back",
+        "tracking for {oid} has been frozen for a week, where is my stuff",
+        "you lost my order {oid}. how is that even possible",
+    ),
+    "return": (
+        "the {product} arrived broken, order {oid}",
+        "I sent the {product} back two weeks ago and still no refund",
+        "your return process is a nightmare, order {oid}",
+        "the {product} stopped working after two days",
+    ),
+    "search": (
+        "your search is useless, I can't find {thing}",
+        "why is it impossible to find {thing} on this site",
+        "I searched for {thing} five times and got nothing",
+    ),
+    "question": (
+        "I asked about the {product} yesterday and nobody answered",
+        "why is the price of the {product} different at checkout",
+        "the {product} page says in stock but I can't order it",
+    ),
+    "delay": (
+        "ANOTHER delay on {oid}? seriously",
+        "you just told me {oid} is delayed again. what is going on",
+        "delayed? I needed the {product} for {day}",
+    ),
+}
+_ANGRY_PRE = ("Seriously", "Unbelievable", "What the hell", "Damn it", "Ugh", "Come on", "Wow",
+              "This is ridiculous", "Are you kidding me", "WTF")
+_ANGRY_POST = ("Worst service ever", "I'm sick of this crap", "Absolutely useless",
+               "Never ordering from you again", "I want my money back", "This is a joke",
+               "Totally unacceptable", "What a damn mess", "I'm so done with this shop",
+               "I'll leave a terrible review everywhere", "Pathetic", "Fix this NOW",
+               "I'm going to cancel everything", "Bloody hell")
+_ANGRY_WAIT = ("hello???", "anyone there", "is anybody reading this", "still waiting...",
+               "{n} minutes and no answer", "answer please!!", "HELLO", "seriously, no reply?",
+               "this chat is a joke", "are you even there??")
+_ANGRY_FOLLOW = ("that doesn't help at all", "I don't want a voucher, I want my order",
+                 "you said that last time", "so what now??", "that's not good enough",
+                 "unbelievable. just unbelievable", "whatever", "why does this always happen to me",
+                 "I've been a customer for years and this is how you treat me",
+                 "just refund me", "I'm not waiting another week")
+_ANGRY_HUMAN = (
+    "I want to talk to a real person", "get me a supervisor NOW", "I want an agent, not a bot",
+    "put me through to a human!!!", "let me speak to your manager", "is there a real person there???",
+    "I demand a representative", "give me a human right now", "I need to speak to a supervisor",
+)
+_ANGRY_END = ("!!!", "!!", "???", "?!", "!!!!", "!", "?!?!")
+
+_BOT_TEXT = (
+    "Hi, I'm Robin, the virtual assistant. Let me look into this for you.",
+    "Thanks for reaching out! I'm checking order {oid} now.",
+    "I found your order {oid}. The latest status is: {status}.",
+    "You can track your parcel any time under Account > Orders.",
+    "I'm sorry for the wait. A colleague will join this chat shortly.",
+)
+_AGENT_TEXT = (
+    "Hi, this is {aname} from the care team. I'm sorry about the trouble with {oid}.",
+    "I've contacted {carrier} and asked for an update on {oid}.",
+    "I can offer you a {pct}% voucher for the inconvenience.",
+    "I've started the refund for {oid}; you'll see it in 3-5 business days.",
+    "I understand, I'm escalating this to our delivery team right away.",
+    "Thanks for your patience. The new delivery date is {day}.",
+    "I've sent you a prepaid return label by email.",
+    "Good question! The {product} comes with a 2-year warranty.",
+    "Is there anything else I can help you with?",
+)
+_STATUSES = ("in transit", "at the local depot", "out for delivery", "awaiting carrier scan", "delayed")
+
+
+def _shout(rng: random.Random, text: str) -> str:
+    u = rng.random()
+    if u < 0.3:
+        return text.upper()
+    if u < 0.7:
+        words = text.split(" ")
+        for _ in range(rng.randint(1, 2)):
+            i = rng.randrange(len(words))
+            if len(words[i]) > 3:
+                words[i] = words[i].upper()
+        return " ".join(words)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Customers
+# --------------------------------------------------------------------------------------------
+
+class _Customer:
+    """One customer's life. Events are (ts, seq, type, fields) tuples."""
+
+    def __init__(self, idx: int, seed: int, cat: Catalogue, start: int, end: int):
+        self.idx = idx
+        self.cid = f"c{idx:06d}"
+        self.r = r = random.Random(seed * 1_000_003 + idx * 7919 + 17)
+        self.cat = cat
+        self.start, self.end = start, end
+        self.ev: list[tuple[int, int, str, dict]] = []
+        self.seq = 0
+        self.convs: list[tuple[str, bool]] = []  # (conversation_id, frustrated)
+        # habits
+        self.vip = r.random() < 0.012
+        if self.vip:
+            self.rate = r.uniform(1.0, 2.2)
+            self.segment = 2
+            self.abandon = r.uniform(0.08, 0.25)
+            self.shop = r.uniform(0.6, 0.8)
+        else:
+            self.rate = min(2.0, max(0.02, math.exp(r.gauss(math.log(0.3), 0.8))))
+            self.segment = r.choices((0, 1, 2), (0.35, 0.45, 0.2))[0]
+            self.abandon = r.betavariate(2.0, 2.6)
+            self.shop = r.uniform(0.2, 0.55)
+        self.help = r.betavariate(1.3, 10.0)
+        self.irritability = r.betavariate(2.0, 4.0)
+        self.prefs = [self._pick_cat(), self._pick_cat()]
+        self.h0 = 0.0038 * (0.3 / self.rate) ** 0.6 * r.lognormvariate(0.0, 0.35)
+        if self.vip:
+            self.h0 *= 0.15
+        # joining: most customers already exist at the start, the others join over time
+        if r.random() < 0.72:
+            self.join = start
+            self.new = False
+        else:
+            self.join = start + int(r.random() * max(DAY, end - start - DAY))
+            self.new = True
+        # latent state
+        self.bad = 0.0
+        self.sat = 0.0
+        self.frus = 0.0
+        self.t_state = self.join
+        self.fade_end: int | None = None
+        self.cart: dict[int, list] = {}  # product -> [quantity, price]
+        self.viewed: list[int] = []
+        self.wish: list[tuple[int, int]] = []  # (product, until_ts): complements of bought items
+        self.pending: list[tuple[int, int, str, Any]] = []  # experiences heap
+        self.forced: list[int] = []  # forced session times (after problems)
+        self.problem_flag = False
+        self.n_orders = 0
+        self.n_sessions = 0
+        self.n_convs = 0
+        self.late_count = 0
+
+    # ---------------------------------------------------------------- helpers
+    def _pick_cat(self) -> int:
+        cw = self.cat.cat_weight
+        x = self.r.random() * sum(cw)
+        for i, w in enumerate(cw):
+            x -= w
+            if x <= 0:
+                return i
+        return len(cw) - 1
+
+    def emit(self, ts: int, etype: str, fields: dict) -> None:
+        self.ev.append((ts, self.seq, etype, fields))
+        self.seq += 1
+
+    def product(self) -> int:
+        r, cat = self.r, self.cat
+        u = r.random()
+        if self.wish and u < 0.25:
+            return self.wish[r.randrange(len(self.wish))][0]
+        if u < 0.65:
+            a = cat.pick_in(r, self.prefs[0] if r.random() < 0.6 else self.prefs[1])
+        else:
+            a = cat.pick(r)
+        if self.segment != 1:
+            b = cat.pick_in(r, cat.cat[a])
+            if (cat.price[b] < cat.price[a]) == (self.segment == 0):
+                a = b
+        return a
+
+    def _decay(self, ts: int) -> None:
+        dt = (ts - self.t_state) / DAY
+        if dt > 0:
+            self.bad *= math.exp(-dt / 25.0)
+            self.sat *= math.exp(-dt / 40.0)
+            self.frus *= math.exp(-dt / 5.0)
+            self.t_state = ts
+
+    def hazard(self, ts: int) -> float:
+        h = self.h0 * math.exp(0.7 * self.bad - 0.3 * min(self.sat, 3.0))
+        if self.new and ts - self.join < 14 * DAY:
+            h *= 1.6
+        return h
+
+    # ---------------------------------------------------------------- life
+    def run(self) -> None:
+        r = self.r
+        cutoff = self.end - 3 * HOUR  # no session starts later: abandoned carts are decidable
+        if self.new:
+            t = self.join
+        else:
+            t = self.start + int(r.expovariate(self.rate) * DAY * 0.7)
+        last_end = self.start - DAY
+        last_check = self.join
+        while True:
+            # a forced session (after a problem) can come before the natural one
+            if self.forced:
+                ft = max(self.forced[0], last_end + SESSION_MIN_GAP)
+                if ft < t:
+                    t = ft
+            # experiences that happen before the session
+            while self.pending and self.pending[0][0] <= t:
+                ets, _s, kind, data = heapq.heappop(self.pending)
+                if self.fade_end is not None and ets > self.fade_end:
+                    continue
+                self.experience(ets, kind, data, last_end)
+                if self.forced:
+                    ft = max(self.forced[0], last_end + SESSION_MIN_GAP)
+                    if ft < t:
+                        t = ft
+            if self.forced and self.forced[0] <= t:
+                self.forced.pop(0)
+                problem = True
+            else:
+                problem = False
+            # churn hazard between the last check and this session
+            if self.fade_end is None and t > last_check:
+                self._decay(t)
+                dt = (t - last_check) / DAY
+                if r.random() < 1.0 - math.exp(-self.hazard(t) * dt):
+                    decide = last_check + int(r.random() * (t - last_check))
+                    self.fade_end = decide + int(r.uniform(4.0, 16.0) * DAY)
+                last_check = t
+            if t >= cutoff or (self.fade_end is not None and t >= self.fade_end):
+                break
+            last_end = self.session(t, problem)
+            # next natural session
+            rate = self.rate
+            if self.fade_end is not None:
+                rate *= 0.3
+            if self.wish and r.random() < 0.5:
+                gap = int(r.uniform(0.3, 3.0) * DAY)
+            else:
+                gap = int(r.expovariate(rate) * DAY)
+            t = last_end + max(SESSION_MIN_GAP, gap)
+            hour = (t % DAY) / HOUR
+            if hour < 7.0 and r.random() < 0.85:
+                t += int((7.0 - hour + r.random() * 14.0) * HOUR)
+        # remaining experiences still produce chats while the customer is around
+        stop = self.end if self.fade_end is None else min(self.end, self.fade_end)
+        while self.pending and self.pending[0][0] < stop:
+            ets, _s, kind, data = heapq.heappop(self.pending)
+            self.experience(ets, kind, data, last_end, sessions=False)
+
+    # ---------------------------------------------------------------- experiences
+    def push(self, ts: int, kind: str, data: Any = None) -> None:
+        heapq.heappush(self.pending, (ts, self.seq, kind, data))
+        self.seq += 1
+
+    def experience(self, ts: int, kind: str, data: Any, last_end: int, sessions: bool = True) -> None:
+        r = self.r
+        self._decay(ts)
+        chat_p = 0.0
+        problem_p = 0.0
+        if kind == "late":
+            self.late_count += 1
+            self.bad += 1.0
+            self.frus += 0.35
+            chat_p, problem_p = 0.3 + 0.5 * self.help, 0.5
+        elif kind == "lost":
+            self.bad += 1.8
+            self.frus += 0.55
+            chat_p, problem_p = 0.55 + 0.4 * self.help, 0.7
+        elif kind == "delay":
+            self.bad += 0.35
+            self.frus += 0.15
+            chat_p, problem_p = 0.12 + 0.3 * self.help, 0.25
+        elif kind == "return":
+            self.bad += 0.3
+            self.frus += 0.1
+            chat_p, problem_p = 0.2 + 0.4 * self.help, 0.3
+        elif kind == "refund":
+            self.bad += 0.2
+        elif kind == "delivered":
+            self.bad = max(0.0, self.bad - 0.35)
+            self.sat += 0.3
+        elif kind == "failed_search":
+            self.bad += 0.1
+            self.frus += 0.05
+            chat_p = 0.04 + 0.2 * self.help
+        elif kind == "question":
+            chat_p = 1.0
+        self.frus = min(self.frus, 1.5)
+        if chat_p and r.random() < chat_p:
+            self.chat(ts + int(r.uniform(2 * MIN, 5 * HOUR)) if kind != "question" else ts,
+                      "question" if kind == "question" else kind, data)
+        if sessions and problem_p and r.random() < problem_p:
+            self.problem_flag = True
+            heapq_t = ts + int(r.uniform(5 * MIN, 8 * HOUR))
+            self.forced.append(heapq_t)
+            self.forced.sort()
+
+    # ---------------------------------------------------------------- sessions
+    def session(self, t: int, problem: bool) -> int:
+        r, cat = self.r, self.cat
+        sid = f"s{self.idx:06d}{self.n_sessions:04d}"
+        self.n_sessions += 1
+        emit = self.emit
+        t0 = t
+        self.wish = [w for w in self.wish if w[1] > t]
+
+        def step(lo: float = 4.0, median: float = 35.0, hi: float = 540.0) -> int:
+            return int(min(hi, max(lo, r.lognormvariate(math.log(median), 0.8))) * SEC) + r.randrange(SEC)
+
+        if problem:
+            emit(t, "page_view", {"session_id": sid, "page": r.choice(("/account/orders", "/", "/help"))})
+            n_help = r.randint(3, 5) if r.random() < 0.65 else r.randint(1, 2)
+            for i in range(n_help):
+                t += step(10, 60, 420)
+                emit(t, "help_view", {"session_id": sid, "page": r.choice(_HELP_PAGES)})
+                if i == 0 and r.random() < 0.25 + 0.15 * min(self.bad, 2.0):
+                    t += step()
+                    emit(t, "search", {"session_id": sid, "query": r.choice(_EXIT_QUERIES), "results": r.randint(1, 6)})
+            if r.random() < 0.4:
+                t += step()
+                emit(t, "page_view", {"session_id": sid, "page": "/account/orders"})
+            return t
+
+        need_add_first = bool(self.cart)  # a previous episode was abandoned
+        u = r.random()
+        if self.cart and u < 0.45:
+            mode = "resume"
+        elif u < self.shop * (0.5 if self.fade_end is not None else 1.0):
+            mode = "shop"
+        else:
+            mode = "browse"
+        first_page = "/cart" if mode == "resume" else r.choice(_PAGES[:4] + (f"/c/{cat.cat_names[self.prefs[0]]}",))
+        emit(t, "page_view", {"session_id": sid, "page": first_page})
+        n_actions = r.randint(2, 9) if mode == "browse" else r.randint(3, 12)
+        adds_wanted = 0 if mode == "browse" else r.choice((1, 1, 1, 2, 2, 3))
+        if mode == "browse" and r.random() < 0.15:
+            adds_wanted = 1
+        adds = 0
+        last_p = -1
+        for _i in range(n_actions):
+            t += step()
+            if t - t0 > 90 * MIN:
+                break
+            u = r.random()
+            if u < 0.12:
+                # search
+                if r.random() < 0.06:
+                    q = r.choice(_FAILED_QUERIES)
+                    emit(t, "search", {"session_id": sid, "query": q, "results": 0})
+                    if r.random() < 0.5:
+                        self.push(t + 1, "failed_search", q)
+                elif r.random() < 0.01 + 0.1 * min(self.bad, 2.0):
+                    emit(t, "search", {"session_id": sid, "query": r.choice(_EXIT_QUERIES), "results": r.randint(1, 5)})
+                else:
+                    p = self.product()
+                    noun = cat.nouns[cat.cat[p]]
+                    q = r.choice((noun, f"{cat.names[p].split(' ')[0]} {noun}", f"cheap {noun}", f"best {noun}",
+                                  cat.names[p].lower(), f"{noun} deals"))
+                    emit(t, "search", {"session_id": sid, "query": q, "results": r.randint(3, 60)})
+                    last_p = p
+                    t += step()
+                    emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[p], "price": cat.price[p]})
+                    self.viewed.append(p)
+            elif u < 0.18:
+                emit(t, "page_view", {"session_id": sid, "page": r.choice(_PAGES)})
+            elif u < 0.18 + 0.25 * self.help:
+                emit(t, "help_view", {"session_id": sid, "page": r.choice(_HELP_PAGES)})
+            else:
+                if last_p >= 0 and cat.complements[last_p] and r.random() < 0.35:
+                    p = r.choice(cat.complements[last_p])
+                else:
+                    p = self.product()
+                emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[p], "price": cat.price[p]})
+                self.viewed.append(p)
+                last_p = p
+                if r.random() < 0.01:
+                    self.push(t + 1, "question", p)
+            # cart actions
+            if adds < adds_wanted and last_p >= 0 and r.random() < 0.55:
+                t += step(3, 20, 300)
+                q = 1 if r.random() < 0.88 else r.randint(2, 3)
+                price = cat.price[last_p]
+                item = self.cart.get(last_p)
+                if item:
+                    item[0] += q
+                else:
+                    self.cart[last_p] = [q, price]
+                emit(t, "add_to_cart", {"session_id": sid, "product_id": cat.ids[last_p], "price": price, "quantity": q})
+                adds += 1
+                need_add_first = False
+            elif (not need_add_first) and self.cart and r.random() < 0.05:
+                t += step(3, 20, 300)
+                self._remove(t, sid)
+        # tail: resume needs an add first
+        if mode == "resume" and need_add_first:
+            p = self.product()
+            t += step()
+            emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[p], "price": cat.price[p]})
+            t += step(3, 20, 300)
+            price = cat.price[p]
+            item = self.cart.get(p)
+            if item:
+                item[0] += 1
+            else:
+                self.cart[p] = [1, price]
+            emit(t, "add_to_cart", {"session_id": sid, "product_id": cat.ids[p], "price": price, "quantity": 1})
+            need_add_first = False
+        if self.cart and not need_add_first:
+            u = r.random()
+            if u < 0.04:
+                # removes everything: the episode ends without abandonment
+                while self.cart:
+                    t += step(3, 15, 120)
+                    self._remove(t, sid)
+            else:
+                p_checkout = 1.0 - self.abandon
+                if mode == "browse":
+                    p_checkout *= 0.4
+                if mode == "resume":
+                    p_checkout = min(0.95, p_checkout + 0.3)
+                if self.fade_end is not None:
+                    p_checkout *= 0.6
+                if r.random() < p_checkout:
+                    t += step(5, 40, 400)
+                    emit(t, "checkout_started", {"session_id": sid})
+                    if r.random() < 0.06:
+                        pass  # payment trouble: leaves, the cart is abandoned
+                    else:
+                        t += step(15, 70, 500)
+                        self.place_order(t)
+                # else: the customer simply stops touching the cart
+        # a few more views after the cart (or none)
+        for _ in range(r.choice((0, 0, 1, 2))):
+            t += step()
+            p = self.product()
+            emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[p], "price": cat.price[p]})
+        if len(self.viewed) > 20:
+            del self.viewed[:-20]
+        return t
+
+    def _remove(self, t: int, sid: str) -> None:
+        keys = sorted(self.cart)
+        p = keys[self.r.randrange(len(keys))]
+        q = self.cart.pop(p)[0]
+        self.emit(t, "remove_from_cart", {"session_id": sid, "product_id": self.cat.ids[p], "quantity": q})
+
+    # ---------------------------------------------------------------- orders
+    def place_order(self, t: int) -> None:
+        r, cat = self.r, self.cat
+        oid = f"o{self.idx:06d}{self.n_orders:04d}"
+        self.n_orders += 1
+        items = [{"product_id": cat.ids[p], "quantity": qp[0], "price": qp[1]} for p, qp in sorted(self.cart.items())]
+        products = sorted(self.cart)
+        total = round(sum(qp[0] * qp[1] for qp in self.cart.values()), 2)
+        self.cart = {}
+        promised = (t // DAY) * DAY + r.choice((2, 2, 3, 3, 3, 4, 5)) * DAY + r.choice((12, 18, 20)) * HOUR
+        emit = self.emit
+        emit(t, "order_placed", {"order_id": oid, "items": items, "total": total, "currency": "EUR",
+                                 "promised_delivery_ts": iso(promised)})
+        # complements of what was bought: wanted within days
+        for p in products:
+            for c in cat.complements[p]:
+                if r.random() < 0.3:
+                    self.wish.append((c, t + int(r.uniform(1, 10) * DAY)))
+        name = cat.names[products[0]] if products else "item"
+        info = {"oid": oid, "product": name, "promised": promised}
+        if r.random() < 0.03:
+            emit(t + int(r.uniform(10 * MIN, 10 * HOUR)), "order_cancelled",
+                 {"order_id": oid, "reason": r.choice(_CANCEL_REASONS)})
+            return
+        cidx = bisect.bisect_right(_CARRIER_CUM, r.random() * _CARRIER_CUM[-1])
+        carrier, _share, late_rate, lost_rate = _CARRIERS[min(cidx, len(_CARRIERS) - 1)]
+        info["carrier"] = carrier
+        ship = t + int(r.uniform(3 * HOUR, 28 * HOUR))
+        promise = promised
+        shipped = {"order_id": oid, "carrier": carrier}
+        if r.random() < 0.08:
+            promise = promised + r.choice((-1, 1)) * DAY
+            if promise < ship + 12 * HOUR:
+                promise = promised + DAY
+            shipped["promised_delivery_ts"] = iso(promise)
+        emit(ship, "order_shipped", shipped)
+        u = r.random()
+        if u < lost_rate:
+            if r.random() < 0.4:
+                emit(promise - int(r.uniform(0, 20 * HOUR)), "order_delayed",
+                     {"order_id": oid, "reason": "parcel_not_found"})
+            self.push(promise + int(r.uniform(6 * HOUR, 2 * DAY)), "lost", info)
+            if r.random() < 0.6:
+                emit(promise + int(r.uniform(5, 9) * DAY), "refund_issued",
+                     {"order_id": oid, "amount": total, "reason": "lost_parcel"})
+            return
+        if u < lost_rate + late_rate:
+            if r.random() < 0.55:
+                lateness = int(r.uniform(2.3 * HOUR, 22 * HOUR))
+            else:
+                lateness = int(r.uniform(1.0, 6.0) * DAY)
+            delivered = promise + lateness
+            if r.random() < 0.55:
+                lo = ship + HOUR
+                hi = min(delivered, promise) - 5 * MIN
+                dts = lo + int(r.random() * max(0, hi - lo))
+                f = {"order_id": oid, "reason": r.choice(_DELAY_REASONS)}
+                if r.random() < 0.7:
+                    f["promised_delivery_ts"] = iso(delivered + int(r.uniform(0, 8 * HOUR)))
+                emit(dts, "order_delayed", f)
+                self.push(dts, "delay", info)
+            self.push(min(delivered, promise + int(r.uniform(2, 10) * HOUR)), "late", info)
+        elif u < lost_rate + late_rate + 0.05:
+            delivered = promise + int(r.uniform(10 * MIN, 110 * MIN))  # a bit late, within grace
+        else:
+            delivered = promise - int(r.uniform(0, 30 * HOUR))
+            delivered = max(delivered, ship + 6 * HOUR)
+            if r.random() < 0.015:  # carrier warns, then makes it anyway
+                emit(ship + int((delivered - ship) * r.uniform(0.2, 0.8)), "order_delayed",
+                     {"order_id": oid, "reason": r.choice(_DELAY_REASONS)})
+        emit(delivered, "order_delivered", {"order_id": oid, "carrier": carrier})
+        if delivered <= promise + GRACE:
+            self.push(delivered, "delivered", info)
+        if r.random() < (0.06 if delivered <= promise + GRACE else 0.12):
+            rts = delivered + int(r.uniform(1, 10) * DAY)
+            emit(rts, "return_requested", {"order_id": oid, "reason": r.choice(_RETURN_REASONS)})
+            self.push(rts, "return", info)
+            if r.random() < 0.75:
+                emit(rts + int(r.uniform(2, 7) * DAY), "refund_issued", {"order_id": oid, "amount": total})
+
+    # ---------------------------------------------------------------- chats
+    def chat(self, t: int, topic: str, data: Any) -> None:
+        r, cat = self.r, self.cat
+        if self.fade_end is not None and t >= self.fade_end:
+            return
+        self._decay(t)
+        if topic == "question":
+            p_frus = 0.03 + 0.12 * self.irritability + 0.3 * self.frus
+        else:
+            p_frus = 0.04 + 0.3 * self.irritability + 0.75 * min(self.frus, 1.0)
+        frustrated = r.random() < min(0.95, p_frus)
+        conv = f"v{self.idx:06d}{self.n_convs:03d}"
+        self.n_convs += 1
+        if isinstance(data, dict):
+            oid, product = data["oid"], data["product"]
+            day = _DAYNAMES[(data["promised"] // DAY + 3) % 7]
+            carrier = data.get("carrier", "the carrier")
+        else:
+            oid = f"o{self.idx:06d}{max(0, self.n_orders - 1):04d}"
+            product = cat.names[data] if isinstance(data, int) else cat.names[cat.pick(r)]
+            day = r.choice(_DAYNAMES)
+            carrier = "the carrier"
+        thing = data if isinstance(data, str) else r.choice(_FAILED_QUERIES)
+        fill = {"oid": oid, "product": product, "product2": cat.names[cat.pick(r)], "day": day,
+                "thing": thing, "nth": r.choice(("second", "third", "fourth")), "carrier": carrier,
+                "aname": r.choice(_AGENT_NAMES), "pct": r.choice((5, 10, 15, 20)),
+                "status": r.choice(_STATUSES)}
+        key = topic if topic in _CALM_BODY else "late"
+        msgs: list[tuple[int, str, str]] = []
+
+        def cust_first() -> str:
+            if frustrated:
+                s = r.choice(_ANGRY_BODY[key]).format(**fill)
+                if r.random() < 0.45:
+                    s = f"{r.choice(_ANGRY_PRE)}, {s}"
+                s = _shout(r, s) + r.choice(_ANGRY_END)
+                for _ in range(r.choice((0, 1, 1, 2))):
+                    s += " " + _shout(r, r.choice(_ANGRY_POST)) + r.choice(_ANGRY_END)
+                return s
+            s = r.choice(_CALM_BODY[key]).format(**fill)
+            o = r.choice(_CALM_OPEN)
+            s = f"{o} {s}" if o else s[0].upper() + s[1:]
+            c = r.choice(_CALM_CLOSE)
+            return f"{s} {c}" if c else s
+
+        def cust_next() -> str:
+            if frustrated:
+                s = r.choice(_ANGRY_FOLLOW).format(**fill)
+                if r.random() < 0.4:
+                    s += ". " + r.choice(_ANGRY_POST)
+                return _shout(r, s) + r.choice(_ANGRY_END)
+            return r.choice(_CALM_FOLLOW).format(**fill)
+
+        def cust_wait(waited_min: int) -> str:
+            if frustrated:
+                return _shout(r, r.choice(_ANGRY_WAIT).format(n=waited_min)) + r.choice(_ANGRY_END[:3])
+            return r.choice(_CALM_WAIT)
+
+        n_cust = r.randint(3, 7) if frustrated else r.randint(1, 3)
+        wants_human = r.random() < (0.4 if frustrated else 0.06)
+        human_at = r.randrange(n_cust) if wants_human else -1
+        reply_by = "bot" if r.random() < 0.5 else "agent"
+        for i in range(n_cust):
+            text = cust_first() if i == 0 else cust_next()
+            if i == human_at:
+                h = r.choice(_ANGRY_HUMAN if frustrated else _CALM_HUMAN)
+                if frustrated:
+                    h = _shout(r, h) if r.random() < 0.5 else h
+                text = h if r.random() < 0.5 else f"{text} {h}"
+            msgs.append((t, "customer", text))
+            if i == n_cust - 1 and r.random() < 0.5:
+                break
+            # reply, sometimes slow: the customer writes again (3 in a row within 10 min)
+            if r.random() < (0.35 if frustrated else 0.1):
+                t1 = t
+                for _ in range(2 if (frustrated or r.random() < 0.3) else 0):
+                    t1 += int(r.uniform(1 * MIN, 4 * MIN))
+                    msgs.append((t1, "customer", cust_wait((t1 - t) // MIN + 1)))
+                t = t + int(r.uniform(11 * MIN, 25 * MIN))
+                t = max(t, t1 + 30 * SEC)
+            else:
+                t += int(r.uniform(15 * SEC, 4 * MIN))
+            sender = reply_by
+            if reply_by == "bot" and i >= 1:
+                sender = "agent"
+            pool = _BOT_TEXT if sender == "bot" else _AGENT_TEXT
+            msgs.append((t, sender, r.choice(pool).format(**fill)))
+            t += int(r.uniform(20 * SEC, 5 * MIN))
+        # outcome
+        closed: dict | None = None
+        if frustrated:
+            if r.random() >= 0.22:  # else abandoned: no chat_closed at all
+                esc = r.random() < (0.75 if human_at >= 0 else 0.5)
+                csat = r.choices((1, 2, 3, 4, 5), (0.45, 0.25, 0.15, 0.1, 0.05))[0]
+                closed = {"escalated": esc, "csat": csat}
+        else:
+            if r.random() >= 0.03:
+                esc = r.random() < (0.3 if human_at >= 0 else 0.04)
+                csat = r.choices((1, 2, 3, 4, 5), (0.03, 0.05, 0.15, 0.35, 0.42))[0]
+                closed = {"escalated": esc, "csat": csat}
+                if r.random() < 0.1 and not esc:
+                    del closed["csat"]
+        last = msgs[-1][0]
+        end_ts = last + int(r.uniform(1 * MIN, 15 * MIN))
+        if end_ts >= self.end or (self.fade_end is not None and end_ts >= self.fade_end):
+            return  # the conversation would not fit: it does not happen
+        for ts, sender, text in msgs:
+            self.emit(ts, "chat_message", {"conversation_id": conv, "sender": sender, "text": text})
+        if closed is not None:
+            closed = {"conversation_id": conv, **closed}
+            self.emit(end_ts, "chat_closed", closed)
+        self.convs.append((conv, frustrated))
+        self._decay(end_ts)
+        if frustrated:
+            self.bad += 0.8
+            self.frus = min(1.5, self.frus + 0.2)
+        elif closed is not None and closed.get("csat", 3) >= 4:
+            self.bad = max(0.0, self.bad - 0.2)
+            self.frus *= 0.6
+
+
+# --------------------------------------------------------------------------------------------
+# Truth from emitted events
+# --------------------------------------------------------------------------------------------
+
+def compute_cart_truth(events: list[tuple[int, str, dict]], end: int) -> list[tuple[bool, int]]:
+    """Cart episodes of one customer from its (ts, type, fields) events sorted by ts.
+
+    Returns (abandoned, last_activity_ts) per episode. ``events`` holds product ids in fields.
+    """
+    out: list[tuple[bool, int]] = []
+    cart: dict[str, int] = {}
+    open_ = False
+    last = 0
+    for ts, etype, f in events:
+        if etype not in CART_ACTIVITY and etype != "order_placed":
+            continue
+        if open_ and cart and ts > last + IDLE:
+            out.append((True, last))
+            open_ = False
+        if etype == "add_to_cart":
+            if not open_:
+                open_ = True
+            cart[f["product_id"]] = cart.get(f["product_id"], 0) + f.get("quantity", 1)
+            last = ts
+        elif etype == "remove_from_cart":
+            if open_:
+                last = ts
+            cart.pop(f["product_id"], None)
+            if open_ and not cart:
+                out.append((False, last))
+                open_ = False
+        elif etype == "checkout_started":
+            if open_:
+                last = ts
+        else:  # order_placed
+            cart = {}
+            if open_:
+                out.append((False, last))
+                open_ = False
+    if open_ and cart:
+        out.append((last + IDLE <= end, last))
+    return out
+
+
+def compute_order_truth(events: list[tuple[int, str, dict]], end: int) -> dict[str, bool]:
+    """Late orders of one customer from its (ts, type, fields) events sorted by ts."""
+    placed: dict[str, int] = {}
+    order: list[str] = []
+    done: dict[str, int] = {}
+    delivered: dict[str, int] = {}
+    delayed: dict[str, int] = {}
+    for ts, etype, f in events:
+        oid = f.get("order_id")
+        if etype == "order_placed":
+            placed[oid] = parse_ts(f["promised_delivery_ts"])
+            order.append(oid)
+        elif etype in ("order_delivered", "order_cancelled"):
+            done.setdefault(oid, ts)
+            if etype == "order_delivered":
+                delivered.setdefault(oid, ts)
+        elif etype == "order_delayed":
+            delayed.setdefault(oid, ts)
+    out: dict[str, bool] = {}
+    for oid in order:
+        due = placed[oid] + GRACE
+        fin = done.get(oid)
+        if fin is not None and fin < due:
+            out[oid] = False
+            continue
+        d = delayed.get(oid)
+        reported = d is not None and (fin is None or d < fin)
+        dl = delivered.get(oid)
+        late_delivery = dl is not None and dl > due
+        never = fin is None and due < end
+        out[oid] = reported or late_delivery or never
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# generate
+# --------------------------------------------------------------------------------------------
+
+_BAD_KINDS = (  # kind, weight
+    ("truncated_json", 0.14), ("garbage_bytes", 0.08), ("missing_field", 0.14),
+    ("price_string", 0.08), ("quantity_zero", 0.07), ("ts_no_offset", 0.08), ("unknown_type", 0.07),
+    ("duplicate", 0.22), ("late", 0.12),
+)
+_UNKNOWN_TYPES = ("wishlist_add", "page_vieww", "coupon_applied", "ORDER_PLACED", "login", "")
+
+
+def generate(customers: int, days: int, seed: int, out_dir: Path, start: str = "2026-01-05T00:00:00Z",
+             bad_share: float = 0.005) -> dict:
+    """Simulate ``customers`` customers for ``days`` days; write events.jsonl and truth.jsonl.
+
+    Returns stats: events (real events), lines (all lines written), bad (count per bad kind),
+    bad_lines, customers, orders, conversations, carts, and the truth shares.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start_ms = parse_ts(start)
+    end_ms = start_ms + days * DAY
+    cat = Catalogue(random.Random(seed * 31 + 7))
+
+    rows: list[tuple[int, int, int, bytes]] = []  # (ts, customer, seq, body)
+    truth_customers: list[bytes] = []
+    truth_carts: list[bytes] = []
+    truth_orders: list[bytes] = []
+    truth_convs: list[bytes] = []
+    n = dict(orders=0, late=0, carts=0, abandoned=0, conversations=0, frustrated=0, human=0, churned=0)
+    cids: list[str] = []
+    for idx in range(customers):
+        c = _Customer(idx, seed, cat, start_ms, end_ms)
+        c.run()
+        cid = c.cid
+        cids.append(cid)
+        evs = [e for e in c.ev if start_ms <= e[0] < end_ms]
+        evs.sort(key=lambda e: (e[0], e[1]))
+        # truth from the emitted events
+        simple = [(e[0], e[2], e[3]) for e in evs]
+        cart_view = [(ts, et, {**f, "product_id": f.get("product_id")}) for ts, et, f in simple
+                     if et in CART_ACTIVITY or et == "order_placed"]
+        for abandoned, last in compute_cart_truth(cart_view, end_ms):
+            truth_carts.append(orjson.dumps({"kind": "cart", "customer_id": cid, "abandoned": abandoned,
+                                             "last_activity_ts": iso(last)}))
+            n["carts"] += 1
+            n["abandoned"] += abandoned
+        for oid, late in compute_order_truth([s for s in simple if s[1].startswith("order_")], end_ms).items():
+            truth_orders.append(orjson.dumps({"kind": "order", "order_id": oid, "customer_id": cid, "late": late}))
+            n["orders"] += 1
+            n["late"] += late
+        human: dict[str, bool] = {}
+        for _ts, et, f in simple:
+            if et == "chat_message" and f["sender"] == "customer" and HUMAN_RE.search(f["text"]):
+                human[f["conversation_id"]] = True
+        for conv, frus in c.convs:
+            h = human.get(conv, False)
+            truth_convs.append(orjson.dumps({"kind": "conversation", "conversation_id": conv, "customer_id": cid,
+                                             "frustrated": frus, "human_requested": h}))
+            n["conversations"] += 1
+            n["frustrated"] += frus
+            n["human"] += h
+        churned = c.fade_end is not None and c.fade_end <= end_ms and bool(evs)
+        churn_ts = iso(evs[-1][0]) if churned else None
+        n["churned"] += churned
+        truth_customers.append(orjson.dumps({"kind": "customer", "customer_id": cid, "churned": churned,
+                                             "churn_ts": churn_ts}))
+        for ts, seq, et, f in evs:
+            body = orjson.dumps({"type": et, "customer_id": cid, "ts": iso(ts), **f})
+            rows.append((ts, idx, seq, body))
+    rows.sort()
+    n_real = len(rows)
+    lines: list[bytes] = [b'{"event_id":"e%09d",' % i + row[3][1:] for i, row in enumerate(rows)]
+    ts_list = [row[0] for row in rows]
+    cust_of = [row[1] for row in rows]
+    del rows
+
+    # ---------------------------------------------------------------- bad input
+    rb = random.Random(seed * 131 + 3)
+    n_bad = int(round(bad_share * n_real))
+    kinds = [k for k, _ in _BAD_KINDS]
+    kcum = _cumulate([w for _, w in _BAD_KINDS])
+    bad_counts = {k: 0 for k in kinds}
+    inserts: list[tuple[int, int, bytes]] = []  # (insert before index, order, line)
+    next_id = n_real
+    for j in range(n_bad if n_real else 0):
+        kind = kinds[min(len(kinds) - 1, bisect.bisect_right(kcum, rb.random() * kcum[-1]))]
+        src = rb.randrange(n_real)
+        if kind == "duplicate":
+            delay = int(math.exp(rb.uniform(math.log(2 * SEC), math.log(6 * HOUR))))
+            pos = bisect.bisect_right(ts_list, ts_list[src] + delay)
+            pos = max(pos, src + 1)
+            inserts.append((pos, j, lines[src]))
+        elif kind == "late":
+            obj = orjson.loads(lines[src])
+            late_ts = ts_list[src] - int(rb.uniform(6 * MIN, 60 * MIN))
+            if late_ts < start_ms:
+                late_ts = ts_list[src] - 6 * MIN
+            ev = {"event_id": f"e{next_id:09d}", "type": "page_view", "customer_id": obj["customer_id"],
+                  "ts": iso(late_ts), "session_id": obj.get("session_id") or f"s{cust_of[src]:06d}late{j}",
+                  "page": rb.choice(_PAGES)}
+            next_id += 1
+            inserts.append((src + 1, j, orjson.dumps(ev)))
+        else:
+            pos = rb.randrange(n_real + 1)
+            line = lines[src]
+            if kind == "truncated_json":
+                out = line[: rb.randrange(5, len(line) - 1)]
+            elif kind == "garbage_bytes":
+                size = rb.randint(8, 120)
+                out = bytes(rb.choice(b"abcdefXYZ{}[]:,\"0123456789 \x80\xff\xfe\xc3") for _ in range(size))
+                out = out.replace(b"\n", b" ").replace(b"\r", b" ")
+                if rb.random() < 0.5:
+                    out = line[: rb.randrange(5, len(line) - 1)] + b"\xff\xfe" + out
+                else:
+                    out = b"\xff" + out  # never valid UTF-8
+            else:
+                obj = orjson.loads(line)
+                obj["event_id"] = f"e{next_id:09d}"
+                next_id += 1
+                if kind == "missing_field":
+                    required = ["event_id", "type", "customer_id", "ts"]
+                    et = obj["type"]
+                    if "session_id" in obj:
+                        required.append("session_id")
+                    if et in ("product_view",) + CART_ACTIVITY[:2]:
+                        required.append("product_id")
+                    if et == "add_to_cart":
+                        required.append("price")
+                    if "order_id" in obj:
+                        required.append("order_id")
+                    if "conversation_id" in obj:
+                        required.append("conversation_id")
+                    if et == "chat_message":
+                        required += ["sender", "text"]
+                    if et == "order_placed":
+                        required += ["total", "promised_delivery_ts"]
+                    del obj[rb.choice(required)]
+                elif kind == "price_string":
+                    obj["type"] = "add_to_cart"
+                    obj.setdefault("session_id", f"s{cust_of[src]:06d}x")
+                    obj.setdefault("product_id", cat.ids[cat.pick(rb)])
+                    obj["price"] = f"{rb.uniform(1, 500):.2f}"
+                    obj["quantity"] = 1
+                elif kind == "quantity_zero":
+                    obj["type"] = "add_to_cart"
+                    obj.setdefault("session_id", f"s{cust_of[src]:06d}x")
+                    obj.setdefault("product_id", cat.ids[cat.pick(rb)])
+                    obj.setdefault("price", cat.price[cat.pick(rb)])
+                    obj["quantity"] = 0
+                elif kind == "ts_no_offset":
+                    obj["ts"] = obj["ts"][:-1] if rb.random() < 0.6 else obj["ts"][:19]
+                else:  # unknown_type
+                    obj["type"] = rb.choice(_UNKNOWN_TYPES)
+                out = orjson.dumps(obj)
+            inserts.append((pos, j, out))
+        bad_counts[kind] += 1
+    inserts.sort(key=lambda x: (x[0], x[1]))
+
+    with open(out_dir / "events.jsonl", "wb") as fh:
+        k = 0
+        buf: list[bytes] = []
+        for i, line in enumerate(lines):
+            while k < len(inserts) and inserts[k][0] <= i:
+                buf.append(inserts[k][2])
+                k += 1
+            buf.append(line)
+            if len(buf) >= 8192:
+                fh.write(b"\n".join(buf) + b"\n")
+                buf = []
+        while k < len(inserts):
+            buf.append(inserts[k][2])
+            k += 1
+        if buf:
+            fh.write(b"\n".join(buf) + b"\n")
+    with open(out_dir / "truth.jsonl", "wb") as fh:
+        for group in (truth_customers, truth_carts, truth_orders, truth_convs):
+            if group:
+                fh.write(b"\n".join(group) + b"\n")
+
+    n_bad_total = sum(bad_counts.values())
+    return {
+        "events": n_real + bad_counts["late"],
+        "real_events": n_real,
+        "lines": n_real + n_bad_total,
+        "bad": bad_counts,
+        "bad_lines": n_bad_total,
+        "customers": customers,
+        "days": days,
+        "orders": n["orders"],
+        "conversations": n["conversations"],
+        "carts": n["carts"],
+        "churned": n["churned"],
+        "late_orders": n["late"],
+        "abandoned_carts": n["abandoned"],
+        "frustrated_conversations": n["frustrated"],
+        "human_requests": n["human"],
+        "start": iso(start_ms),
+        "end": iso(end_ms),
+    }

@@ -1,0 +1,53 @@
+"""The contract's numbers and word lists, converted once to what the state machine uses (ms, matchers)."""
+
+from __future__ import annotations
+
+from config.settings import Settings, ms
+from operators.text import WordMatcher
+
+
+class RuleConfig:
+    """Plain attributes read on the hot path; built from :class:`Settings` once per worker."""
+
+    def __init__(self, s: Settings | None = None):
+        s = s or Settings()
+        self.lateness = ms(s.time.lateness)
+        self.dedup_window = ms(s.time.dedup_window)
+        self.cart_idle = ms(s.abandoned_cart.idle)
+        self.currency = s.abandoned_cart.currency
+        self.grace = ms(s.delay_apology.grace)
+        self.credit_rate = s.delay_apology.credit_rate
+        self.credit_min = s.delay_apology.credit_min
+        self.credit_max = s.delay_apology.credit_max
+        self.credit_tier = dict(s.delay_apology.tier_multiplier)
+        self.human = WordMatcher(s.escalation.human_words)
+        self.unanswered_count = s.escalation.unanswered_count
+        self.unanswered_window = ms(s.escalation.unanswered_window)
+        self.frustration_threshold = s.escalation.frustration_threshold
+        self.text_max = s.escalation.text_max_chars
+        self.last_messages = s.escalation.last_messages
+        self.churn_threshold = s.proactive.churn_threshold
+        self.session_gap = ms(s.proactive.session_gap)
+        self.rescore_every = ms(s.proactive.rescore_every)
+        self.help_views = s.proactive.help_views
+        self.help_window = ms(s.proactive.help_window)
+        self.exit_intent = WordMatcher(s.proactive.exit_words)
+        self.regular_orders = s.tiers.regular_orders
+        self.vip_orders = s.tiers.vip_orders
+        self.vip_spend = s.tiers.vip_spend
+        self.churn_horizon = ms(s.labels.churn_horizon)
+        self.conversation_abandoned = ms(s.labels.conversation_abandoned)
+        self.frustrated_csat = s.labels.frustrated_csat
+        self.max_pending = s.labels.max_pending
+        self.closed_memory = max(self.churn_horizon, self.dedup_window)
+
+    def tier(self, order_count: int, spend: float) -> str:
+        if order_count >= self.vip_orders or (order_count and spend >= self.vip_spend):
+            return "vip"
+        if order_count >= self.regular_orders:
+            return "regular"
+        return "new"
+
+    def suggested_credit(self, total: float | None, tier: str) -> float:
+        raw = (total or 0.0) * self.credit_rate * self.credit_tier.get(tier, 1.0)
+        return round(min(self.credit_max, max(self.credit_min, raw)), 2)

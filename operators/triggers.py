@@ -1,0 +1,117 @@
+"""What the rules hand to policy, and what policy hands to the sinks."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Optional
+
+from operators.events import format_ts
+
+SCHEMA_VERSION = 1
+TRIGGER_TYPES = ("abandoned_cart", "delay_apology", "proactive_outreach", "escalation")
+MARKETING = frozenset({"abandoned_cart", "proactive_outreach"})
+PRIORITIES = ("low", "normal", "high", "urgent")
+TIERS = ("new", "regular", "vip")
+_BASE_PRIORITY = {"abandoned_cart": 0, "proactive_outreach": 0, "delay_apology": 1, "escalation": 1}
+
+
+def trigger_id(type: str, customer_id: str, key: str) -> str:
+    """Deterministic and unique per trigger: the same input always gives the same id."""
+    return hashlib.blake2b(f"{type}\x1f{customer_id}\x1f{key}".encode(), digest_size=12).hexdigest()
+
+
+def priority(type: str, tier: str, score: Optional[float]) -> str:
+    """Rises one step per tier above ``new`` and one more for a score of 0.9 or above."""
+    level = _BASE_PRIORITY[type] + TIERS.index(tier) + (1 if score is not None and score >= 0.9 else 0)
+    return PRIORITIES[min(level, len(PRIORITIES) - 1)]
+
+
+class Candidate:
+    """A trigger a rule wants to send; policy decides whether it goes out.
+
+    ``key`` makes the trigger unique (cart due time, order id, conversation id...). A candidate
+    with a ``threshold`` waits for a model score and goes out only when ``score >= threshold``.
+    """
+
+    __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold")
+
+    def __init__(self, type: str, customer_id: str, event_ts: int, reasons: list[str], payload: dict,
+                 key: str, tier: str = "new", score: Optional[float] = None, threshold: Optional[float] = None):
+        self.type = type
+        self.customer_id = customer_id
+        self.event_ts = event_ts
+        self.reasons = reasons
+        self.payload = payload
+        self.key = key
+        self.tier = tier
+        self.score = score
+        self.threshold = threshold
+
+    @property
+    def trigger_id(self) -> str:
+        return trigger_id(self.type, self.customer_id, self.key)
+
+    def to_trigger(self, emitted_at: str = "") -> dict[str, Any]:
+        return {
+            "trigger_id": self.trigger_id,
+            "type": self.type,
+            "customer_id": self.customer_id,
+            "event_ts": format_ts(self.event_ts),
+            "emitted_at": emitted_at,
+            "priority": priority(self.type, self.tier, self.score),
+            "reasons": list(self.reasons),
+            "score": self.score,
+            "payload": self.payload,
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    def __repr__(self) -> str:
+        return f"Candidate({self.type}, {self.customer_id}, {format_ts(self.event_ts)}, {self.reasons})"
+
+    def __reduce__(self):
+        return (Candidate, (self.type, self.customer_id, self.event_ts, self.reasons, self.payload, self.key,
+                            self.tier, self.score, self.threshold))
+
+
+class Suppressed:
+    """A candidate policy held back, with the clause that did it (counted, never emitted)."""
+
+    __slots__ = ("candidate", "reason")
+
+    def __init__(self, candidate: Candidate, reason: str):
+        self.candidate = candidate
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Suppressed({self.candidate!r}, {self.reason})"
+
+
+class Notice:
+    """Context a later step needs from the customer's state machine (a DAG has no way back)."""
+
+    __slots__ = ("kind", "customer_id", "ts", "key")
+
+    def __init__(self, kind: str, customer_id: str, ts: int, key: str = ""):
+        self.kind = kind
+        self.customer_id = customer_id
+        self.ts = ts
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Notice({self.kind}, {self.customer_id}, {self.key})"
+
+    def __reduce__(self):
+        return (Notice, (self.kind, self.customer_id, self.ts, self.key))
+
+
+class ProfileUpdate:
+    """Fields of the ``crm:customer:{id}`` hash that changed (a partial update, merged by sinks)."""
+
+    __slots__ = ("customer_id", "fields")
+
+    def __init__(self, customer_id: str, fields: dict[str, Any]):
+        self.customer_id = customer_id
+        self.fields = fields
+
+    def __repr__(self) -> str:
+        return f"ProfileUpdate({self.customer_id}, {sorted(self.fields)})"
