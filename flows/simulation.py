@@ -608,10 +608,14 @@ class _Customer:
             adds_wanted = 1
         adds = 0
         last_p = -1
+        last_cart = t
         for _i in range(n_actions):
-            t += step()
-            if t - t0 > 90 * MIN:
+            nt = t + step()
+            if nt - t0 > 90 * MIN:
                 break
+            if self.cart and not need_add_first and nt - last_cart > 15 * MIN:
+                break  # keep a live cart's activities well within the idle time
+            t = nt
             u = r.random()
             if u < 0.12:
                 # search
@@ -659,9 +663,11 @@ class _Customer:
                 emit(t, "add_to_cart", {"session_id": sid, "product_id": cat.ids[last_p], "price": price, "quantity": q})
                 adds += 1
                 need_add_first = False
+                last_cart = t
             elif (not need_add_first) and self.cart and r.random() < 0.05:
                 t += step(3, 20, 300)
                 self._remove(t, sid)
+                last_cart = t
         # tail: resume needs an add first
         if mode == "resume" and need_add_first:
             p = self.product()
@@ -1035,9 +1041,7 @@ def generate(customers: int, days: int, seed: int, out_dir: Path, start: str = "
         evs.sort(key=lambda e: (e[0], e[1]))
         # truth from the emitted events
         simple = [(e[0], e[2], e[3]) for e in evs]
-        cart_view = [(ts, et, {**f, "product_id": f.get("product_id")}) for ts, et, f in simple
-                     if et in CART_ACTIVITY or et == "order_placed"]
-        for abandoned, last in compute_cart_truth(cart_view, end_ms):
+        for abandoned, last in compute_cart_truth(simple, end_ms):
             truth_carts.append(orjson.dumps({"kind": "cart", "customer_id": cid, "abandoned": abandoned,
                                              "last_activity_ts": iso(last)}))
             n["carts"] += 1

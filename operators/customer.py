@@ -212,7 +212,7 @@ class CustomerState:
             self.rescore_n = 0
         if ts < self.first_seen:
             self.first_seen = ts
-        self.history.observe(t, ts)
+        self.history.observe(ev)
         if self.churn_pending:
             self._churn_returned(ts, out)
         if t in CLICKSTREAM_TYPES:

@@ -12,6 +12,7 @@ DAY = 86_400_000
 
 if TYPE_CHECKING:  # pragma: no cover
     from operators.customer import CustomerState
+    from operators.events import Event
 
 
 class History:
@@ -32,7 +33,9 @@ class History:
         self.carts_abandoned = 0
         self.last_order_ts = None
 
-    def observe(self, type: str, ts: int) -> None:
+    def observe(self, ev: "Event") -> None:
+        """Every accepted event (duplicates excluded, late ones included), in arrival order."""
+        type, ts = ev.type, ev.ts
         self.events += 1
         if type == "order_placed":
             self.orders += 1

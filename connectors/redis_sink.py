@@ -1,0 +1,154 @@
+"""Redis edges: the ``crm:triggers`` stream (written once per trigger id) and the profile hashes.
+
+A trigger is written by one Lua script: ``SET crm:trigger:{id} NX EX ttl`` and, only if that
+succeeded, ``XADD crm:triggers MAXLEN ~ n``. Both happen or neither, so a replay after a crash
+(Bytewax resumes from the last snapshot and re-emits) never duplicates a stream entry. A batch
+is one pipeline; on a connection error the whole batch is retried with backoff (it is idempotent)
+until ``redis.retry_give_up`` has passed, then the error stops the worker with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import datetime
+from typing import Any, Optional
+
+import orjson
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from config.settings import RedisSettings
+from connectors.metrics import telemetry
+
+log = logging.getLogger("crm.redis")
+
+WRITE_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+                    'trigger_id', ARGV[3], 'type', ARGV[4], 'customer_id', ARGV[5], 'trigger', ARGV[6])
+end
+return false
+"""
+
+
+class RedisUnavailable(RuntimeError):
+    pass
+
+
+def with_retries(cfg: RedisSettings, sink: str, action):
+    """Run ``action()``; on a connection error retry with capped exponential backoff."""
+    deadline = time.monotonic() + cfg.retry_give_up.total_seconds()
+    delay = 0.05
+    while True:
+        try:
+            return action()
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            telemetry().sink_errors.labels(sink).inc()
+            if time.monotonic() >= deadline:
+                raise RedisUnavailable(f"redis unreachable for {cfg.retry_give_up}, giving up: {exc}") from exc
+            telemetry().sink_retries.labels(sink).inc()
+            log.warning("redis write failed (%s); retrying in %.2fs", exc, delay)
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
+def _client(cfg: RedisSettings) -> redis.Redis:
+    return redis.Redis.from_url(cfg.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10)
+
+
+def _iso_to_epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts).timestamp()
+
+
+class _TriggerPartition(StatelessSinkPartition):
+    def __init__(self, cfg: RedisSettings):
+        self.cfg = cfg
+        self.client = _client(cfg)
+        self.script = self.client.register_script(WRITE_ONCE)
+        self.ttl = int(cfg.dedup_ttl.total_seconds())
+
+    def write_batch(self, items: list[tuple[str, dict]]) -> None:
+        def write():
+            pipe = self.client.pipeline(transaction=False)
+            for _, trig in items:
+                self.script(keys=[f"crm:trigger:{trig['trigger_id']}", self.cfg.stream],
+                            args=[self.ttl, self.cfg.stream_maxlen, trig["trigger_id"], trig["type"],
+                                  trig["customer_id"], orjson.dumps(trig)], client=pipe)
+            return pipe.execute()
+
+        results = with_retries(self.cfg, "redis_triggers", write)
+        written = sum(1 for r in results if r)
+        t = telemetry()
+        t.sink_writes.labels("redis_triggers").inc(written)
+        t.counts["redis_duplicates_skipped"] += len(items) - written
+        now = time.time()
+        for _, trig in items:
+            t.trigger_latency.labels("redis").observe(max(0.0, now - _iso_to_epoch(trig["event_ts"])))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisTriggerSink(DynamicSink):
+    """Takes ``(customer_id, trigger dict)`` items."""
+
+    def __init__(self, cfg: RedisSettings):
+        self.cfg = cfg
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TriggerPartition:
+        return _TriggerPartition(self.cfg)
+
+
+def hash_value(v: Any) -> str:
+    """Strings as they are; everything else as JSON (so ``null``, numbers and lists read back)."""
+    return v if isinstance(v, str) else orjson.dumps(v).decode()
+
+
+class _ProfilePartition(StatelessSinkPartition):
+    def __init__(self, cfg: RedisSettings):
+        self.cfg = cfg
+        self.client = _client(cfg)
+
+    def write_batch(self, items: list[tuple[str, tuple[str, dict]]]) -> None:
+        merged: dict[str, dict] = {}
+        for _, (customer_id, fields) in items:  # one HSET per customer per batch
+            merged.setdefault(customer_id, {}).update(fields)
+
+        def write():
+            pipe = self.client.pipeline(transaction=False)
+            for customer_id, fields in merged.items():
+                pipe.hset(f"crm:customer:{customer_id}", mapping={k: hash_value(v) for k, v in fields.items()})
+            return pipe.execute()
+
+        with_retries(self.cfg, "redis_profiles", write)
+        telemetry().sink_writes.labels("redis_profiles").inc(len(merged))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisProfileSink(DynamicSink):
+    """Takes ``(customer_id, (customer_id, fields))`` items; partial updates, merged by HSET."""
+
+    def __init__(self, cfg: RedisSettings):
+        self.cfg = cfg
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProfilePartition:
+        return _ProfilePartition(self.cfg)
+
+
+def read_profile(client: redis.Redis, customer_id: str) -> Optional[dict]:
+    """The profile hash decoded back (JSON fields parsed), for tools and tests."""
+    raw = client.hgetall(f"crm:customer:{customer_id}")
+    if not raw:
+        return None
+    out = {}
+    for k, v in raw.items():
+        key, text = k.decode(), v.decode()
+        try:
+            out[key] = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            out[key] = text
+    return out

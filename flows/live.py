@@ -1,0 +1,61 @@
+"""``crm-stream run``: Kafka in, Kafka + Redis out, Bytewax recovery when configured."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from config.settings import Settings
+from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink
+from connectors.metrics import serve_metrics, telemetry
+from connectors.redis_sink import RedisProfileSink, RedisTriggerSink
+from flows.dataflow import Edges, build_flow
+
+log = logging.getLogger("crm.run")
+
+
+def live_edges(settings: Settings, tail: bool = True, tap=None) -> Edges:
+    k = settings.kafka
+    return Edges(
+        source=KafkaEventSource(k, tail=tail, tap=tap),
+        triggers=[(kafka_sink(k, k.triggers_topic), encode_keyed), (RedisTriggerSink(settings.redis), None)],
+        deadletters=[(kafka_sink(k, k.deadletter_topic), encode_unkeyed)],
+        profiles=[(RedisProfileSink(settings.redis), None)],
+        live=True,
+    )
+
+
+def recovery_config(settings: Settings, partitions: int) -> Optional[RecoveryConfig]:
+    """Bytewax recovery in ``settings.recovery_dir``; the partitions are created when missing."""
+    if settings.recovery_dir is None:
+        return None
+    db_dir = Path(settings.recovery_dir)
+    if not any(db_dir.glob("part-*.sqlite3")):
+        db_dir.mkdir(parents=True, exist_ok=True)
+        init_db_dir(db_dir, partitions)
+        log.info("initialised %d recovery partitions in %s", partitions, db_dir)
+    return RecoveryConfig(db_dir)
+
+
+def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = None,
+             addresses: Optional[list[str]] = None, archive: Optional[Path] = None, tail: bool = True,
+             shards: Optional[int] = None) -> None:
+    tap = None
+    if archive is not None:
+        from connectors.archive import Archive
+
+        tap = Archive(archive)
+    serve_metrics(settings.metrics_port + (process_id or 0) if settings.metrics_port else 0, telemetry())
+    processes = len(addresses) if addresses else 1
+    flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes)
+    try:
+        cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
+                 epoch_interval=settings.snapshot_interval,
+                 recovery_config=recovery_config(settings, workers * processes))
+    finally:
+        if tap is not None:
+            tap.close()
