@@ -21,7 +21,6 @@ on Linux, by ``PR_SET_PDEATHSIG`` if the Python process dies hard.
 from __future__ import annotations
 
 import atexit
-import collections
 import ctypes
 import os
 import random
@@ -466,23 +465,32 @@ class KafkaBroker:
             ]
             with open(self.log_path, "ab") as f:
                 f.write(f"\n--- start {time.strftime('%H:%M:%S')} {' '.join(args)}\n".encode())
-            proc = _spawn(args, self.log_path)
+            # NO_COLOR: plain-text log; tansu panics on a busy port but exits 0,
+            # so liveness is checked explicitly below.
+            env = dict(os.environ, NO_COLOR="1", RUST_BACKTRACE="0")
+            proc = _spawn(args, self.log_path, env=env)
             if wait_for_port("127.0.0.1", port, self.startup_timeout, proc):
                 self.proc, self.kind, self.bootstrap = proc, "tansu", f"127.0.0.1:{port}"
                 try:
                     self._wait_metadata(self.startup_timeout)
-                    return
+                    time.sleep(0.02)
+                    if proc.poll() is None:
+                        return
+                    errors.append(f"port {port}: tansu exited (code {proc.returncode}) right after start")
                 except Exception as e:
                     errors.append(f"port {port}: metadata failed: {e}")
             else:
                 errors.append(f"port {port}: not listening (exit code {proc.poll()})")
             _terminate(proc, grace=2)
             self.proc = self.kind = self.bootstrap = None
+            self._admin = None
+        tail = _tail(self.log_path) if self.log_path.exists() else "<no output>"
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
         raise RuntimeError(
             f"Tansu broker ({binary}) failed to start after {attempts} attempts:\n  "
             + "\n  ".join(errors)
-            + f"\ntansu output tail:\n{_tail(self.log_path) if self.log_path.exists() else '<none>'}"
+            + f"\ntansu output tail:\n{tail}"
         )
 
     def _wait_metadata(self, timeout: float) -> None:
@@ -554,7 +562,7 @@ class KafkaBroker:
         from confluent_kafka.admin import AdminClient
 
         if self._admin is None:
-            self._admin = AdminClient(self.client_config())
+            self._admin = AdminClient(self.client_config(log_level=3))
         return self._admin
 
     def partitions(self, topic: str, timeout: float = 10.0) -> int:

@@ -155,3 +155,13 @@ def test_bytewax_source_stops_with_empty_partitions(kafka_broker, kafka_topics):
     run_main(flow)
     assert time.monotonic() - t0 < 20
     assert sorted(got) == [(topic, 0, b"x1"), (topic, 0, b"x2")]
+
+
+def test_ensure_redis_server_binary_error_is_clear(monkeypatch):
+    """No redis-server and no way to install it -> RuntimeError that says what to do."""
+    monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
+    monkeypatch.setattr(infra.shutil, "which", lambda name: None)
+    monkeypatch.setattr(infra.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(infra.os, "geteuid", lambda: 1000)
+    with pytest.raises(RuntimeError, match="redis-server is not on PATH.*apt-get install -y redis-server"):
+        infra.ensure_redis_server_binary()
