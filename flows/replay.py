@@ -29,6 +29,10 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
            progress: Optional[Progress] = None, shards: int = 1) -> dict:
     """Run the whole flow over ``logs`` (merged by ``ts``); write outputs; return the summary."""
     t = reset_telemetry()
+    for path in (out.triggers, out.dlq, out.profiles, out.suppressed):
+        if path is not None:  # an output with nothing in it is still an (empty) file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
     source = LogSource(logs, replay_decoder(settings), lambda c, end: Flush(c, end, drain), progress=progress)
     edges = Edges(
         source=source,

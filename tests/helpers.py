@@ -1,0 +1,75 @@
+"""Small builders for unit tests of the functional core (no Bytewax, no I/O)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+
+from operators.customer import CustomerState
+from operators.events import Event, validate
+from operators.rules import RuleConfig
+from operators.triggers import Candidate
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+_ids = itertools.count()
+
+
+def at(minutes: float = 0, hours: float = 0, days: float = 0) -> str:
+    return (T0 + timedelta(minutes=minutes, hours=hours, days=days)).isoformat().replace("+00:00", "Z")
+
+
+def ms_at(minutes: float = 0, hours: float = 0, days: float = 0) -> int:
+    return int((T0 + timedelta(minutes=minutes, hours=hours, days=days)).timestamp() * 1000)
+
+
+def ev(type: str, ts: str, customer: str = "c1", **fields) -> Event:
+    defaults = {}
+    if type in ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout_started",
+                "help_view"):
+        defaults["session_id"] = "s1"
+    if type in ("add_to_cart", "remove_from_cart", "product_view"):
+        defaults["product_id"] = "p1"
+    if type == "add_to_cart":
+        defaults["price"] = 10.0
+    if type.startswith("order_") or type in ("return_requested", "refund_issued"):
+        defaults["order_id"] = "o1"
+    if type == "order_placed":
+        defaults["total"] = 50.0
+        defaults["promised_delivery_ts"] = at(days=3)
+    if type.startswith("chat_"):
+        defaults["conversation_id"] = "conv1"
+    if type == "chat_message":
+        defaults["sender"] = "customer"
+        defaults["text"] = "hello"
+    obj = {"event_id": f"e{next(_ids)}", "type": type, "customer_id": customer, "ts": ts, **defaults, **fields}
+    return validate(obj)
+
+
+class Machine:
+    """A customer state machine plus everything it emitted, for assertions."""
+
+    def __init__(self, cfg: RuleConfig | None = None, customer: str = "c1"):
+        self.cfg = cfg or RuleConfig()
+        self.state = CustomerState(customer)
+        self.out: list = []
+
+    def feed(self, *events: Event) -> list[str]:
+        statuses = []
+        for e in events:
+            res, status = self.state.process(e, self.cfg)
+            self.out.extend(res)
+            statuses.append(status)
+        return statuses
+
+    def advance(self, ts_ms: int) -> None:
+        self.state.advance(ts_ms, self.cfg, self.out)
+
+    def candidates(self, type: str | None = None) -> list[Candidate]:
+        from operators.scoring import ScoreRequest
+
+        found = []
+        for o in self.out:
+            c = o.candidate if isinstance(o, ScoreRequest) else o
+            if isinstance(c, Candidate) and (type is None or c.type == type):
+                found.append(c)
+        return found
