@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Annotated, Any, ClassVar, Optional
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,7 +18,23 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Duration = timedelta
+def _seconds(value: Any) -> Any:
+    """Plain numbers (also as strings, as environment variables are) are seconds."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds), AfterValidator(_positive)]
 
 
 def ms(d: timedelta) -> int:

@@ -1,0 +1,126 @@
+"""`crm-stream run` against a real Kafka-protocol broker and a real redis-server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from config.settings import load_settings
+from connectors.redis_sink import read_profile
+from flows.live import run_live
+
+pytestmark = pytest.mark.integration
+
+
+def iso(dt: datetime) -> str:
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def live_settings(kafka_broker, redis_url, topics: dict, **extra):
+    return load_settings(
+        kafka={"bootstrap_servers": kafka_broker.bootstrap, **topics},
+        redis={"url": redis_url},
+        metrics_port=0,
+        **extra,
+    )
+
+
+def make_topics(kafka_topics) -> dict:
+    return {
+        "clickstream_topic": kafka_topics("click", partitions=2),
+        "orders_topic": kafka_topics("orders", partitions=1),
+        "chat_topic": kafka_topics("chat", partitions=1),
+        "triggers_topic": kafka_topics("triggers", partitions=1),
+        "deadletter_topic": kafka_topics("dlq", partitions=1),
+    }
+
+
+def customer_key(value: bytes):
+    try:
+        return orjson.loads(value)["customer_id"].encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def produce(broker, topic: str, events: list) -> None:
+    values = [e if isinstance(e, bytes) else orjson.dumps(e) for e in events]
+    broker.produce(topic, values, key_fn=customer_key)
+
+
+def test_triggers_reach_kafka_and_redis_exactly_once(kafka_broker, kafka_topics, redis_client, redis_url):
+    topics = make_topics(kafka_topics)
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    clicks = [
+        {"event_id": "a1", "type": "add_to_cart", "customer_id": "c1", "ts": iso(t0), "session_id": "s",
+         "product_id": "p1", "price": 12.5},
+        {"event_id": "a2", "type": "page_view", "customer_id": "c1", "ts": iso(t0 + timedelta(minutes=45)),
+         "session_id": "s"},
+        {"event_id": "b1", "type": "add_to_cart", "customer_id": "c2", "ts": iso(t0), "session_id": "s",
+         "product_id": "p2", "price": 4.0},
+        b"{broken json",
+    ]
+    orders = [
+        {"event_id": "o1", "type": "order_placed", "customer_id": "c2", "ts": iso(t0 + timedelta(minutes=5)),
+         "order_id": "ord1", "total": 4.0, "promised_delivery_ts": iso(t0 + timedelta(days=2))},
+        {"event_id": "o2", "type": "order_delayed", "customer_id": "c2", "ts": iso(t0 + timedelta(days=1)),
+         "order_id": "ord1"},
+    ]
+    produce(kafka_broker, topics["clickstream_topic"], clicks)
+    produce(kafka_broker, topics["orders_topic"], orders)
+    settings = live_settings(kafka_broker, redis_url, topics)
+
+    run_live(settings, tail=False)
+    run_live(settings, tail=False)  # the same input again, as after a restart without recovery
+
+    entries = redis_client.xrange("crm:triggers")
+    ids = [e[1][b"trigger_id"].decode() for e in entries]
+    assert len(ids) == len(set(ids)) == 2
+    by_type = {e[1][b"type"].decode(): orjson.loads(e[1][b"trigger"]) for e in entries}
+    assert by_type["abandoned_cart"]["customer_id"] == "c1"
+    assert by_type["delay_apology"]["payload"]["order_id"] == "ord1"
+    for trig in by_type.values():
+        assert redis_client.exists(f"crm:trigger:{trig['trigger_id']}")
+
+    kafka_msgs = kafka_broker.consume_all(topics["triggers_topic"], min_count=4)
+    kafka_ids = {orjson.loads(m.value())["trigger_id"] for m in kafka_msgs}
+    assert kafka_ids == set(ids)  # at-least-once on Kafka: consumers dedupe on trigger_id
+    assert {m.key() for m in kafka_msgs} == {b"c1", b"c2"}
+
+    dead = kafka_broker.consume_all(topics["deadletter_topic"], min_count=1)
+    assert orjson.loads(dead[0].value())["raw"] == "{broken json"
+
+    profile = read_profile(redis_client, "c2")
+    assert profile["order_count"] == 1 and profile["tier"] == "regular"
+    assert profile["open_orders"][0]["status"] == "delayed"
+    assert profile["last_trigger.delay_apology"]["trigger_id"] == by_type["delay_apology"]["trigger_id"]
+
+
+def test_live_timer_fires_on_wall_clock(kafka_broker, kafka_topics, redis_client, redis_url, tmp_path):
+    """Live, an idle cart triggers when wall-clock time passes the due time: no later event needed."""
+    topics = make_topics(kafka_topics)
+    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "CRM_REDIS__URL": redis_url,
+           "CRM_METRICS_PORT": "0", "CRM_ABANDONED_CART__IDLE": "2",
+           **{f"CRM_KAFKA__{k.upper()}": v for k, v in topics.items()}}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        now = datetime.now(timezone.utc)
+        produce(kafka_broker, topics["clickstream_topic"], [
+            {"event_id": "w1", "type": "add_to_cart", "customer_id": "cw", "ts": iso(now), "session_id": "s",
+             "product_id": "p1", "price": 1.0}])
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not redis_client.xlen("crm:triggers"):
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            time.sleep(0.2)
+        [(_, fields)] = redis_client.xrange("crm:triggers")
+        trig = orjson.loads(fields[b"trigger"])
+        assert trig["type"] == "abandoned_cart" and trig["event_ts"] == iso(now + timedelta(seconds=2))
+    finally:
+        proc.kill()
+        proc.wait()
