@@ -1,0 +1,393 @@
+"""The simulation behind ``crm-stream generate``: determinism, ordering, contract validity,
+and the hidden truth recomputed independently from the emitted events."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from flows.simulation import generate
+
+N_CUSTOMERS, N_DAYS, SEED = 300, 14, 1
+IDLE_MS = 30 * 60 * 1000
+GRACE_MS = 2 * 3600 * 1000
+
+CLICK = {"page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout_started", "help_view"}
+ORDERS = {"order_placed", "order_shipped", "order_delayed", "order_delivered", "order_cancelled",
+          "return_requested", "refund_issued"}
+CHAT = {"chat_message", "chat_closed"}
+CART_ACTIVITY = {"add_to_cart", "remove_from_cart", "checkout_started"}
+HUMAN = re.compile(r"\b(?:human|agent|representative|real person|supervisor|manager|someone real|live person"
+                   r"|talk to a person|speak to a person)\b", re.IGNORECASE)
+NEAR_MISS = ("human", "agent", "represent", "real person", "supervis", "manag", "live person")
+BAD_INVALID = ("truncated_json", "garbage_bytes", "missing_field", "price_string", "quantity_zero",
+               "ts_no_offset", "unknown_type")
+
+
+def ts_ms(text) -> int | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return None
+    return int(dt.astimezone(timezone.utc).timestamp() * 1000 + 0.5)
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _str(x, lo: int = 1, hi: int = 128) -> bool:
+    return isinstance(x, str) and lo <= len(x) <= hi
+
+
+def valid(obj) -> bool:
+    """The contract's section 1 required fields and types."""
+    if not isinstance(obj, dict):
+        return False
+    if not (_str(obj.get("event_id")) and _str(obj.get("customer_id"))):
+        return False
+    t = obj.get("type")
+    if t not in CLICK | ORDERS | CHAT or ts_ms(obj.get("ts")) is None:
+        return False
+    if t in CLICK:
+        if not isinstance(obj.get("session_id"), str):
+            return False
+        if (t in CART_ACTIVITY - {"checkout_started"} or t == "product_view") and not isinstance(obj.get("product_id"), str):
+            return False
+        if t == "add_to_cart" and not (_num(obj.get("price")) and obj["price"] >= 0):
+            return False
+        if "quantity" in obj and not (isinstance(obj["quantity"], int) and not isinstance(obj["quantity"], bool)
+                                      and obj["quantity"] >= 1):
+            return False
+        if t == "search" and not isinstance(obj.get("query"), str):
+            return False
+    elif t in ORDERS:
+        if not isinstance(obj.get("order_id"), str):
+            return False
+        if t == "order_placed":
+            if not (_num(obj.get("total")) and obj["total"] >= 0 and ts_ms(obj.get("promised_delivery_ts"))):
+                return False
+        if "promised_delivery_ts" in obj and ts_ms(obj["promised_delivery_ts"]) is None:
+            return False
+        if "items" in obj and not isinstance(obj["items"], list):
+            return False
+    else:
+        if not isinstance(obj.get("conversation_id"), str):
+            return False
+        if t == "chat_message" and not (obj.get("sender") in ("customer", "agent", "bot")
+                                        and isinstance(obj.get("text"), str)):
+            return False
+        if t == "chat_closed":
+            if "csat" in obj and not (isinstance(obj["csat"], int) and 1 <= obj["csat"] <= 5):
+                return False
+            if "escalated" in obj and not isinstance(obj["escalated"], bool):
+                return False
+    return True
+
+
+class Run:
+    def __init__(self, out: Path, stats: dict):
+        self.out, self.stats = out, stats
+        self.raw = (out / "events.jsonl").read_bytes()
+        self.truth = [orjson.loads(line) for line in (out / "truth.jsonl").read_bytes().splitlines()]
+        self.good: list[dict] = []  # valid, first occurrence, in file order
+        self.invalid = 0
+        self.duplicates = 0
+        self.late_lines = 0
+        seen: set[str] = set()
+        running = None
+        for line in self.raw.splitlines():
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.invalid += 1
+                continue
+            if not valid(obj):
+                self.invalid += 1
+                continue
+            if obj["event_id"] in seen:
+                self.duplicates += 1
+                continue
+            seen.add(obj["event_id"])
+            obj["_ms"] = ts_ms(obj["ts"])
+            if running is not None and obj["_ms"] < running:
+                self.late_lines += 1
+                obj["_late"] = True
+                assert obj["type"] == "page_view"
+            else:
+                running = obj["_ms"]
+            self.good.append(obj)
+        self.by_customer: dict[str, list[dict]] = defaultdict(list)
+        for obj in sorted(self.good, key=lambda o: o["_ms"]):  # stable: file order on ties
+            self.by_customer[obj["customer_id"]].append(obj)
+        self.end = ts_ms(stats["end"])
+
+    def kind(self, k: str) -> list[dict]:
+        return [t for t in self.truth if t["kind"] == k]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Run:
+    out = tmp_path_factory.mktemp("sim")
+    return Run(out, generate(N_CUSTOMERS, N_DAYS, SEED, out))
+
+
+def test_deterministic(tmp_path, run):
+    stats = generate(N_CUSTOMERS, N_DAYS, SEED, tmp_path / "a")
+    assert stats == run.stats
+    assert (tmp_path / "a" / "events.jsonl").read_bytes() == run.raw
+    assert (tmp_path / "a" / "truth.jsonl").read_bytes() == (run.out / "truth.jsonl").read_bytes()
+    generate(N_CUSTOMERS, N_DAYS, SEED + 1, tmp_path / "b")
+    assert (tmp_path / "b" / "events.jsonl").read_bytes() != run.raw
+
+
+def test_size_and_shape(run):
+    s = run.stats
+    assert s["customers"] == N_CUSTOMERS
+    assert s["real_events"] > 30 * N_CUSTOMERS  # a few sessions per customer in two weeks
+    types = {o["type"] for o in run.good}
+    assert types == CLICK | ORDERS | CHAT
+    assert len({o["event_id"] for o in run.good}) == len(run.good)
+    assert all(o["ts"].endswith("Z") for o in run.good)
+    assert {o["customer_id"] for o in run.good} <= {f"c{i:06d}" for i in range(N_CUSTOMERS)}
+    assert all(re.fullmatch(r"p\d{5}", o["product_id"]) for o in run.good if "product_id" in o)
+
+
+def test_sorted_except_injected_late_lines(run):
+    assert run.late_lines == run.stats["bad"]["late"]
+    assert run.duplicates == run.stats["bad"]["duplicate"]
+    # the late page_views are 5 min to 1 h older than the customer's latest event before them
+    latest: dict[str, int] = {}
+    for o in run.good:
+        if o.get("_late"):
+            lag = latest[o["customer_id"]] - o["_ms"]
+            assert 5 * 60_000 < lag <= 3600_000
+        else:
+            latest[o["customer_id"]] = o["_ms"]
+
+
+def test_bad_lines_roughly_bad_share(run):
+    s = run.stats
+    assert s["bad_lines"] == sum(s["bad"].values())
+    assert abs(s["bad_lines"] - 0.005 * s["real_events"]) <= 2
+    assert run.invalid == sum(s["bad"][k] for k in BAD_INVALID)
+    assert s["lines"] == len(run.raw.splitlines())
+    assert len(run.good) == s["real_events"] + s["bad"]["late"]
+    with pytest.raises(UnicodeDecodeError):
+        run.raw.decode("utf-8")  # garbage includes invalid UTF-8 bytes
+
+
+def test_bad_share_zero(tmp_path):
+    stats = generate(60, 7, 5, tmp_path, bad_share=0.0)
+    assert stats["bad_lines"] == 0
+    lines = (tmp_path / "events.jsonl").read_bytes().splitlines()
+    objs = [orjson.loads(line) for line in lines]
+    assert all(valid(o) for o in objs)
+    ms = [ts_ms(o["ts"]) for o in objs]
+    assert ms == sorted(ms)
+
+
+def test_every_truth_kind(run):
+    kinds = {t["kind"] for t in run.truth}
+    assert kinds == {"customer", "cart", "order", "conversation"}
+    assert len(run.kind("customer")) == N_CUSTOMERS
+    assert len(run.kind("order")) == run.stats["orders"]
+    assert len(run.kind("cart")) == run.stats["carts"]
+    assert len(run.kind("conversation")) == run.stats["conversations"]
+    for k in ("cart", "order", "conversation"):
+        flag = {"cart": "abandoned", "order": "late", "conversation": "frustrated"}[k]
+        values = {t[flag] for t in run.kind(k)}
+        assert values == {True, False}, k
+
+
+def test_cart_truth_recomputed(run):
+    expected: dict[str, list[tuple[bool, str]]] = defaultdict(list)
+    for cid, evs in run.by_customer.items():
+        cart: dict[str, int] = {}
+        live, last = False, None
+        for o in evs:
+            t = o["type"]
+            if t not in CART_ACTIVITY and t != "order_placed":
+                continue
+            if live and cart and o["_ms"] > last["_ms"] + IDLE_MS:
+                expected[cid].append((True, last["ts"]))
+                live = False
+            if t == "add_to_cart":
+                live = True
+                cart[o["product_id"]] = cart.get(o["product_id"], 0) + o.get("quantity", 1)
+                last = o
+            elif t == "remove_from_cart":
+                assert o["product_id"] in cart
+                assert live, "removal outside an episode"
+                cart.pop(o["product_id"])
+                last = o
+                if not cart:
+                    expected[cid].append((False, last["ts"]))
+                    live = False
+            elif t == "checkout_started":
+                assert live, "checkout outside an episode"
+                last = o
+            else:
+                cart = {}
+                if live:
+                    expected[cid].append((False, last["ts"]))
+                live = False
+        if live and cart:
+            assert last["_ms"] + IDLE_MS < run.end
+            expected[cid].append((True, last["ts"]))
+    got: dict[str, list[tuple[bool, str]]] = defaultdict(list)
+    for t in run.kind("cart"):
+        got[t["customer_id"]].append((t["abandoned"], t["last_activity_ts"]))
+    assert got == expected
+    share = sum(t["abandoned"] for t in run.kind("cart")) / len(run.kind("cart"))
+    assert 0.15 < share < 0.7
+
+
+def test_checked_out_carts_never_idle(run):
+    """Every gap between the cart activities of an ordered cart is well below 30 minutes."""
+    for evs in run.by_customer.values():
+        episode: list[int] = []
+        for o in evs:
+            if o["type"] == "add_to_cart" and episode and o["_ms"] - episode[-1] > IDLE_MS:
+                episode = []
+            if o["type"] in CART_ACTIVITY:
+                episode.append(o["_ms"])
+            elif o["type"] == "order_placed":
+                assert episode
+                stamps = episode + [o["_ms"]]
+                assert max(b - a for a, b in zip(stamps, stamps[1:])) < 25 * 60_000
+                episode = []
+
+
+def test_order_placed_matches_cart(run):
+    for evs in run.by_customer.values():
+        cart: dict[str, list] = {}
+        for o in evs:
+            if o["type"] == "add_to_cart":
+                cart.setdefault(o["product_id"], [0, o["price"]])[0] += o.get("quantity", 1)
+            elif o["type"] == "remove_from_cart":
+                cart.pop(o["product_id"])
+            elif o["type"] == "order_placed":
+                items = {i["product_id"]: [i["quantity"], i["price"]] for i in o["items"]}
+                assert items == cart
+                assert o["total"] == pytest.approx(sum(q * p for q, p in cart.values()), abs=0.011)
+                assert ts_ms(o["promised_delivery_ts"]) > o["_ms"] + 24 * 3600_000
+                cart = {}
+
+
+def test_order_truth_recomputed(run):
+    expected = {}
+    for cid, evs in run.by_customer.items():
+        promised, fin, delivered, delayed = {}, {}, {}, {}
+        for o in evs:
+            oid = o.get("order_id")
+            if o["type"] == "order_placed":
+                promised[oid] = ts_ms(o["promised_delivery_ts"])
+            elif o["type"] in ("order_delivered", "order_cancelled"):
+                fin.setdefault(oid, o["_ms"])
+                if o["type"] == "order_delivered":
+                    delivered.setdefault(oid, o["_ms"])
+            elif o["type"] == "order_delayed":
+                delayed.setdefault(oid, o["_ms"])
+        for oid, p in promised.items():
+            due = p + GRACE_MS
+            if oid in fin and fin[oid] < due:
+                late = False
+            else:
+                late = ((oid in delayed and (oid not in fin or delayed[oid] < fin[oid]))
+                        or (oid in delivered and delivered[oid] > due)
+                        or (oid not in fin and due < run.end))
+            expected[oid] = (cid, late)
+    got = {t["order_id"]: (t["customer_id"], t["late"]) for t in run.kind("order")}
+    assert got == expected
+    share = sum(late for _, late in got.values()) / len(got)
+    assert 0.04 < share < 0.35
+
+
+def test_human_requested_is_word_boundary_scan(run):
+    asked: dict[str, bool] = defaultdict(bool)
+    customer_msgs = 0
+    for o in run.good:
+        if o["type"] == "chat_message" and o["sender"] == "customer":
+            customer_msgs += 1
+            hit = bool(HUMAN.search(o["text"]))
+            asked[o["conversation_id"]] |= hit
+            if not hit:
+                low = o["text"].lower()
+                assert not any(w in low for w in NEAR_MISS), o["text"]
+    convs = run.kind("conversation")
+    for t in convs:
+        assert t["human_requested"] == asked[t["conversation_id"]]
+    assert 0 < sum(t["human_requested"] for t in convs) < len(convs)
+    assert customer_msgs > len(convs)
+
+
+def test_chat_tone_follows_frustration(run):
+    frus = {t["conversation_id"]: t["frustrated"] for t in run.kind("conversation")}
+    shouty = {True: [0, 0], False: [0, 0]}
+    for o in run.good:
+        if o["type"] == "chat_message" and o["sender"] == "customer":
+            f = frus[o["conversation_id"]]
+            text = o["text"]
+            loud = "!!" in text or "??" in text or sum(w.isupper() and len(w) > 3 for w in text.split()) > 0
+            shouty[f][0] += loud
+            shouty[f][1] += 1
+    assert shouty[True][0] / shouty[True][1] > 0.6
+    assert shouty[False][0] / shouty[False][1] < 0.1
+
+
+def test_frustrated_conversations_end_worse(run):
+    outcome: dict[str, bool | None] = {}
+    for o in run.good:
+        if o["type"] == "chat_message":
+            outcome.setdefault(o["conversation_id"], None)
+        elif o["type"] == "chat_closed":
+            outcome[o["conversation_id"]] = bool(o.get("escalated")) or o.get("csat", 5) <= 2
+    rates = {}
+    for flag in (True, False):
+        convs = [t["conversation_id"] for t in run.kind("conversation") if t["frustrated"] == flag]
+        bad = sum(outcome[c] is None or outcome[c] for c in convs)  # None: abandoned (no chat_closed)
+        rates[flag] = bad / len(convs)
+    assert rates[True] > 0.6
+    assert rates[False] < 0.25
+    assert rates[True] > 3 * rates[False]
+
+
+def test_churned_customers_stop(run):
+    customers = run.kind("customer")
+    churned = [t for t in customers if t["churned"]]
+    assert 0 < len(churned) < len(customers) * 0.5
+    for t in customers:
+        evs = run.by_customer.get(t["customer_id"], [])
+        if t["churned"]:
+            cut = ts_ms(t["churn_ts"])
+            assert evs and max(o["_ms"] for o in evs) <= cut
+        else:
+            assert t["churn_ts"] is None
+
+
+def test_no_label_leaks(run):
+    allowed_extra = {"page", "product_id", "price", "quantity", "query", "results", "session_id", "order_id",
+                     "items", "total", "currency", "promised_delivery_ts", "reason", "carrier", "amount",
+                     "conversation_id", "sender", "text", "csat", "escalated"}
+    for o in run.good:
+        extra = set(o) - {"event_id", "type", "customer_id", "ts", "_ms", "_late"}
+        assert extra <= allowed_extra, extra
+
+
+def test_catalogue_complements_show_up(run):
+    """Customers who buy something often view or buy related products later."""
+    buyers = 0
+    for evs in run.by_customer.values():
+        if sum(o["type"] == "order_placed" for o in evs) >= 2:
+            buyers += 1
+    assert buyers > 20
