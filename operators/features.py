@@ -1,25 +1,57 @@
 """Feature functions for the online models (pure; computed at decision points only).
 
 ``History`` is the per-customer running summary the churn features read; the customer state
-machine calls :meth:`History.observe` for every accepted event.
+machine calls :meth:`History.observe` for every accepted event. It is Bytewax state, so it stays
+compact: counters, a few decayed rates and short capped lists, never the event log.
+
+Churn features follow BG/NBD thinking (Fader, Hardie & Lee 2005): recency and frequency carry
+most of the signal, and risk rises while a customer stays away. Heavy-tailed counts and
+durations are log-transformed so that a linear model sees them on a useful scale.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import re
+from typing import TYPE_CHECKING, Optional
 
+MIN = 60_000
+HOUR = 3_600_000
 DAY = 86_400_000
+SESSION_GAP = 30 * MIN  # the contract's session gap; History's own session split
+HORIZONS = (7, 30, 90)  # days: windowed and decayed counts
+ORDER_LOG = 12  # last orders kept (ts in minutes, total) for intervals and windowed counts
+CONTACT_LOG = 6  # last conversation starts kept (ts in minutes) for repeat-contact counts
+BAD_TAU = 30.0  # days: decay of the bad-experience score
+# Gamma prior on a customer's visit rate (per day) for the NBD "no visit within 30 days" feature:
+# shape 1, scale 1/3 (a mean of one session every three days), updated by the sessions seen.
+PRIOR_R, PRIOR_A, CHURN_HORIZON_DAYS = 1.0, 3.0, 30.0
 
 if TYPE_CHECKING:  # pragma: no cover
     from operators.customer import CustomerState
     from operators.events import Event
 
+log1p = math.log1p
+
 
 class History:
-    """Compact running counts of one customer's behaviour."""
+    """Compact running counts of one customer's behaviour.
 
-    __slots__ = ("events", "sessions", "orders", "late_orders", "returns", "refunds", "chats",
-                 "help_views", "carts_abandoned", "last_order_ts")
+    ``sessions``, ``chats``, ``carts_abandoned`` and ``late_orders`` are counted by the state
+    machine (it owns those timers); everything else here is updated by :meth:`observe`.
+    """
+
+    __slots__ = (
+        "events", "sessions", "orders", "late_orders", "returns", "refunds", "chats", "help_views",
+        "carts_abandoned", "last_order_ts",
+        # sessions as History splits them (30 min gap), clicks and activity
+        "visits", "visit_start", "click_last", "visit_ms", "clicks", "active_days", "last_day",
+        "decay_ts", "ew_visits", "ew_events", "ew_bad",
+        # orders
+        "order_log", "cart_adds", "checkouts", "delays", "cancels", "delivered",
+        # support
+        "contacts", "last_conv", "messages", "csat_sum", "csat_n", "escalations", "bad_chats",
+    )
 
     def __init__(self) -> None:
         self.events = 0
@@ -31,21 +63,145 @@ class History:
         self.chats = 0
         self.help_views = 0
         self.carts_abandoned = 0
-        self.last_order_ts = None
+        self.last_order_ts: Optional[int] = None
+        self.visits = 0
+        self.visit_start: Optional[int] = None
+        self.click_last: Optional[int] = None
+        self.visit_ms = 0  # summed length of visits (first to last click)
+        self.clicks = 0
+        self.active_days = 0
+        self.last_day = -1
+        self.decay_ts: Optional[int] = None
+        self.ew_visits = [0.0, 0.0, 0.0]  # exponentially decayed counts, time constants HORIZONS
+        self.ew_events = [0.0, 0.0, 0.0]
+        self.ew_bad = 0.0
+        self.order_log: list[tuple[int, float]] = []  # (ts in minutes, total), oldest first
+        self.cart_adds = 0
+        self.checkouts = 0
+        self.delays = 0
+        self.cancels = 0
+        self.delivered = 0
+        self.contacts: list[int] = []  # conversation starts, ts in minutes, oldest first
+        self.last_conv: Optional[str] = None
+        self.messages = 0  # customer chat messages
+        self.csat_sum = 0
+        self.csat_n = 0
+        self.escalations = 0
+        self.bad_chats = 0  # closed escalated or with csat <= 2
+
+    # ------------------------------------------------------------------ updates
 
     def observe(self, ev: "Event") -> None:
         """Every accepted event (duplicates excluded, late ones included), in arrival order."""
         type, ts = ev.type, ev.ts
         self.events += 1
-        if type == "order_placed":
-            self.orders += 1
-            self.last_order_ts = ts
-        elif type == "return_requested":
+        self._decay_to(ts)
+        self.ew_events = [v + 1.0 for v in self.ew_events]
+        day = ts // DAY
+        if day > self.last_day:
+            self.active_days += 1
+            self.last_day = day
+        handler = _HANDLERS.get(type)
+        if handler is not None:
+            handler(self, ev)
+        elif "session_id" in ev.data:  # any other clickstream event
+            self._click(ts)
+
+    def _decay_to(self, ts: int) -> None:
+        if self.decay_ts is None:
+            self.decay_ts = ts
+            return
+        dt = (ts - self.decay_ts) / DAY
+        if dt <= 0:
+            return  # a late event is counted at the current decay time
+        self.ew_visits = [v * math.exp(-dt / h) for v, h in zip(self.ew_visits, HORIZONS)]
+        self.ew_events = [v * math.exp(-dt / h) for v, h in zip(self.ew_events, HORIZONS)]
+        self.ew_bad *= math.exp(-dt / BAD_TAU)
+        self.decay_ts = ts
+
+    def _click(self, ts: int) -> None:
+        self.clicks += 1
+        last = self.click_last
+        if last is None or ts - last > SESSION_GAP:
+            self.visits += 1
+            self.visit_start = ts
+            self.ew_visits = [v + 1.0 for v in self.ew_visits]
+            self.click_last = ts
+        elif ts > last:
+            self.visit_ms += ts - last
+            self.click_last = ts
+
+    def _order_placed(self, ev: "Event") -> None:
+        self.orders += 1
+        self.last_order_ts = ev.ts
+        try:
+            total = float(ev.get("total") or 0.0)
+        except (TypeError, ValueError):
+            total = 0.0
+        self.order_log = (self.order_log + [(ev.ts // MIN, total)])[-ORDER_LOG:]
+
+    def _order_event(self, ev: "Event") -> None:
+        t = ev.type
+        if t == "order_delayed":
+            self.delays += 1
+            self.ew_bad += 1.0
+        elif t == "order_cancelled":
+            self.cancels += 1
+            self.ew_bad += 0.5
+        elif t == "order_delivered":
+            self.delivered += 1
+        elif t == "return_requested":
             self.returns += 1
-        elif type == "refund_issued":
+            self.ew_bad += 0.5
+        elif t == "refund_issued":
             self.refunds += 1
-        elif type == "help_view":
-            self.help_views += 1
+            self.ew_bad += 0.3
+
+    def _cart(self, ev: "Event") -> None:
+        self._click(ev.ts)
+        if ev.type == "add_to_cart":
+            self.cart_adds += 1
+        elif ev.type == "checkout_started":
+            self.checkouts += 1
+
+    def _help(self, ev: "Event") -> None:
+        self._click(ev.ts)
+        self.help_views += 1
+
+    def _chat_message(self, ev: "Event") -> None:
+        cid = ev.get("conversation_id")
+        if cid != self.last_conv:
+            self.last_conv = cid
+            self.contacts = (self.contacts + [ev.ts // MIN])[-CONTACT_LOG:]
+        if ev.get("sender") == "customer":
+            self.messages += 1
+
+    def _chat_closed(self, ev: "Event") -> None:
+        csat, escalated = ev.get("csat"), ev.get("escalated")
+        if isinstance(csat, int):
+            self.csat_sum += csat
+            self.csat_n += 1
+        if escalated is True:
+            self.escalations += 1
+        if escalated is True or (isinstance(csat, int) and csat <= 2):
+            self.bad_chats += 1
+            self.ew_bad += 1.0
+
+    # ------------------------------------------------------------------ reads
+
+    def contacts_within(self, now: int, window: int) -> int:
+        """Conversations started in ``(now - window, now]`` (capped at CONTACT_LOG)."""
+        lo = (now - window) // MIN
+        return sum(1 for c in self.contacts if c > lo)
+
+    def decayed(self, now: int) -> tuple[list[float], list[float], float]:
+        """(visits, events, bad) decayed to ``now`` without changing the state."""
+        if self.decay_ts is None:
+            return [0.0] * 3, [0.0] * 3, 0.0
+        dt = max(0.0, (now - self.decay_ts) / DAY)
+        k = [math.exp(-dt / h) for h in HORIZONS]
+        return ([v * f for v, f in zip(self.ew_visits, k)], [v * f for v, f in zip(self.ew_events, k)],
+                self.ew_bad * math.exp(-dt / BAD_TAU))
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -55,36 +211,223 @@ class History:
             setattr(self, s, v)
 
 
-def churn_features(state: "CustomerState", now: int) -> dict[str, float]:
-    h = state.history
-    tenure_days = (now - state.first_seen) / DAY
-    recency_days = (now - state.last_seen) / DAY
-    since_order = (now - h.last_order_ts) / DAY if h.last_order_ts is not None else tenure_days
+_HANDLERS = {
+    "order_placed": History._order_placed,
+    "order_shipped": History._order_event,
+    "order_delayed": History._order_event,
+    "order_delivered": History._order_event,
+    "order_cancelled": History._order_event,
+    "return_requested": History._order_event,
+    "refund_issued": History._order_event,
+    "add_to_cart": History._cart,
+    "remove_from_cart": History._cart,
+    "checkout_started": History._cart,
+    "help_view": History._help,
+    "chat_message": History._chat_message,
+    "chat_closed": History._chat_closed,
+}
+
+
+# ---------------------------------------------------------------------------------- churn
+
+
+def order_features(order_log: list[tuple[int, float]], now: int) -> dict[str, float]:
+    """Frequency and monetary value over 7/30/90 days, inter-purchase intervals (days)."""
+    now_min = now // MIN
+    feats: dict[str, float] = {}
+    for h in HORIZONS:
+        lo = now_min - h * 1440
+        recent = [total for ts, total in order_log if ts > lo]
+        feats[f"orders_{h}d"] = float(len(recent))
+        feats[f"log_spend_{h}d"] = log1p(sum(recent))
+    gaps = [(b[0] - a[0]) / 1440 for a, b in zip(order_log, order_log[1:])]
+    if gaps:
+        mean = sum(gaps) / len(gaps)
+        last = gaps[-1]
+        since = (now_min - order_log[-1][0]) / 1440
+        feats["ipi_mean_log"] = log1p(mean)
+        feats["ipi_last_log"] = log1p(last)
+        # > 0: purchases are slowing down (the last gap is longer than usual)
+        feats["ipi_trend"] = log1p(last) - log1p(mean)
+        # how overdue the next purchase is, in usual gaps
+        feats["ipi_overdue"] = min(since / max(mean, 0.5), 20.0)
+        feats["has_ipi"] = 1.0
+    else:
+        feats.update(ipi_mean_log=0.0, ipi_last_log=0.0, ipi_trend=0.0, ipi_overdue=0.0, has_ipi=0.0)
+    return feats
+
+
+def visit_rate_features(visits: int, tenure_days: float, recency_days: float) -> dict[str, float]:
+    """NBD view of visits: a gamma-Poisson posterior rate and the chance of 30 quiet days.
+
+    ``visits`` counts the first one, so repeat visits are ``visits - 1`` over ``tenure_days``.
+    """
+    repeat = max(visits - 1, 0)
+    shape, scale = PRIOR_R + repeat, PRIOR_A + tenure_days
+    rate = shape / scale  # posterior mean visits per day
+    # P(no visit in the next horizon | alive): negative binomial with zero counts
+    log_p_quiet = shape * math.log(scale / (scale + CHURN_HORIZON_DAYS))
     return {
-        "recency_days": recency_days,
-        "tenure_days": tenure_days,
-        "since_order_days": since_order,
-        "orders": float(h.orders),
-        "spend": state.spend,
-        "events": float(h.events),
-        "sessions": float(h.sessions),
-        "late_orders": float(h.late_orders),
-        "returns": float(h.returns + h.refunds),
-        "chats": float(h.chats),
-        "help_views": float(h.help_views),
-        "carts_abandoned": float(h.carts_abandoned),
+        "visit_rate_log": math.log(rate),
+        "quiet30_logp": log_p_quiet,
+        "quiet30_p": math.exp(log_p_quiet),
+        # visits the customer would have made during the current silence: risk rises with it
+        "missed_visits_log": log1p(rate * recency_days),
+        "visits_log": log1p(visits),
     }
+
+
+def churn_features(state: "CustomerState", now: int) -> dict[str, float]:
+    """The churn model's view of a customer at a decision point at event time ``now``."""
+    h = state.history
+    tenure = max(0.0, (now - state.first_seen) / DAY)
+    recency = max(0.0, (now - state.last_seen) / DAY)
+    since_order = (now - h.last_order_ts) / DAY if h.last_order_ts is not None else tenure
+    ew_visits, ew_events, ew_bad = h.decayed(now)
+    visits = max(h.visits, h.sessions)
+    orders = h.orders
+    sessions_done = max(h.visits, 1)
+    feats = {
+        "recency_days": recency,
+        "recency_log": log1p(recency),
+        "recency_hours_log": log1p(recency * 24),
+        "tenure_log": log1p(tenure),
+        "new_customer": 1.0 if tenure < 14 else 0.0,
+        "since_order_log": log1p(max(since_order, 0.0)),
+        "never_ordered": 0.0 if orders else 1.0,
+        "orders_log": log1p(orders),
+        "spend_log": log1p(state.spend),
+        "aov_log": log1p(state.spend / orders) if orders else 0.0,
+        "open_orders": float(len(state.orders)),
+        "cart_open": 1.0 if state.cart else 0.0,
+        "events_log": log1p(h.events),
+        "sessions_log": log1p(h.sessions),
+        "active_days_log": log1p(h.active_days),
+        "active_day_share": h.active_days / max(tenure + 1.0, 1.0),
+        "visit_minutes_log": log1p(h.visit_ms / MIN / sessions_done),
+        "clicks_per_visit_log": log1p(h.clicks / sessions_done),
+        "cart_adds_log": log1p(h.cart_adds),
+        "checkouts_log": log1p(h.checkouts),
+        "carts_abandoned_log": log1p(h.carts_abandoned),
+        "abandon_share": h.carts_abandoned / (h.carts_abandoned + orders) if h.carts_abandoned + orders else 0.0,
+        "returns_log": log1p(h.returns),
+        "refunds_log": log1p(h.refunds),
+        "cancels_log": log1p(h.cancels),
+        "delays_log": log1p(h.delays),
+        "late_orders_log": log1p(h.late_orders),
+        "late_share": (h.late_orders + h.delays) / orders if orders else 0.0,
+        "delivered_log": log1p(h.delivered),
+        "chats_log": log1p(max(h.chats, len(h.contacts))),
+        "contacts_30d": float(h.contacts_within(now, 30 * DAY)),
+        "chat_messages_log": log1p(h.messages),
+        "csat_mean": (h.csat_sum / h.csat_n - 3.0) if h.csat_n else 0.0,
+        "escalations": float(h.escalations),
+        "bad_chats": float(h.bad_chats),
+        "help_views_log": log1p(h.help_views),
+        "bad_recent": ew_bad,
+    }
+    for i, hz in enumerate(HORIZONS):
+        feats[f"visits_{hz}d_log"] = log1p(ew_visits[i])
+        feats[f"events_{hz}d_log"] = log1p(ew_events[i])
+    feats.update(order_features(h.order_log, now))
+    feats.update(visit_rate_features(visits, tenure, recency))
+    return feats
+
+
+# ---------------------------------------------------------------------------------- frustration
+
+# Small, general word lists (matched on lower-cased word tokens; prefixes end with "*").
+NEGATIVE_WORDS = frozenset("""
+    useless ridiculous unacceptable terrible worst awful horrible pathetic joke nightmare disgusting
+    scam never broken lost still again seriously unbelievable sick fed disappointed disappointing
+    waste incompetent complaint complain lawyer review angry furious annoyed annoying frustrated
+    frustrating hate nobody impossible rubbish garbage shame shameful liar lies lied ignored
+    cancel refund money worse bad poor fail failed failure wrong
+""".split())
+PROFANE_WORDS = frozenset("""
+    damn damned dammit hell crap crappy wtf bloody shit shitty bullshit fuck fucking fucked ass
+    sucks suck stupid idiot idiots idiotic freaking pissed screw omg ffs
+""".split())
+_WORD = re.compile(r"[a-z']+")
+_EXCLAIM_RUN = re.compile(r"!+")
+_QUESTION_RUN = re.compile(r"\?+")
+_PUNCT_RUN = re.compile(r"[!?]{2,}")
+_vader = None
+
+
+def vader():
+    """The one VADER analyzer of the process (building it reads the lexicon: slow, so lazily once)."""
+    global _vader
+    if _vader is None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        _vader = SentimentIntensityAnalyzer()
+    return _vader
+
+
+def sentiment(text: str) -> dict[str, float]:
+    s = vader().polarity_scores(text)
+    return {"vader_compound": s["compound"], "vader_neg": s["neg"], "vader_pos": s["pos"]}
+
+
+def longest_run(pattern: re.Pattern, text: str) -> int:
+    return max((len(m) for m in pattern.findall(text)), default=0)
+
+
+def shape_features(text: str) -> dict[str, float]:
+    """How a message is written: length, capitals, ``!``/``?`` density and runs."""
+    letters = [c for c in text if c.isalpha()]
+    caps = sum(1 for c in letters if c.isupper()) / len(letters) if letters else 0.0
+    words = text.split()
+    loud = sum(1 for w in words if len(w) >= 2 and w.isupper() and any(c.isalpha() for c in w))
+    n = max(len(text), 1)
+    return {
+        "length_log": log1p(len(text)),
+        "words_log": log1p(len(words)),
+        "caps_share": caps,
+        "caps_words": float(loud),
+        "exclaim_density": text.count("!") / n,
+        "question_density": text.count("?") / n,
+        "exclaim_run": float(longest_run(_EXCLAIM_RUN, text)),
+        "question_run": float(longest_run(_QUESTION_RUN, text)),
+        "punct_runs": float(len(_PUNCT_RUN.findall(text))),
+    }
+
+
+def word_features(text: str) -> dict[str, float]:
+    """Negative and profane word counts."""
+    tokens = _WORD.findall(text.lower())
+    return {
+        "negative_words": float(sum(1 for t in tokens if t in NEGATIVE_WORDS)),
+        "profane_words": float(sum(1 for t in tokens if t in PROFANE_WORDS)),
+    }
+
+
+def context_features(ctx: dict) -> dict[str, float]:
+    """The conversation around the message (from the state machine), on log scales."""
+    since_reply = ctx.get("since_reply_s", -1.0)
+    return {
+        "no_reply_yet": 1.0 if since_reply is None or since_reply < 0 else 0.0,
+        "since_reply_log": log1p(max(since_reply or 0.0, 0.0) / 60.0),
+        "in_a_row": float(ctx.get("in_a_row", 1.0)),
+        "conversation_age_log": log1p(max(ctx.get("conversation_age_s", 0.0), 0.0) / 60.0),
+        "late_order_now": float(ctx.get("late_order_now", 0.0)),
+        "contacts_7d": float(ctx.get("contacts_7d", 0.0)),
+        "prior_bad_chats": float(ctx.get("prior_bad_chats", 0.0)),
+    }
+
+
+def support_context(history: History, now: int) -> dict[str, float]:
+    """What History knows that matters in a chat: repeat contacts in the last 7 days (this
+    conversation included), earlier bad outcomes."""
+    return {"contacts_7d": float(history.contacts_within(now, 7 * DAY)),
+            "prior_bad_chats": float(history.bad_chats)}
 
 
 def message_features(text: str, ctx: dict) -> dict[str, float]:
-    letters = [c for c in text if c.isalpha()]
-    caps = sum(1 for c in letters if c.isupper()) / len(letters) if letters else 0.0
-    n = max(len(text), 1)
-    feats = {
-        "length": float(len(text)),
-        "caps_share": caps,
-        "exclaim_density": text.count("!") / n,
-        "question_density": text.count("?") / n,
-    }
-    feats.update(ctx)
+    """The frustration model's view of one customer message in its conversation."""
+    feats = sentiment(text)
+    feats.update(shape_features(text))
+    feats.update(word_features(text))
+    feats.update(context_features(ctx))
     return feats
