@@ -163,9 +163,13 @@ class _ProfilesPartition(StatefulSinkPartition):
         self.profiles: dict[str, dict] = resume or {}
 
     def write_batch(self, values: list) -> None:
-        for customer_id, fields in values:
-            self.profiles.setdefault(customer_id, {"customer_id": customer_id, "churn_probability": None,
-                                                  "frustration_probability": None}).update(fields)
+        for customer_id, fields, defaults in values:
+            profile = self.profiles.setdefault(customer_id, {"customer_id": customer_id})
+            if defaults:
+                for k, v in fields.items():
+                    profile.setdefault(k, v)
+            else:
+                profile.update(fields)
 
     def snapshot(self) -> dict:
         return self.profiles

@@ -111,13 +111,19 @@ class _ProfilePartition(StatelessSinkPartition):
         self.cfg = cfg
         self.client = _client(cfg)
 
-    def write_batch(self, items: list[tuple[str, tuple[str, dict]]]) -> None:
+    def write_batch(self, items: list[tuple[str, tuple[str, dict, bool]]]) -> None:
         merged: dict[str, dict] = {}
-        for _, (customer_id, fields) in items:  # one HSET per customer per batch
-            merged.setdefault(customer_id, {}).update(fields)
+        absent: list[tuple[str, str, str]] = []
+        for _, (customer_id, fields, defaults) in items:  # one HSET per customer per batch
+            if defaults:
+                absent.extend((customer_id, k, hash_value(v)) for k, v in fields.items())
+            else:
+                merged.setdefault(customer_id, {}).update(fields)
 
         def write():
             pipe = self.client.pipeline(transaction=False)
+            for customer_id, key, value in absent:
+                pipe.hsetnx(f"crm:customer:{customer_id}", key, value)
             for customer_id, fields in merged.items():
                 pipe.hset(f"crm:customer:{customer_id}", mapping={k: hash_value(v) for k, v in fields.items()})
             return pipe.execute()
@@ -130,7 +136,8 @@ class _ProfilePartition(StatelessSinkPartition):
 
 
 class RedisProfileSink(DynamicSink):
-    """Takes ``(customer_id, (customer_id, fields))`` items; partial updates, merged by HSET."""
+    """Takes ``(customer_id, (customer_id, fields, defaults))`` items; partial updates merged by HSET
+    (HSETNX for defaults)."""
 
     def __init__(self, cfg: RedisSettings):
         self.cfg = cfg

@@ -124,6 +124,7 @@ class ProfileLogic(StatefulBatchLogic):
             if self.state is None:
                 self.state = CustomerState(item.customer_id)
                 self.t.customers.inc()
+                out.append(self.state.profile_defaults())
             res, status = self.state.process(item, self.cfg)
             if status != "ok":
                 self.t.status(status)
@@ -276,6 +277,6 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
         _outputs("suppressed", sup, edges.suppressed)
     if edges.profiles:
         merged = op.merge("profile_updates", *profile_updates)
-        _outputs("profiles", op.map("profile_fields", merged, lambda u: (u.customer_id, (u.customer_id, u.fields))),
+        _outputs("profiles", op.map("profile_fields", merged, lambda u: (u.customer_id, (u.customer_id, u.fields, u.defaults))),
                  edges.profiles)
     return flow

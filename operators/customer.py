@@ -431,6 +431,11 @@ class CustomerState:
     def tier(self, cfg: RuleConfig) -> str:
         return cfg.tier(self.order_count, self.spend)
 
+    def profile_defaults(self) -> ProfileUpdate:
+        """Fields other steps own, null until they report (written only where absent)."""
+        return ProfileUpdate(self.customer_id, {"churn_probability": None, "frustration_probability": None},
+                             defaults=True)
+
     def profile(self, cfg: RuleConfig) -> ProfileUpdate:
         cart_value = round(sum(q * (p or 0.0) for q, p in self.cart.values()), 2)
         fields = {

@@ -105,13 +105,18 @@ class Notice:
 
 
 class ProfileUpdate:
-    """Fields of the ``crm:customer:{id}`` hash that changed (a partial update, merged by sinks)."""
+    """Fields of the ``crm:customer:{id}`` hash that changed (a partial update, merged by sinks).
 
-    __slots__ = ("customer_id", "fields")
+    ``defaults`` are written only where the field is still absent (the model scores start as
+    null and must never overwrite a score that arrived first on another path).
+    """
 
-    def __init__(self, customer_id: str, fields: dict[str, Any]):
+    __slots__ = ("customer_id", "fields", "defaults")
+
+    def __init__(self, customer_id: str, fields: dict[str, Any], defaults: bool = False):
         self.customer_id = customer_id
         self.fields = fields
+        self.defaults = defaults
 
     def __repr__(self) -> str:
         return f"ProfileUpdate({self.customer_id}, {sorted(self.fields)})"

@@ -64,6 +64,14 @@ def test_triggers_reach_kafka_and_redis_exactly_once(kafka_broker, kafka_topics,
         {"event_id": "b1", "type": "add_to_cart", "customer_id": "c2", "ts": iso(t0), "session_id": "s",
          "product_id": "p2", "price": 4.0},
         b"{broken json",
+        {"event_id": "x1", "type": "search", "customer_id": "c3", "ts": iso(t0), "session_id": "s",
+         "query": "how to close my account"},
+    ]
+    chats = [
+        {"event_id": "m1", "type": "chat_message", "customer_id": "c4", "ts": iso(t0), "conversation_id": "cv1",
+         "sender": "customer", "text": "my parcel never came"},
+        {"event_id": "m2", "type": "chat_message", "customer_id": "c4", "ts": iso(t0 + timedelta(minutes=1)),
+         "conversation_id": "cv1", "sender": "customer", "text": "I want to speak to a supervisor"},
     ]
     orders = [
         {"event_id": "o1", "type": "order_placed", "customer_id": "c2", "ts": iso(t0 + timedelta(minutes=5)),
@@ -73,6 +81,7 @@ def test_triggers_reach_kafka_and_redis_exactly_once(kafka_broker, kafka_topics,
     ]
     produce(kafka_broker, topics["clickstream_topic"], clicks)
     produce(kafka_broker, topics["orders_topic"], orders)
+    produce(kafka_broker, topics["chat_topic"], chats)
     settings = live_settings(kafka_broker, redis_url, topics)
 
     run_live(settings, tail=False)
@@ -80,17 +89,20 @@ def test_triggers_reach_kafka_and_redis_exactly_once(kafka_broker, kafka_topics,
 
     entries = redis_client.xrange("crm:triggers")
     ids = [e[1][b"trigger_id"].decode() for e in entries]
-    assert len(ids) == len(set(ids)) == 2
+    assert len(ids) == len(set(ids)) == 4
     by_type = {e[1][b"type"].decode(): orjson.loads(e[1][b"trigger"]) for e in entries}
     assert by_type["abandoned_cart"]["customer_id"] == "c1"
     assert by_type["delay_apology"]["payload"]["order_id"] == "ord1"
+    assert by_type["proactive_outreach"]["reasons"] == ["exit_intent"]
+    assert by_type["escalation"]["reasons"] == ["human_requested"]
+    assert by_type["escalation"]["payload"]["conversation_id"] == "cv1"
     for trig in by_type.values():
         assert redis_client.exists(f"crm:trigger:{trig['trigger_id']}")
 
-    kafka_msgs = kafka_broker.consume_all(topics["triggers_topic"], min_count=4)
+    kafka_msgs = kafka_broker.consume_all(topics["triggers_topic"], min_count=8)
     kafka_ids = {orjson.loads(m.value())["trigger_id"] for m in kafka_msgs}
     assert kafka_ids == set(ids)  # at-least-once on Kafka: consumers dedupe on trigger_id
-    assert {m.key() for m in kafka_msgs} == {b"c1", b"c2"}
+    assert {m.key() for m in kafka_msgs} == {b"c1", b"c2", b"c3", b"c4"}
 
     dead = kafka_broker.consume_all(topics["deadletter_topic"], min_count=1)
     assert orjson.loads(dead[0].value())["raw"] == "{broken json"
@@ -99,6 +111,12 @@ def test_triggers_reach_kafka_and_redis_exactly_once(kafka_broker, kafka_topics,
     assert profile["order_count"] == 1 and profile["tier"] == "regular"
     assert profile["open_orders"][0]["status"] == "delayed"
     assert profile["last_trigger.delay_apology"]["trigger_id"] == by_type["delay_apology"]["trigger_id"]
+    fields = {"tier", "lifetime_spend", "order_count", "first_seen", "last_seen", "open_orders", "cart",
+              "cart_value", "open_conversations", "updated_at"}
+    assert fields <= set(profile)
+    assert profile["churn_probability"] is None and profile["frustration_probability"] is None
+    assert read_profile(redis_client, "c1")["cart"][0]["product_id"] == "p1"
+    assert read_profile(redis_client, "c4")["open_conversations"] == ["cv1"]
 
 
 def test_live_timer_fires_on_wall_clock(kafka_broker, kafka_topics, redis_client, redis_url, tmp_path):
