@@ -331,24 +331,45 @@ _ANGRY_HUMAN = (
 )
 _ANGRY_END = ("!!!", "!!", "???", "?!", "!!!!", "!", "?!?!")
 
-_BOT_TEXT = (
+_BOT_OPEN = (
     "Hi, I'm Robin, the virtual assistant. Let me look into this for you.",
-    "Thanks for reaching out! I'm checking order {oid} now.",
-    "I found your order {oid}. The latest status is: {status}.",
-    "You can track your parcel any time under Account > Orders.",
-    "I'm sorry for the wait. A colleague will join this chat shortly.",
+    "Thanks for reaching out! Give me a second to check.",
+    "Hello! I'm the virtual assistant, I'll do my best to help.",
 )
-_AGENT_TEXT = (
-    "Hi, this is {aname} from the care team. I'm sorry about the trouble with {oid}.",
-    "I've contacted {carrier} and asked for an update on {oid}.",
-    "I can offer you a {pct}% voucher for the inconvenience.",
-    "I've started the refund for {oid}; you'll see it in 3-5 business days.",
-    "I understand, I'm escalating this to our delivery team right away.",
-    "Thanks for your patience. The new delivery date is {day}.",
-    "I've sent you a prepaid return label by email.",
-    "Good question! The {product} comes with a 2-year warranty.",
-    "Is there anything else I can help you with?",
-)
+_REPLIES = {  # topic -> replies by bot or agent
+    "order": (
+        "I found your order {oid}. The latest status is: {status}.",
+        "I've contacted {carrier} and asked for an update on {oid}.",
+        "I'm sorry about the trouble with {oid}. The new estimated delivery is {day}.",
+        "I can offer you a {pct}% voucher for the inconvenience.",
+        "I understand, I'm escalating {oid} to our delivery team right away.",
+        "You can track your parcel any time under Account > Orders.",
+        "I've opened an investigation with {carrier}; if the parcel doesn't show up we'll refund {oid}.",
+    ),
+    "return": (
+        "I've sent you a prepaid return label by email.",
+        "I'm sorry the {product} didn't work out. I've registered the return for {oid}.",
+        "Your refund for {oid} is on its way; you'll see it in 3-5 business days.",
+        "Could you send us a photo of the {product}? Then I can arrange a replacement.",
+    ),
+    "search": (
+        "I'm sorry, we don't carry {thing} at the moment.",
+        "Let me check our catalogue for {thing}... unfortunately nothing right now.",
+        "We might get {thing} later this year; I can note your interest.",
+    ),
+    "question": (
+        "Good question! The {product} comes with a 2-year warranty.",
+        "Yes, the {product} works with the {product2}.",
+        "The {product} usually ships within 1-2 business days.",
+        "You can pay in 3 instalments at checkout for orders over 100 EUR.",
+        "The {product} is available in black and silver.",
+        "Gift wrapping is available at checkout for 3 EUR.",
+    ),
+}
+_TOPIC = {"late": "late", "lost": "lost", "delay": "delay", "return": "return", "failed_search": "search",
+          "question": "question"}
+_CLOSING = ("Is there anything else I can help you with?", "Thanks for your patience, have a good day!",
+            "Glad I could help.")
 _STATUSES = ("in transit", "at the local depot", "out for delivery", "awaiting carrier scan", "delayed")
 
 
@@ -397,7 +418,7 @@ class _Customer:
         self.help = r.betavariate(1.3, 10.0)
         self.irritability = r.betavariate(2.0, 4.0)
         self.prefs = [self._pick_cat(), self._pick_cat()]
-        self.h0 = 0.0055 * (0.3 / self.rate) ** 0.6 * r.lognormvariate(0.0, 0.35)
+        self.h0 = 0.0055 * (0.3 / self.rate) ** 0.8 * r.lognormvariate(0.0, 0.35)
         if self.vip:
             self.h0 *= 0.15
         # joining: most customers already exist at the start, the others join over time
@@ -504,7 +525,7 @@ class _Customer:
                 dt = (t - last_check) / DAY
                 if r.random() < 1.0 - math.exp(-self.hazard(t) * dt):
                     decide = last_check + int(r.random() * (t - last_check))
-                    self.fade_end = decide + int(r.uniform(4.0, 16.0) * DAY)
+                    self.fade_end = decide + int(r.uniform(5.0, 18.0) * DAY)
                 last_check = t
             if t >= cutoff or (self.fade_end is not None and t >= self.fade_end):
                 break
@@ -512,7 +533,7 @@ class _Customer:
             # next natural session
             rate = self.rate
             if self.fade_end is not None:
-                rate *= 0.3
+                rate *= 0.25
             if self.wish and r.random() < 0.5:
                 gap = int(r.uniform(0.3, 3.0) * DAY)
             else:
@@ -567,8 +588,11 @@ class _Customer:
             chat_p = 1.0
         self.frus = min(self.frus, 1.5)
         if chat_p and r.random() < chat_p:
-            self.chat(ts + int(r.uniform(2 * MIN, 5 * HOUR)) if kind != "question" else ts,
-                      "question" if kind == "question" else kind, data)
+            ct = ts if kind == "question" else ts + int(r.uniform(2 * MIN, 5 * HOUR))
+            hour = (ct % DAY) / HOUR
+            if hour < 7.0 and r.random() < 0.8:
+                ct += int((7.0 - hour + r.random() * 4.0) * HOUR)
+            self.chat(ct, _TOPIC[kind], data)
         if sessions and problem_p and r.random() < problem_p:
             self.problem_flag = True
             heapq_t = ts + int(r.uniform(5 * MIN, 8 * HOUR))
@@ -657,7 +681,7 @@ class _Customer:
                 emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[p], "price": cat.price[p]})
                 self.viewed.append(p)
                 last_p = p
-                if r.random() < 0.01:
+                if r.random() < 0.004:
                     self.push(t + 1, "question", p)
             # cart actions
             if adds < adds_wanted and last_p >= 0 and r.random() < 0.55:
@@ -833,11 +857,14 @@ class _Customer:
             day = r.choice(_DAYNAMES)
             carrier = "the carrier"
         thing = data if isinstance(data, str) else r.choice(_FAILED_QUERIES)
-        fill = {"oid": oid, "product": product, "product2": cat.names[cat.pick(r)], "day": day,
+        comp = cat.complements[data] if isinstance(data, int) else []
+        p2 = r.choice(comp) if comp else cat.pick(r)
+        fill = {"oid": oid, "product": product, "product2": cat.names[p2], "day": day,
                 "thing": thing, "nth": r.choice(("second", "third", "fourth")), "carrier": carrier,
                 "aname": r.choice(_AGENT_NAMES), "pct": r.choice((5, 10, 15, 20)),
                 "status": r.choice(_STATUSES)}
-        key = topic if topic in _CALM_BODY else "late"
+        key = topic
+        pool = _REPLIES.get(key, _REPLIES["order"])
         msgs: list[tuple[int, str, str]] = []
 
         def cust_first() -> str:
@@ -895,8 +922,15 @@ class _Customer:
             sender = reply_by
             if reply_by == "bot" and i >= 1:
                 sender = "agent"
-            pool = _BOT_TEXT if sender == "bot" else _AGENT_TEXT
-            msgs.append((t, sender, r.choice(pool).format(**fill)))
+            if i == 0 and sender == "bot":
+                reply = r.choice(_BOT_OPEN)
+            elif i == 0:
+                reply = f"Hi, this is {fill['aname']} from the care team. " + r.choice(pool)
+            elif i == n_cust - 1 and r.random() < 0.5:
+                reply = r.choice(_CLOSING)
+            else:
+                reply = r.choice(pool)
+            msgs.append((t, sender, reply.format(**fill)))
             t += int(r.uniform(20 * SEC, 5 * MIN))
         # outcome
         closed: dict | None = None
@@ -907,8 +941,8 @@ class _Customer:
                 closed = {"escalated": esc, "csat": csat}
         else:
             if r.random() >= 0.03:
-                esc = r.random() < (0.3 if human_at >= 0 else 0.04)
-                csat = r.choices((1, 2, 3, 4, 5), (0.03, 0.05, 0.15, 0.35, 0.42))[0]
+                esc = r.random() < (0.3 if human_at >= 0 else 0.03)
+                csat = r.choices((1, 2, 3, 4, 5), (0.02, 0.04, 0.14, 0.36, 0.44))[0]
                 closed = {"escalated": esc, "csat": csat}
                 if r.random() < 0.1 and not esc:
                     del closed["csat"]
