@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["generate", "compute_cart_truth", "compute_order_truth", "HUMAN_RE", "iso"]
+__all__ = ["generate", "catalogue", "compute_cart_truth", "compute_order_truth", "HUMAN_RE", "iso"]
 
 SEC = 1000
 MIN = 60 * SEC
@@ -179,6 +179,11 @@ class Catalogue:
     def pick_in(self, rng: random.Random, ci: int) -> int:
         cum = self.cum_cat[ci]
         return self.by_cat[ci][bisect.bisect_right(cum, rng.random() * cum[-1])]
+
+
+def catalogue(seed: int) -> Catalogue:
+    """The catalogue ``generate`` uses for this seed (products, prices, complements)."""
+    return Catalogue(random.Random(seed * 31 + 7))
 
 
 def _cumulate(ws: list[float]) -> list[float]:
@@ -1075,7 +1080,7 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
     out_dir.mkdir(parents=True, exist_ok=True)
     start_ms = parse_ts(start)
     end_ms = start_ms + days * DAY
-    cat = Catalogue(random.Random(seed * 31 + 7))
+    cat = catalogue(seed)
 
     rows: list[tuple[int, int, int, bytes]] = []  # (ts, customer, seq, body)
     truth_customers: list[bytes] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.simulation import generate
+from flows.simulation import catalogue, generate
 
 N_CUSTOMERS, N_DAYS, SEED = 300, 14, 1
 IDLE_MS = 30 * 60 * 1000
@@ -384,10 +384,42 @@ def test_no_label_leaks(run):
         assert extra <= allowed_extra, extra
 
 
-def test_catalogue_complements_show_up(run):
-    """Customers who buy something often view or buy related products later."""
-    buyers = 0
+def test_catalogue_structure():
+    cat = catalogue(SEED)
+    assert 1900 <= len(cat.ids) <= 2100
+    assert len(set(cat.cat)) == 30
+    assert all(re.fullmatch(r"p\d{5}", p) for p in cat.ids)
+    w = sorted(cat.weight, reverse=True)
+    assert w[0] > 50 * w[len(w) // 2]  # Zipf-like popularity
+    phones = cat.by_cat[cat.cat_index["smartphones"]]
+    cables = cat.by_cat[cat.cat_index["cables"]]
+    assert sum(cat.price[p] for p in phones) / len(phones) > 10 * sum(cat.price[p] for p in cables) / len(cables)
+    comp_cats = {cat.cat_names[cat.cat[c]] for p in phones for c in cat.complements[p]}
+    assert {"phone_cases", "chargers"} <= comp_cats
+
+
+def test_related_products_viewed_and_bought(run):
+    """Consecutive views in a session hit complements far above chance; buyers buy complements."""
+    cat = catalogue(SEED)
+    index = {pid: i for i, pid in enumerate(cat.ids)}
+    pairs = hits = 0
     for evs in run.by_customer.values():
-        if sum(o["type"] == "order_placed" for o in evs) >= 2:
-            buyers += 1
-    assert buyers > 20
+        prev = None
+        for o in evs:
+            if o["type"] != "product_view":
+                continue
+            p = index[o["product_id"]]
+            if prev is not None and prev[1] == o["session_id"]:
+                pairs += 1
+                hits += p in cat.complements[prev[0]]
+            prev = (p, o["session_id"])
+    assert hits / pairs > 0.1
+    followups = 0
+    for evs in run.by_customer.values():
+        bought: set[int] = set()
+        for o in evs:
+            if o["type"] == "order_placed":
+                new = {index[i["product_id"]] for i in o["items"]}
+                followups += any(p in cat.complements[b] for p in new for b in bought)
+                bought |= new
+    assert followups > 5
