@@ -60,9 +60,10 @@ class AbandonedCartSettings(_Group):
 class DelayApologySettings(_Group):
     grace: Duration = Field(timedelta(hours=2), description="promise missed by this much: trigger due")
     credit_rate: float = Field(0.05, ge=0, description="suggested credit as a share of the order total")
-    credit_min: float = Field(2.0, ge=0)
-    credit_max: float = Field(25.0, ge=0)
-    tier_multiplier: dict[str, float] = Field(default_factory=lambda: {"new": 1.0, "regular": 1.25, "vip": 1.5})
+    credit_min: float = Field(2.0, ge=0, description="lower bound of the suggested credit")
+    credit_max: float = Field(25.0, ge=0, description="upper bound of the suggested credit")
+    tier_multiplier: dict[str, float] = Field(default_factory=lambda: {"new": 1.0, "regular": 1.25, "vip": 1.5},
+                                              description="credit multiplier per value tier")
 
 
 class EscalationSettings(_Group):
@@ -70,60 +71,64 @@ class EscalationSettings(_Group):
         default_factory=lambda: [
             "human", "agent", "representative", "real person", "supervisor", "manager",
             "someone real", "live person", "talk to a person", "speak to a person",
-        ]
+        ],
+        description="a customer message with one of these (whole words, any case/accents) asks for a human",
     )
     unanswered_count: int = Field(3, ge=2, description="customer messages in a row with no reply")
-    unanswered_window: Duration = Field(timedelta(minutes=10))
-    frustration_threshold: float = Field(0.8, ge=0, le=1)
-    text_max_chars: int = Field(280, gt=0)
-    last_messages: int = Field(3, gt=0)
+    unanswered_window: Duration = Field(timedelta(minutes=10), description="the unanswered run must fit in this")
+    frustration_threshold: float = Field(0.8, ge=0, le=1, description="frustration probability that escalates")
+    text_max_chars: int = Field(280, gt=0, description="message text in payloads is cut at this many characters")
+    last_messages: int = Field(3, gt=0, description="messages carried in an escalation payload")
 
 
 class ProactiveSettings(_Group):
-    churn_threshold: float = Field(0.7, ge=0, le=1)
+    churn_threshold: float = Field(0.7, ge=0, le=1, description="churn probability that triggers outreach")
     session_gap: Duration = Field(timedelta(minutes=30), description="no clickstream for this long ends a session")
     rescore_every: Duration = Field(timedelta(days=7), description="re-score an inactive customer this often")
-    help_views: int = Field(3, ge=1)
-    help_window: Duration = Field(timedelta(hours=1))
+    help_views: int = Field(3, ge=1, description="help_view events within help_window that trigger outreach")
+    help_window: Duration = Field(timedelta(hours=1), description="window for help_views")
     exit_words: list[str] = Field(
         default_factory=lambda: [
             "cancel", "cancellation", "refund", "return", "returns", "close account",
             "delete account", "close my account", "delete my account", "unsubscribe", "terminate",
-        ]
+        ],
+        description="a search query with one of these (whole words) shows an intent to leave",
     )
 
 
 class PolicySettings(_Group):
     marketing_cap: int = Field(2, ge=0, description="marketing triggers per cap_window")
-    cap_window: Duration = Field(timedelta(hours=24))
+    cap_window: Duration = Field(timedelta(hours=24), description="rolling window of the marketing cap")
     apology_quiet: Duration = Field(timedelta(hours=24), description="no marketing this long after a delay_apology")
     cooldown: dict[str, Duration] = Field(
-        default_factory=lambda: {"abandoned_cart": timedelta(hours=24), "proactive_outreach": timedelta(days=7)}
+        default_factory=lambda: {"abandoned_cart": timedelta(hours=24), "proactive_outreach": timedelta(days=7)},
+        description="per marketing type: no second one of the type within this",
     )
 
 
 class TierSettings(_Group):
     regular_orders: int = Field(1, ge=1, description="orders to become `regular`")
-    vip_orders: int = Field(8, ge=1)
-    vip_spend: float = Field(1000.0, ge=0)
+    vip_orders: int = Field(8, ge=1, description="orders to become `vip`")
+    vip_spend: float = Field(1000.0, ge=0, description="lifetime spend to become `vip` (with at least one order)")
 
 
 class LabelSettings(_Group):
-    churn_horizon: Duration = Field(timedelta(days=30))
-    conversation_abandoned: Duration = Field(timedelta(hours=24))
+    churn_horizon: Duration = Field(timedelta(days=30), description="no event this long after a decision point: churned")
+    conversation_abandoned: Duration = Field(timedelta(hours=24), description="open conversation silent this long: frustrated")
     frustrated_csat: int = Field(2, ge=1, le=5, description="csat at or below this labels a conversation frustrated")
     max_pending: int = Field(64, gt=0, description="pending predictions kept per customer before the oldest is dropped")
 
 
 class KafkaSettings(_Group):
-    bootstrap_servers: str = "localhost:9092"
-    clickstream_topic: str = "crm.clickstream"
-    orders_topic: str = "crm.orders"
-    chat_topic: str = "crm.chat"
-    triggers_topic: str = "crm.triggers"
-    deadletter_topic: str = "crm.deadletter"
-    starting_offset: str = Field("beginning", pattern="^(beginning|end)$")
-    batch_size: int = Field(1000, gt=0)
+    bootstrap_servers: str = Field("localhost:9092", description="Kafka brokers, comma-separated")
+    clickstream_topic: str = Field("crm.clickstream", description="input topic")
+    orders_topic: str = Field("crm.orders", description="input topic")
+    chat_topic: str = Field("crm.chat", description="input topic")
+    triggers_topic: str = Field("crm.triggers", description="output topic, key = customer_id")
+    deadletter_topic: str = Field("crm.deadletter", description="dead letters with raw bytes and reason")
+    starting_offset: str = Field("beginning", pattern="^(beginning|end)$",
+                                 description="where a first run starts (later runs resume from recovery)")
+    batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
     extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka properties")
 
     @property
@@ -132,10 +137,10 @@ class KafkaSettings(_Group):
 
 
 class RedisSettings(_Group):
-    url: str = "redis://localhost:6379/0"
-    stream: str = "crm:triggers"
-    stream_maxlen: int = Field(1_000_000, gt=0)
-    dedup_ttl: Duration = Field(timedelta(days=30))
+    url: str = Field("redis://localhost:6379/0", description="Redis for triggers, dedup keys and profiles")
+    stream: str = Field("crm:triggers", description="trigger stream")
+    stream_maxlen: int = Field(1_000_000, gt=0, description="approximate MAXLEN of the stream")
+    dedup_ttl: Duration = Field(timedelta(days=30), description="TTL of the crm:trigger:{id} write-once keys")
     retry_give_up: Duration = Field(timedelta(minutes=10), description="stop retrying a write after this long")
 
 
@@ -155,8 +160,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
     recovery_dir: Optional[Path] = Field(None, description="Bytewax recovery directory; none = no recovery")
-    snapshot_interval: Duration = Field(timedelta(seconds=10))
-    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    snapshot_interval: Duration = Field(timedelta(seconds=10), description="Bytewax epoch / snapshot interval")
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
 
     @field_validator("kafka", "redis", mode="before")
     @classmethod
@@ -197,3 +202,27 @@ def load_settings(config_file: Optional[Path] = None, **overrides: Any) -> Setti
         raise SettingsError(f"invalid settings: {str(exc).splitlines()[0]}") from None
     finally:
         Settings.toml_file = None
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, nested groups flattened."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name.upper()}__")
+                continue
+            default = f.get_default(call_default_factory=True)
+            if isinstance(default, timedelta):
+                default = f"{default.total_seconds():.0f} s"
+            elif isinstance(default, dict):
+                default = ", ".join(f"{k}={v.total_seconds():.0f} s" if isinstance(v, timedelta) else f"{k}={v}"
+                                    for k, v in default.items()) or "{}"
+            elif isinstance(default, list):
+                default = ", ".join(map(str, default))
+            rows.append((f"{prefix}{name.upper()}", str(default), f.description or ""))
+
+    walk(Settings, "CRM_")
+    return rows

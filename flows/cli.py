@@ -125,6 +125,16 @@ def run(
              addresses=addresses.split(";") if addresses else None, archive=archive)
 
 
+@app.command("settings")
+def settings_cmd() -> None:
+    """Print every setting as a Markdown table (environment name, default, meaning)."""
+    from config.settings import settings_table
+
+    print("| environment variable | default | meaning |\n|---|---|---|")
+    for env, default, desc in settings_table():
+        print(f"| `{env}` | `{default}` | {desc} |")
+
+
 def main() -> None:
     try:
         app()
