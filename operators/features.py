@@ -26,6 +26,8 @@ BAD_TAU = 30.0  # days: decay of the bad-experience score
 # Gamma prior on a customer's visit rate (per day) for the NBD "no visit within 30 days" feature:
 # shape 1, scale 1/3 (a mean of one session every three days), updated by the sessions seen.
 PRIOR_R, PRIOR_A, CHURN_HORIZON_DAYS = 1.0, 3.0, 30.0
+# The same for purchases: a prior mean of one order a month.
+ORDER_PRIOR_R, ORDER_PRIOR_A = 1.0, 30.0
 
 if TYPE_CHECKING:  # pragma: no cover
     from operators.customer import CustomerState
@@ -257,23 +259,23 @@ def order_features(order_log: list[tuple[int, float]], now: int) -> dict[str, fl
     return feats
 
 
-def visit_rate_features(visits: int, tenure_days: float, recency_days: float) -> dict[str, float]:
-    """NBD view of visits: a gamma-Poisson posterior rate and the chance of 30 quiet days.
+def visit_rate_features(visits: int, tenure_days: float, recency_days: float, prefix: str = "visit",
+                        prior: tuple[float, float] = (PRIOR_R, PRIOR_A)) -> dict[str, float]:
+    """NBD view of visits (or orders): a gamma-Poisson posterior rate and the chance of 30 quiet days.
 
     ``visits`` counts the first one, so repeat visits are ``visits - 1`` over ``tenure_days``.
     """
     repeat = max(visits - 1, 0)
-    shape, scale = PRIOR_R + repeat, PRIOR_A + tenure_days
+    shape, scale = prior[0] + repeat, prior[1] + tenure_days
     rate = shape / scale  # posterior mean visits per day
     # P(no visit in the next horizon | alive): negative binomial with zero counts
     log_p_quiet = shape * math.log(scale / (scale + CHURN_HORIZON_DAYS))
     return {
-        "visit_rate_log": math.log(rate),
-        "quiet30_logp": log_p_quiet,
-        "quiet30_p": math.exp(log_p_quiet),
+        f"{prefix}_rate_log": math.log(rate),
+        f"{prefix}_quiet30_logp": log_p_quiet,
+        f"{prefix}_quiet30_p": math.exp(log_p_quiet),
         # visits the customer would have made during the current silence: risk rises with it
-        "missed_visits_log": log1p(rate * recency_days),
-        "visits_log": log1p(visits),
+        f"{prefix}_missed_log": log1p(rate * recency_days),
     }
 
 
@@ -284,11 +286,10 @@ def churn_features(state: "CustomerState", now: int) -> dict[str, float]:
     recency = max(0.0, (now - state.last_seen) / DAY)
     since_order = (now - h.last_order_ts) / DAY if h.last_order_ts is not None else tenure
     ew_visits, ew_events, ew_bad = h.decayed(now)
-    visits = max(h.visits, h.sessions)
+    visits = max(h.visits, h.sessions, h.orders)  # a purchase-only log has orders and no clicks
     orders = h.orders
     sessions_done = max(h.visits, 1)
     feats = {
-        "recency_days": recency,
         "recency_log": log1p(recency),
         "recency_hours_log": log1p(recency * 24),
         "tenure_log": log1p(tenure),
@@ -330,13 +331,16 @@ def churn_features(state: "CustomerState", now: int) -> dict[str, float]:
         feats[f"visits_{hz}d_log"] = log1p(ew_visits[i])
         feats[f"events_{hz}d_log"] = log1p(ew_events[i])
     feats.update(order_features(h.order_log, now))
+    feats["visits_log"] = log1p(visits)
     feats.update(visit_rate_features(visits, tenure, recency))
+    feats.update(visit_rate_features(orders, tenure, max(since_order, 0.0), "order",
+                                     (ORDER_PRIOR_R, ORDER_PRIOR_A)))
     return feats
 
 
 # ---------------------------------------------------------------------------------- frustration
 
-# Small, general word lists (matched on lower-cased word tokens; prefixes end with "*").
+# Small, general word lists (matched on lower-cased word tokens).
 NEGATIVE_WORDS = frozenset("""
     useless ridiculous unacceptable terrible worst awful horrible pathetic joke nightmare disgusting
     scam never broken lost still again seriously unbelievable sick fed disappointed disappointing
