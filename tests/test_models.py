@@ -1,0 +1,243 @@
+"""The online models: River pipelines, the shard's progressive validation, metrics, persistence."""
+
+import pickle
+import random
+
+import pytest
+
+from connectors.metrics import Telemetry
+from models.churn import ChurnModel
+from models.estimators import ESTIMATORS
+from models.frustration import FrustrationModel
+from models.metrics import ModelMetrics, merge_metrics, publish, shards_of
+from models.persist import ModelFileError, load_models, save_models
+from models.shard import ModelShard, shard_of
+from operators.scoring import Label, ScoreRequest
+
+HOUR = 3_600_000
+
+
+def toy(n, seed=1):
+    """A linearly separable problem with a noise feature and a shifted scale."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        x = {"a": rng.gauss(0, 1), "b": rng.gauss(0, 3) + 10, "noise": rng.random()}
+        yield x, int(x["a"] + (x["b"] - 10) / 3 > 0)
+
+
+def progressive_auc(model, n=600):
+    m = ModelMetrics()
+    for x, y in toy(n):
+        m.labelled(y, model.predict(x), 0)
+        model.learn(x, y)
+    return m.roc_auc
+
+
+@pytest.mark.parametrize("cls", [ChurnModel, FrustrationModel])
+def test_default_pipelines_learn_a_separable_problem(cls):
+    assert progressive_auc(cls()) > 0.9
+
+
+@pytest.mark.parametrize("name", sorted(set(ESTIMATORS) - {"arf"}))
+def test_every_estimator_learns_a_separable_problem(name):
+    assert progressive_auc(ChurnModel(name), n=800) > 0.85
+
+
+def test_unknown_estimator_is_refused():
+    with pytest.raises(ValueError, match="unknown estimator"):
+        ChurnModel("deep_magic")
+
+
+def test_untrained_model_predicts_one_half():
+    assert ChurnModel().predict({"a": 1.0}) == 0.5
+    assert ChurnModel("hoeffding").predict({"a": 1.0}) == 0.5
+
+
+# ------------------------------------------------------------------ the shard
+
+
+def req(i, x, model="churn", decision=True, ts=0):
+    return ScoreRequest(model, f"c{i}", f"d{i}", ts, x, None, decision)
+
+
+def lab(i, x, y, model="churn", ts=HOUR, decided=0):
+    return Label(model, f"c{i}", f"d{i}", ts, x, y, decided)
+
+
+def test_shard_scores_none_for_an_unknown_model():
+    assert ModelShard(warmup=0).score(req(0, {"a": 1.0}, model="nope")) is None
+
+
+def test_shard_scores_none_during_warmup_and_never_after():
+    shard = ModelShard(warmup=20)
+    data = list(toy(200))
+    for i, (x, y) in enumerate(data):
+        p = shard.score(req(i, x))
+        if i < 20:
+            assert p is None
+        else:
+            assert p is not None and 0.0 <= p <= 1.0
+        shard.learn(lab(i, x, y))
+
+
+def test_shard_metrics_update_on_labels():
+    shard = ModelShard(warmup=0)
+    for i, (x, y) in enumerate(toy(400)):
+        shard.score(req(i, x))
+        shard.learn(lab(i, x, y, ts=i * HOUR + 2 * HOUR, decided=i * HOUR))
+    m = shard.metrics()["churn"]
+    assert m["predictions"] == m["decisions"] == m["labels"] == m["validated"] == 400
+    assert m["roc_auc"] > 0.9
+    assert 0 < m["log_loss"] < 0.6
+    assert 0.3 < m["positive_rate"] < 0.7
+    assert m["label_delay_hours"] == 2.0
+    assert m["pending"] == 0
+    assert shard.metrics()["frustration"]["labels"] == 0
+
+
+def test_payload_only_scores_are_not_kept():
+    shard = ModelShard(warmup=0)
+    shard.score(req(1, {"a": 1.0}, decision=False))
+    assert shard.metrics()["churn"]["predictions"] == 1
+    assert shard.metrics()["churn"]["pending"] == 0
+    shard.learn(lab(1, {"a": 1.0}, 1))  # a label without a prediction: learned, not validated
+    m = shard.metrics()["churn"]
+    assert m["labels"] == 1 and m["validated"] == 0 and shard.models["churn"].learned == 1
+
+
+def test_pending_predictions_are_bounded_oldest_evicted():
+    shard = ModelShard(warmup=0, pending_max=10)
+    for i in range(25):
+        shard.score(req(i, {"a": float(i)}))
+    assert len(shard.pending["churn"]) == 10
+    assert list(shard.pending["churn"])[0] == "d15"
+    assert shard.metrics()["churn"]["evicted"] == 15
+    shard.learn(lab(3, {"a": 3.0}, 1))  # evicted: still learned from
+    shard.learn(lab(20, {"a": 20.0}, 0))
+    m = shard.metrics()["churn"]
+    assert (m["labels"], m["validated"], m["pending"]) == (2, 1, 9)
+
+
+def test_shard_pickle_round_trip_keeps_predictions_identical():
+    shard = ModelShard(warmup=0)
+    data = list(toy(300))
+    for i, (x, y) in enumerate(data[:200]):
+        shard.score(req(i, x))
+        shard.learn(lab(i, x, y))
+    for i, (x, _) in enumerate(data[200:250], start=200):
+        shard.score(req(i, x))  # pending across the snapshot
+    back = pickle.loads(pickle.dumps(shard, protocol=pickle.HIGHEST_PROTOCOL))
+    for i, (x, _) in enumerate(data[250:], start=250):
+        assert back.score(req(i, x)) == shard.score(req(i, x))
+    assert back.pending["churn"] == shard.pending["churn"]
+    assert back.metrics() == shard.metrics()
+    for i, (x, y) in enumerate(data[200:250], start=200):
+        back.learn(lab(i, x, y))
+    assert back.metrics()["churn"]["validated"] == 250
+
+
+def test_shard_of_is_stable():
+    assert shard_of("c000042", 4) == shard_of("c000042", 4)
+    assert {shard_of(f"c{i}", 4) for i in range(100)} == {f"models/{k}" for k in range(4)}
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def brute_auc(pairs):
+    pos = [p for p, y in pairs if y]
+    neg = [p for p, y in pairs if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_histogram_auc_matches_the_pairwise_definition():
+    rng = random.Random(3)
+    pairs = [(round(rng.random(), 3), int(rng.random() < 0.3)) for _ in range(500)]
+    pairs = [(p, y if rng.random() < 0.7 else int(p > 0.5)) for p, y in pairs]
+    m = ModelMetrics()
+    for p, y in pairs:
+        m.labelled(y, p, 0)
+    assert m.roc_auc == pytest.approx(brute_auc(pairs), abs=0.005)
+    assert ModelMetrics().roc_auc is None
+
+
+def test_merge_metrics_of_shards_equals_one_shard():
+    pairs = [(random.Random(i).random(), i % 3 == 0) for i in range(300)]
+    whole, a, b = ModelMetrics(), ModelMetrics(), ModelMetrics()
+    for i, (p, y) in enumerate(pairs):
+        whole.labelled(int(y), p, HOUR)
+        (a if i % 2 else b).labelled(int(y), p, HOUR)
+    merged = merge_metrics([{"churn": a}, {"churn": b}, {"frustration": ModelMetrics()}])
+    assert merged["churn"].summary() == whole.summary()
+    assert merged["frustration"].summary()["labels"] == 0
+    assert a.summary() != whole.summary()  # the parts are left alone
+
+
+def test_publish_writes_merged_metrics_to_telemetry():
+    t = Telemetry()
+    shards = [ModelShard(warmup=0), ModelShard(warmup=0)]
+    for i, (x, y) in enumerate(toy(100)):
+        s = shards[i % 2]
+        s.score(req(i, x))
+        s.learn(lab(i, x, y))
+        publish(t, s)
+    publish(t, shards[0], force=True)
+    assert t.models["churn"]["labels"] == 100
+    assert t.models["churn"]["validated"] == 100
+    assert set(map(id, shards_of(t))) == set(map(id, shards))
+    assert shards_of(Telemetry()) == []
+
+
+# ------------------------------------------------------------------ persistence
+
+
+def trained_shard(n=300, estimator=None):
+    shard = ModelShard(warmup=0, estimators={"churn": estimator} if estimator else None)
+    for i, (x, y) in enumerate(toy(n)):
+        shard.score(req(i, x))
+        shard.learn(lab(i, x, y))
+    return shard
+
+
+def test_save_and_load_models_warm_starts_identically(tmp_path):
+    shard = trained_shard()
+    path = tmp_path / "models.bin"
+    info = save_models([shard, ModelShard(warmup=0)], path)
+    assert info["churn"] == {"estimator": "logreg", "learned": 300}
+    saved = load_models(path)
+    assert saved.shards == 2 and saved.metrics["churn"].labels == 300
+    warm = ModelShard(warm=saved.models)
+    assert warm.models["churn"].learned == 300
+    for i, (x, _) in enumerate(toy(50, seed=9)):
+        assert warm.score(req(i, x)) == shard.score(req(i, x))
+    assert warm.metrics()["churn"]["labels"] == 0  # progressive metrics start afresh
+    other = ModelShard(warm=saved.models)
+    other.learn(lab(0, {"a": 1.0}, 1))
+    assert warm.models["churn"].learned == 300  # each shard holds its own copy
+
+
+def test_save_models_accepts_a_shard_or_a_mapping(tmp_path):
+    shard = trained_shard(100, estimator="hoeffding")
+    save_models(shard, tmp_path / "a")
+    save_models({"models/0": shard}, tmp_path / "b")
+    assert load_models(tmp_path / "a").models["churn"].estimator == "hoeffding"
+    assert load_models(tmp_path / "b").models["churn"].learned == 100
+    with pytest.raises(ValueError):
+        save_models([], tmp_path / "c")
+
+
+def test_load_models_refuses_other_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"hello\n")
+    with pytest.raises(ModelFileError, match="not a crm-stream model file"):
+        load_models(bad)
+    newer = tmp_path / "newer"
+    newer.write_bytes(b"CRMSTREAM-MODELS 99 river=9\n")
+    with pytest.raises(ModelFileError, match="version 99"):
+        load_models(newer)
+    cut = tmp_path / "cut"
+    save_models(trained_shard(50), cut)
+    cut.write_bytes(cut.read_bytes()[:200])
+    with pytest.raises(ModelFileError, match="cannot read"):
+        load_models(cut)
