@@ -147,3 +147,10 @@ def shards_of(t: Any) -> list:
     """Every shard registered with ``t`` through :func:`publish` (for ``save_models``)."""
     board = _boards.get(t)
     return list(board.shards.values()) if board is not None else []
+
+
+def refresh(t: Any) -> None:
+    """Write the final per-model aggregates now (call after a replay's ``run_main``)."""
+    shards = shards_of(t)
+    if shards:
+        publish(t, shards[0], force=True)

@@ -352,6 +352,9 @@ PROFANE_WORDS = frozenset("""
     damn damned dammit hell crap crappy wtf bloody shit shitty bullshit fuck fucking fucked ass
     sucks suck stupid idiot idiots idiotic freaking pissed screw omg ffs
 """.split())
+# Asking for a person: the escalation rule's default words (a customer who wants out of the bot).
+_ASKS_HUMAN = re.compile(r"\b(?:human|agent|representative|real person|supervisor|manager|someone real|live person"
+                         r"|(?:talk|speak) to (?:a|someone|somebody))\b")
 _WORD = re.compile(r"[a-z']+")
 _EXCLAIM_RUN = re.compile(r"!+")
 _QUESTION_RUN = re.compile(r"\?+")
@@ -399,11 +402,13 @@ def shape_features(text: str) -> dict[str, float]:
 
 
 def word_features(text: str) -> dict[str, float]:
-    """Negative and profane word counts."""
-    tokens = _WORD.findall(text.lower())
+    """Negative and profane word counts; whether the customer asks for a person."""
+    lower = text.lower()
+    tokens = _WORD.findall(lower)
     return {
         "negative_words": float(sum(1 for t in tokens if t in NEGATIVE_WORDS)),
         "profane_words": float(sum(1 for t in tokens if t in PROFANE_WORDS)),
+        "asks_human": 1.0 if _ASKS_HUMAN.search(lower) else 0.0,
     }
 
 

@@ -201,7 +201,11 @@ def test_word_features_count_negative_and_profane_words():
     f = F.word_features("Damn, this crap is USELESS and I want a refund")
     assert f["profane_words"] == 2.0
     assert f["negative_words"] == 2.0  # useless, refund
-    assert F.word_features("hello there") == {"negative_words": 0.0, "profane_words": 0.0}
+    assert f["asks_human"] == 0.0
+    assert F.word_features("hello there") == {"negative_words": 0.0, "profane_words": 0.0, "asks_human": 0.0}
+    assert F.word_features("Can I talk to a real person?")["asks_human"] == 1.0
+    assert F.word_features("get me a SUPERVISOR")["asks_human"] == 1.0
+    assert F.word_features("humanity and management")["asks_human"] == 0.0
 
 
 def test_context_features():

@@ -9,7 +9,7 @@ from connectors.metrics import Telemetry
 from models.churn import ChurnModel
 from models.estimators import ESTIMATORS
 from models.frustration import FrustrationModel
-from models.metrics import ModelMetrics, merge_metrics, publish, shards_of
+from models.metrics import ModelMetrics, merge_metrics, publish, refresh, shards_of
 from models.persist import ModelFileError, load_models, save_models
 from models.shard import ModelShard, shard_of
 from operators.scoring import Label, ScoreRequest
@@ -187,6 +187,20 @@ def test_publish_writes_merged_metrics_to_telemetry():
     assert t.models["churn"]["validated"] == 100
     assert set(map(id, shards_of(t))) == set(map(id, shards))
     assert shards_of(Telemetry()) == []
+
+
+def test_refresh_publishes_at_once():
+    t = Telemetry()
+    shard = ModelShard(warmup=0)
+    publish(t, shard, force=True)
+    for i, (x, y) in enumerate(toy(30)):
+        shard.score(req(i, x))
+        shard.learn(lab(i, x, y))
+        publish(t, shard)  # throttled: not yet written
+    assert t.models["churn"]["labels"] == 0
+    refresh(t)
+    assert t.models["churn"]["labels"] == 30
+    refresh(Telemetry())  # nothing registered: nothing to do
 
 
 # ------------------------------------------------------------------ persistence
