@@ -1076,6 +1076,10 @@ def generate(customers: int, days: int, seed: int, out_dir: Path, start: str = "
             gc.enable()
 
 
+def _line(obj: dict) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, bad_share: float) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     start_ms = parse_ts(start)
@@ -1083,10 +1087,11 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
     cat = catalogue(seed)
 
     rows: list[tuple[int, int, int, bytes]] = []  # (ts, customer, seq, body)
-    truth_customers: list[bytes] = []
-    truth_carts: list[bytes] = []
-    truth_orders: list[bytes] = []
-    truth_convs: list[bytes] = []
+    # truth lines go straight into byte buffers (orjson results are page-sized; do not keep them)
+    truth_customers = bytearray()
+    truth_carts = bytearray()
+    truth_orders = bytearray()
+    truth_convs = bytearray()
     n = dict(orders=0, late=0, carts=0, abandoned=0, conversations=0, frustrated=0, human=0, churned=0)
     cids: list[str] = []
     for idx in range(customers):
@@ -1099,12 +1104,12 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
         # truth from the emitted events
         simple = [(e[0], e[2], e[3]) for e in evs]
         for abandoned, last in compute_cart_truth(simple, end_ms):
-            truth_carts.append(orjson.dumps({"kind": "cart", "customer_id": cid, "abandoned": abandoned,
+            truth_carts.extend(_line({"kind": "cart", "customer_id": cid, "abandoned": abandoned,
                                              "last_activity_ts": iso(last)}))
             n["carts"] += 1
             n["abandoned"] += abandoned
         for oid, late in compute_order_truth([s for s in simple if s[1].startswith("order_")], end_ms).items():
-            truth_orders.append(orjson.dumps({"kind": "order", "order_id": oid, "customer_id": cid, "late": late}))
+            truth_orders.extend(_line({"kind": "order", "order_id": oid, "customer_id": cid, "late": late}))
             n["orders"] += 1
             n["late"] += late
         human: dict[str, bool] = {}
@@ -1113,7 +1118,7 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
                 human[f["conversation_id"]] = True
         for conv, frus in c.convs:
             h = human.get(conv, False)
-            truth_convs.append(orjson.dumps({"kind": "conversation", "conversation_id": conv, "customer_id": cid,
+            truth_convs.extend(_line({"kind": "conversation", "conversation_id": conv, "customer_id": cid,
                                              "frustrated": frus, "human_requested": h}))
             n["conversations"] += 1
             n["frustrated"] += frus
@@ -1121,14 +1126,15 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
         churned = c.fade_end is not None and c.fade_end <= end_ms and bool(evs)
         churn_ts = iso(evs[-1][0]) if churned else None
         n["churned"] += churned
-        truth_customers.append(orjson.dumps({"kind": "customer", "customer_id": cid, "churned": churned,
+        truth_customers.extend(_line({"kind": "customer", "customer_id": cid, "churned": churned,
                                              "churn_ts": churn_ts}))
         for ts, seq, et, f in evs:
-            body = orjson.dumps({"type": et, "customer_id": cid, "ts": iso(ts), **f})
+            # slice at once: orjson's result owns a page-sized buffer, the slice is compact
+            body = orjson.dumps({"type": et, "customer_id": cid, "ts": iso(ts), **f})[1:]
             rows.append((ts, idx, seq, body))
     rows.sort()
     n_real = len(rows)
-    lines: list[bytes] = [b'{"event_id":"e%09d",' % i + row[3][1:] for i, row in enumerate(rows)]
+    lines: list[bytes] = [b'{"event_id":"e%09d",' % i + row[3] for i, row in enumerate(rows)]
     ts_list = [row[0] for row in rows]
     cust_of = [row[1] for row in rows]
     del rows
@@ -1233,8 +1239,7 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
             fh.write(b"\n".join(buf) + b"\n")
     with open(out_dir / "truth.jsonl", "wb") as fh:
         for group in (truth_customers, truth_carts, truth_orders, truth_convs):
-            if group:
-                fh.write(b"\n".join(group) + b"\n")
+            fh.write(group)
 
     n_bad_total = sum(bad_counts.values())
     return {
