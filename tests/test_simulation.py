@@ -423,3 +423,39 @@ def test_related_products_viewed_and_bought(run):
                 followups += any(p in cat.complements[b] for p in new for b in bought)
                 bought |= new
     assert followups > 5
+
+
+def test_sessions_and_engine_patterns(run):
+    """Sessions are tight; help bursts, exit-intent searches and unanswered bursts all occur."""
+    exit_words = re.compile(r"\b(?:cancel|refund|return|close account|close my account|delete my account|unsubscribe)\b")
+    by_session: dict[str, list[dict]] = defaultdict(list)
+    for evs in run.by_customer.values():
+        for o in evs:
+            if "session_id" in o and not o.get("_late"):
+                by_session[o["session_id"]].append(o)
+    help_bursts = 0
+    for evs in by_session.values():
+        stamps = [o["_ms"] for o in evs]
+        assert max((b - a for a, b in zip(stamps, stamps[1:])), default=0) < 30 * 60_000
+        helps = [o["_ms"] for o in evs if o["type"] == "help_view"]
+        help_bursts += any(helps[i + 2] - helps[i] <= 3600_000 for i in range(len(helps) - 2))
+    assert help_bursts >= 5
+    searches = [o for o in run.good if o["type"] == "search"]
+    exits = sum(bool(exit_words.search(o["query"])) for o in searches)
+    assert 0 < exits < 0.2 * len(searches)
+    convs: dict[str, list[dict]] = defaultdict(list)
+    for o in run.good:
+        if o["type"] == "chat_message":
+            convs[o["conversation_id"]].append(o)
+    bursts = 0
+    for msgs in convs.values():
+        run_start = []
+        for o in msgs:
+            if o["sender"] == "customer":
+                run_start.append(o["_ms"])
+                if len(run_start) >= 3 and run_start[-1] - run_start[-3] <= 10 * 60_000:
+                    bursts += 1
+                    break
+            else:
+                run_start = []
+    assert bursts >= 5
