@@ -1,0 +1,570 @@
+"""Online item-to-item recommendations ("customers who bought this also bought"), pure core.
+
+Where each piece lives in the dataflow (a DAG, state keyed):
+
+* :class:`RecentItems` sits inside the customer state (``profile`` step, keyed by customer).
+  ``observe(event_type, product_ids, session_key, ts)`` returns :class:`Pair` observations; the
+  flow routes each one to the ``product`` step keyed by ``pair.product_id``.
+* :class:`ProductNeighbours` is the state of the ``product`` step (keyed by product):
+  ``observe(pair)`` is O(1) amortised; ``update(ts)`` returns a :class:`NeighbourUpdate` only
+  when the product's neighbourhood changed materially (rule in :meth:`ProductNeighbours.update`).
+  Updates are broadcast to every model shard and written to Redis (``crm:recs:{product_id}``).
+* :class:`RecsTable` is read-only state in every ``models`` shard: ``apply(update)``, then
+  ``recommend(items, exclude, k, ts)`` fills trigger payloads; ``top_k`` gives the Redis set.
+* :class:`PopularityBaseline` (top sellers of the last 7 days) and :class:`RecsEvaluator`
+  (hit rate@k, NDCG@k) serve the replay summary.
+
+Similarity: the table scores candidate B for a query item A by cosine
+``c(A,B) / sqrt(n(A) n(B))`` (measured better than lift and raw co-counts on the simulated
+shop; see ``models/recs_eval.py``). Counts are time-decayed with forward decay (Cormode et al.
+2009): a weight ``w`` seen at ``ts`` is stored as ``w * 2**((ts - ref) / half_life)``, so an
+update touches one entry and ageing is a single multiplication at read time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from operator import itemgetter
+from typing import Collection, Iterable, NamedTuple, Optional, Sequence
+
+DAY = 86_400_000
+_RENORM_EXP = 64.0  # half-lives between renormalisations (2**64 is far from float overflow)
+_second = itemgetter(1)
+
+
+class RecsConfig(NamedTuple):
+    """Settings of the recommender (all durations in ms of event time)."""
+
+    view_weight: float = 1.0  # co-view: both products viewed in one session
+    cart_weight: float = 2.0  # co-cart: both added to the cart in one session
+    purchase_weight: float = 3.0  # co-purchase: same order, or the same customer's orders within the window
+    co_purchase_window: int = 30 * DAY
+    half_life: int = 14 * DAY
+    capacity: int = 64  # Space-Saving entries per product (neighbour candidates kept)
+    neighbours: int = 32  # M: neighbours per product in an update (and in the table)
+    rel_change: float = 0.1  # an update is material when weights moved by more than this share
+    max_session_items: int = 12  # distinct products remembered per session and kind
+    max_purchases: int = 20  # purchased products remembered per customer
+    max_recent: int = 20  # recent products (interests) remembered per customer
+    top_k: int = 20  # K: entries of crm:recs:{product_id}
+    normalisation: str = "cosine"  # "cosine" | "lift" | "cooccurrence"
+
+
+DEFAULT = RecsConfig()
+
+
+class Pair(NamedTuple):
+    """One co-occurrence observation for ``product_id``'s key; ``other_id == product_id`` is a
+    self-occurrence (the product's own popularity count n(A))."""
+
+    product_id: str
+    other_id: str
+    weight: float
+    ts: int
+
+
+class NeighbourUpdate(NamedTuple):
+    """A product's decayed count n(A) and its top-M neighbours [(B, c(A,B))], valued at ``ts``."""
+
+    product_id: str
+    ts: int
+    count: float
+    neighbours: tuple[tuple[str, float], ...]
+
+
+# --------------------------------------------------------------------------------------------
+# Per customer
+# --------------------------------------------------------------------------------------------
+
+
+class RecentItems:
+    """What one customer touched recently: the source of co-occurrence pairs and of interests.
+
+    Bounded: at most ``max_session_items`` viewed and carted products of the current session,
+    ``max_purchases`` purchases and ``max_recent`` recent products. Each product counts once per
+    session and kind, so refreshing a page does not inflate counts.
+    """
+
+    __slots__ = ("cfg", "session", "views", "carts", "bought", "recent")
+
+    def __init__(self, config: RecsConfig = DEFAULT) -> None:
+        self.cfg = config
+        self.session: Optional[str] = None
+        self.views: list[str] = []  # distinct products viewed in the current session
+        self.carts: list[str] = []  # distinct products added to the cart in the current session
+        self.bought: list[tuple[str, int]] = []  # (product, ts) of purchases, oldest first
+        self.recent: list[tuple[str, int]] = []  # (product, last touch ts), oldest first, distinct
+
+    def __getstate__(self):
+        return (tuple(self.cfg), self.session, self.views, self.carts, self.bought, self.recent)
+
+    def __setstate__(self, s):
+        cfg, self.session, self.views, self.carts, self.bought, self.recent = s
+        self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
+
+    def observe(self, event_type: str, product_ids: Sequence[str], session_key: Optional[str],
+                ts: int) -> list[Pair]:
+        """Record an event; return the pairs to send to product keys (both directions + self).
+
+        ``product_view``/``add_to_cart``: ``product_ids`` is the one product, ``session_key`` its
+        ``session_id``. ``order_placed``: the order's product ids (``session_key`` is ignored).
+        Other event types return ``[]``.
+        """
+        cfg = self.cfg
+        out: list[Pair] = []
+        if event_type == "order_placed":
+            products = list(dict.fromkeys(product_ids))
+            w = cfg.purchase_weight
+            since = ts - cfg.co_purchase_window
+            earlier = list(dict.fromkeys(p for p, t in self.bought if t >= since and p not in products))
+            for i, a in enumerate(products):
+                out.append(Pair(a, a, w, ts))
+                for b in products[i + 1:]:
+                    out.append(Pair(a, b, w, ts))
+                    out.append(Pair(b, a, w, ts))
+                for b in earlier:
+                    out.append(Pair(a, b, w, ts))
+                    out.append(Pair(b, a, w, ts))
+                self.bought.append((a, ts))
+                self._touch(a, ts)
+            if len(self.bought) > cfg.max_purchases:
+                del self.bought[:-cfg.max_purchases]
+            return out
+        if event_type == "product_view":
+            seen, w = self.views, cfg.view_weight
+        elif event_type == "add_to_cart":
+            seen, w = self.carts, cfg.cart_weight
+        else:
+            return out
+        if session_key != self.session:
+            self.session = session_key
+            self.views.clear()
+            self.carts.clear()
+        for a in product_ids:
+            self._touch(a, ts)
+            if a in seen:
+                continue
+            out.append(Pair(a, a, w, ts))
+            for b in seen:
+                out.append(Pair(a, b, w, ts))
+                out.append(Pair(b, a, w, ts))
+            seen.append(a)
+            if len(seen) > cfg.max_session_items:
+                del seen[0]
+        return out
+
+    def _touch(self, product: str, ts: int) -> None:
+        recent = self.recent
+        for i in range(len(recent) - 1, -1, -1):
+            if recent[i][0] == product:
+                del recent[i]
+                break
+        recent.append((product, ts))
+        if len(recent) > self.cfg.max_recent:
+            del recent[0]
+
+    def interests(self, now: int, k: int = 10, max_age: int = 30 * DAY) -> list[str]:
+        """Up to ``k`` products this customer touched within ``max_age``, most recent first."""
+        since = now - max_age
+        out = []
+        for p, t in reversed(self.recent):
+            if t < since or len(out) >= k:
+                break
+            out.append(p)
+        return out
+
+    def recently_bought(self, now: int, window: int = 30 * DAY) -> set[str]:
+        since = now - window
+        return {p for p, t in self.bought if t >= since}
+
+
+# --------------------------------------------------------------------------------------------
+# Heavy hitters with decay
+# --------------------------------------------------------------------------------------------
+
+
+class SpaceSaving:
+    """Heavy-hitters sketch (Metwally et al. 2005) with exponentially time-decayed weights.
+
+    At most ``capacity`` entries. A new item on a full sketch replaces light ones and inherits
+    ``floor`` (an upper bound of the weight of any item not tracked), so estimates never
+    under-count and an item whose decayed weight exceeds ``total / (capacity / 4 * 3)`` is
+    always tracked. Eviction is batched: the lightest quarter goes in one sort, so an offer
+    costs O(1) amortised (O(log capacity) on eviction rounds) instead of a min-scan each time.
+
+    Values are stored relative to ``ref`` (forward decay): an offer touches one entry; decay
+    applies at read time, and everything is rescaled once every 64 half-lives.
+    """
+
+    __slots__ = ("capacity", "half_life", "ref", "counts", "floor")
+
+    def __init__(self, capacity: int = 64, half_life: int = 14 * DAY) -> None:
+        if capacity < 4:
+            raise ValueError("capacity must be at least 4")
+        self.capacity = capacity
+        self.half_life = half_life
+        self.ref: Optional[int] = None  # reference time of the stored values
+        self.counts: dict[str, float] = {}  # item -> weight scaled to ref
+        self.floor = 0.0  # scaled: no untracked item weighs more
+
+    def __getstate__(self):
+        return (self.capacity, self.half_life, self.ref, self.counts, self.floor)
+
+    def __setstate__(self, s):
+        self.capacity, self.half_life, self.ref, self.counts, self.floor = s
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def scale(self, ts: int) -> float:
+        """Factor that turns a weight at ``ts`` into stored units (rescales when it grows)."""
+        ref = self.ref
+        if ref is None:
+            self.ref = ts
+            return 1.0
+        e = (ts - ref) / self.half_life
+        if e > _RENORM_EXP:
+            self.rescale(ts)
+            return 1.0
+        return 2.0 ** e
+
+    def rescale(self, ts: int) -> None:
+        f = 2.0 ** (-(ts - self.ref) / self.half_life)
+        counts = self.counts
+        for k in counts:
+            counts[k] *= f
+        self.floor *= f
+        self.ref = ts
+
+    def offer(self, item: str, weight: float, ts: int) -> None:
+        self.add_scaled(item, weight * self.scale(ts))
+
+    def add_scaled(self, item: str, sw: float) -> float:
+        """Add a weight already in stored units; returns the item's new stored value."""
+        counts = self.counts
+        c = counts.get(item)
+        if c is None:
+            if len(counts) >= self.capacity:
+                self._evict()
+            c = self.floor
+        c += sw
+        counts[item] = c
+        return c
+
+    def _evict(self) -> None:
+        counts = self.counts
+        drop = sorted(counts.items(), key=_second)[: max(1, self.capacity // 4)]
+        for k, _v in drop:
+            del counts[k]
+        self.floor = max(self.floor, drop[-1][1])
+
+    def value(self, item: str, ts: int) -> float:
+        """Decayed weight of ``item`` at ``ts`` (0 when untracked)."""
+        c = self.counts.get(item)
+        if c is None or self.ref is None:
+            return 0.0
+        return c * 2.0 ** (-(ts - self.ref) / self.half_life)
+
+    def top(self, k: int, ts: int) -> list[tuple[str, float]]:
+        """The ``k`` heaviest items with their decayed weights at ``ts``, heaviest first."""
+        if self.ref is None:
+            return []
+        f = 2.0 ** (-(ts - self.ref) / self.half_life)
+        best = heapq.nlargest(k, self.counts.items(), key=_second)
+        return [(item, c * f) for item, c in best]
+
+
+# --------------------------------------------------------------------------------------------
+# Per product
+# --------------------------------------------------------------------------------------------
+
+
+class ProductNeighbours:
+    """State of one product key: its decayed occurrence count n(A) and neighbour sketch c(A, .).
+
+    Material-change rule (what :meth:`update` publishes): nothing is published while no pair
+    arrived since the last publication. Otherwise an update goes out when
+
+    1. nothing was published yet, or
+    2. the published top-M set changed: a neighbour outside it now outweighs the lightest one
+       inside (tracked in :meth:`observe` in O(1); decay is uniform, so it never reorders), or
+    3. weights moved: the weight n(A) received since the last publication exceeds ``rel_change``
+       of n(A) then (both decayed to now). Every c(A,B) <= n(A) in mass, so no neighbour weight
+       can move by more than ``rel_change`` of the product's mass without tripping this.
+    """
+
+    __slots__ = ("product_id", "cfg", "sketch", "n", "n_pub", "pub", "pub_min", "dirty", "changed")
+
+    def __init__(self, product_id: str, config: RecsConfig = DEFAULT) -> None:
+        self.product_id = product_id
+        self.cfg = config
+        self.sketch = SpaceSaving(config.capacity, config.half_life)
+        self.n = 0.0  # n(A), stored units of sketch.ref
+        self.n_pub = 0.0  # n(A) at the last publication, stored units
+        self.pub: frozenset = frozenset()  # published neighbour ids
+        self.pub_min = 0.0  # lightest published weight, stored units
+        self.dirty = False  # a pair arrived since the last publication
+        self.changed = False  # the published set is no longer the top-M
+
+    def __getstate__(self):
+        return (self.product_id, tuple(self.cfg), self.sketch, self.n, self.n_pub, tuple(self.pub),
+                self.pub_min, self.dirty, self.changed)
+
+    def __setstate__(self, s):
+        (self.product_id, cfg, self.sketch, self.n, self.n_pub, pub, self.pub_min, self.dirty,
+         self.changed) = s
+        self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
+        self.pub = frozenset(pub)
+
+    def observe(self, pair: Pair) -> None:
+        sketch = self.sketch
+        ref = sketch.ref
+        f = sketch.scale(pair.ts)
+        if ref is not None and sketch.ref != ref:  # rescaled: bring our own stored values along
+            g = 2.0 ** (-(sketch.ref - ref) / sketch.half_life)
+            self.n *= g
+            self.n_pub *= g
+            self.pub_min *= g
+        sw = pair.weight * f
+        self.dirty = True
+        if pair.other_id == self.product_id:
+            self.n += sw
+            return
+        c = sketch.add_scaled(pair.other_id, sw)
+        if not self.changed and c > self.pub_min and pair.other_id not in self.pub:
+            self.changed = True
+
+    def count(self, ts: int) -> float:
+        """n(A) decayed to ``ts``."""
+        ref = self.sketch.ref
+        return 0.0 if ref is None else self.n * 2.0 ** (-(ts - ref) / self.cfg.half_life)
+
+    def update(self, ts: int) -> Optional[NeighbourUpdate]:
+        """A :class:`NeighbourUpdate` when the neighbourhood changed materially, else ``None``."""
+        if not self.dirty:
+            return None
+        first = self.n_pub == 0.0 and not self.pub
+        if not (first or self.changed or self.n - self.n_pub > self.cfg.rel_change * self.n_pub):
+            return None
+        sketch = self.sketch
+        m = self.cfg.neighbours
+        best = heapq.nlargest(m, sketch.counts.items(), key=_second)
+        self.pub = frozenset(b for b, _c in best)
+        # below M neighbours any newcomer changes the set
+        self.pub_min = best[-1][1] if len(best) >= m else 0.0
+        self.n_pub = self.n
+        self.dirty = self.changed = False
+        f = 2.0 ** (-(ts - sketch.ref) / sketch.half_life) if sketch.ref is not None else 1.0
+        return NeighbourUpdate(self.product_id, ts, self.n * f, tuple((b, c * f) for b, c in best))
+
+
+# --------------------------------------------------------------------------------------------
+# Per model shard
+# --------------------------------------------------------------------------------------------
+
+
+class RecsTable:
+    """The latest neighbour list of every product, normalised, for scoring in the models step.
+
+    ``apply`` is O(M); ``recommend`` is O(len(items) * M + k log). Memory: one entry per product
+    with an update, M (id, score) pairs each.
+    """
+
+    __slots__ = ("cfg", "counts", "sims", "max_age")
+
+    def __init__(self, config: RecsConfig = DEFAULT, max_age: Optional[int] = None) -> None:
+        self.cfg = config
+        self.counts: dict[str, tuple[float, int]] = {}  # product -> (n at ts, ts)
+        self.sims: dict[str, tuple[int, list[tuple[str, float]]]] = {}  # product -> (ts, [(B, score)] desc)
+        # neighbour lists not refreshed for this long are ignored (stale products)
+        self.max_age = max_age if max_age is not None else 8 * config.half_life
+
+    def __getstate__(self):
+        return (tuple(self.cfg), self.counts, self.sims, self.max_age)
+
+    def __setstate__(self, s):
+        cfg, self.counts, self.sims, self.max_age = s
+        self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
+
+    def __len__(self) -> int:
+        return len(self.sims)
+
+    def _count_at(self, product: str, ts: int) -> Optional[float]:
+        nt = self.counts.get(product)
+        if nt is None:
+            return None
+        return nt[0] * 2.0 ** (-(ts - nt[1]) / self.cfg.half_life)
+
+    def apply(self, update: NeighbourUpdate) -> None:
+        a, ts, n_a = update.product_id, update.ts, update.count
+        self.counts[a] = (n_a, ts)
+        if n_a <= 0.0:
+            return
+        norm = self.cfg.normalisation
+        scored = []
+        for b, c in update.neighbours:
+            n_b = self._count_at(b, ts)
+            if n_b is None or n_b < c:
+                n_b = c  # not seen yet (or stale): c(A,B) <= n(B) holds by construction
+            if n_b <= 0.0:
+                continue
+            if norm == "cosine":
+                s = c / math.sqrt(n_a * n_b)
+            elif norm == "lift":
+                s = c / (n_a * n_b)
+            else:
+                s = c / n_a
+            scored.append((b, s))
+        scored.sort(key=_second, reverse=True)
+        self.sims[a] = (ts, scored)
+
+    def neighbours(self, product_id: str) -> list[tuple[str, float]]:
+        entry = self.sims.get(product_id)
+        return entry[1] if entry else []
+
+    def top_k(self, product_id: str, k: Optional[int] = None) -> list[tuple[str, float]]:
+        """Top ``k`` (default K) neighbours with normalised scores: the ``crm:recs:{id}`` set."""
+        return self.neighbours(product_id)[: self.cfg.top_k if k is None else k]
+
+    def recommend(self, items: Sequence[str], exclude: Collection[str] = (), k: int = 5,
+                  ts: Optional[int] = None, weights: Optional[Sequence[float]] = None) -> list[str]:
+        """Products that go with ``items``: normalised similarity summed over the query items
+        (optionally weighted), never one of ``items`` or ``exclude``. ``[]`` while cold."""
+        scores: dict[str, float] = {}
+        get = scores.get
+        sims = self.sims
+        since = None if ts is None else ts - self.max_age
+        for i, a in enumerate(items):
+            entry = sims.get(a)
+            if entry is None or (since is not None and entry[0] < since):
+                continue
+            w = 1.0 if weights is None else weights[i]
+            for b, s in entry[1]:
+                scores[b] = get(b, 0.0) + w * s
+        for a in items:
+            scores.pop(a, None)
+        for a in exclude:
+            scores.pop(a, None)
+        if not scores:
+            return []
+        return [b for b, _s in heapq.nlargest(k, scores.items(), key=_second)]
+
+
+class PopularityBaseline:
+    """Top sellers of the last ``window`` of event time (orders containing the product),
+    in ``bucket``-sized steps. Memory: one counter per sold product plus one per bucket."""
+
+    __slots__ = ("window", "bucket", "buckets", "totals", "_cache")
+
+    def __init__(self, window: int = 7 * DAY, bucket: int = 3_600_000) -> None:
+        self.window = window
+        self.bucket = bucket
+        self.buckets: list[tuple[int, dict[str, int]]] = []  # (bucket index, counts), oldest first
+        self.totals: dict[str, int] = {}
+        self._cache: Optional[list[str]] = None
+
+    def __getstate__(self):
+        return (self.window, self.bucket, self.buckets, self.totals)
+
+    def __setstate__(self, s):
+        self.window, self.bucket, self.buckets, self.totals = s
+        self._cache = None
+
+    def _expire(self, ts: int) -> None:
+        oldest = (ts - self.window) // self.bucket
+        buckets, totals = self.buckets, self.totals
+        while buckets and buckets[0][0] <= oldest:
+            for p, c in buckets.pop(0)[1].items():
+                left = totals[p] - c
+                if left:
+                    totals[p] = left
+                else:
+                    del totals[p]
+            self._cache = None
+
+    def observe(self, product_ids: Iterable[str], ts: int) -> None:
+        self._expire(ts)
+        b = ts // self.bucket
+        if not self.buckets or self.buckets[-1][0] < b:
+            self.buckets.append((b, {}))
+        counts = self.buckets[-1][1]  # a late order counts in the newest bucket
+        for p in dict.fromkeys(product_ids):
+            counts[p] = counts.get(p, 0) + 1
+            self.totals[p] = self.totals.get(p, 0) + 1
+        self._cache = None
+
+    def recommend(self, exclude: Collection[str] = (), k: int = 5, ts: Optional[int] = None) -> list[str]:
+        if ts is not None:
+            self._expire(ts)
+        if self._cache is None:
+            self._cache = [p for p, _c in heapq.nlargest(k + 64, self.totals.items(), key=lambda pc: (pc[1], pc[0]))]
+        out = [p for p in self._cache if p not in exclude][:k]
+        if len(out) < k and len(self._cache) < len(self.totals):
+            self._cache = None  # too much excluded: recompute with room to spare
+            ranked = heapq.nlargest(k + len(exclude), self.totals.items(), key=lambda pc: (pc[1], pc[0]))
+            out = [p for p, _c in ranked if p not in exclude][:k]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+class RecsEvaluator:
+    """Hit rate@k and NDCG@k of recommendation lists against what was then bought.
+
+    Hit: at least one bought product among the first ``k``. NDCG: binary relevance,
+    DCG = sum 1/log2(rank + 1) over hits, normalised by the best possible DCG for
+    min(len(bought), k) relevant items. Mergeable across shards with :meth:`merge`.
+    """
+
+    __slots__ = ("k", "orders", "hits", "ndcg_sum", "skipped")
+
+    def __init__(self, k: int = 10) -> None:
+        self.k = k
+        self.orders = 0
+        self.hits = 0
+        self.ndcg_sum = 0.0
+        self.skipped = 0  # orders with nothing to recommend from (no previous items)
+
+    def __getstate__(self):
+        return (self.k, self.orders, self.hits, self.ndcg_sum, self.skipped)
+
+    def __setstate__(self, s):
+        self.k, self.orders, self.hits, self.ndcg_sum, self.skipped = s
+
+    def add(self, recommended: Sequence[str], bought: Collection[str]) -> None:
+        if not bought:
+            return
+        bought = set(bought)
+        dcg = 0.0
+        for rank, p in enumerate(recommended[: self.k]):
+            if p in bought:
+                dcg += 1.0 / math.log2(rank + 2)
+        ideal = sum(1.0 / math.log2(r + 2) for r in range(min(len(bought), self.k)))
+        self.orders += 1
+        self.hits += dcg > 0.0
+        self.ndcg_sum += dcg / ideal
+
+    def skip(self) -> None:
+        self.skipped += 1
+
+    def merge(self, other: "RecsEvaluator") -> None:
+        self.orders += other.orders
+        self.hits += other.hits
+        self.ndcg_sum += other.ndcg_sum
+        self.skipped += other.skipped
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.orders if self.orders else 0.0
+
+    @property
+    def ndcg(self) -> float:
+        return self.ndcg_sum / self.orders if self.orders else 0.0
+
+    def result(self) -> dict:
+        return {f"hit_rate_at_{self.k}": round(self.hit_rate, 4), f"ndcg_at_{self.k}": round(self.ndcg, 4),
+                "orders": self.orders, "skipped": self.skipped}
