@@ -31,7 +31,7 @@ import random
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import orjson
 
@@ -1014,38 +1014,46 @@ def compute_cart_truth(events: list[tuple[int, str, dict]], end: int) -> list[tu
     return out
 
 
-def compute_order_truth(events: list[tuple[int, str, dict]], end: int) -> dict[str, bool]:
-    """Late orders of one customer from its (ts, type, fields) events sorted by ts."""
-    placed: dict[str, int] = {}
-    order: list[str] = []
-    done: dict[str, int] = {}
-    delivered: dict[str, int] = {}
-    delayed: dict[str, int] = {}
+def compute_order_truth(events: list[tuple[int, str, dict]], end: int,
+                        open_due: Optional[dict[str, int]] = None) -> dict[str, bool]:
+    """Orders of one customer that are owed a ``delay_apology``, from its (ts, type, fields) events
+    sorted by ts, with the contract's semantics: an order neither delivered nor cancelled gets one
+    when the carrier reports a delay or when its promise (the latest ``promised_delivery_ts``, which
+    ``order_shipped`` and ``order_delayed`` may update) is missed by more than the grace, whichever
+    comes first; orders still open at ``end`` count if their due time is at or before ``end`` (or,
+    with ``open_due``, have their due time put there to be decided later)."""
+    promise: dict[str, int] = {}
+    late: dict[str, bool] = {}
+    closed: set[str] = set()
+
+    def missed_before(ts: int) -> None:  # promise timers that expired before this event
+        for oid, p in promise.items():
+            if oid not in closed and not late[oid] and p + GRACE < ts:
+                late[oid] = True
+
     for ts, etype, f in events:
+        missed_before(ts)
         oid = f.get("order_id")
         if etype == "order_placed":
-            placed[oid] = parse_ts(f["promised_delivery_ts"])
-            order.append(oid)
-        elif etype in ("order_delivered", "order_cancelled"):
-            done.setdefault(oid, ts)
-            if etype == "order_delivered":
-                delivered.setdefault(oid, ts)
-        elif etype == "order_delayed":
-            delayed.setdefault(oid, ts)
-    out: dict[str, bool] = {}
-    for oid in order:
-        due = placed[oid] + GRACE
-        fin = done.get(oid)
-        if fin is not None and fin < due:
-            out[oid] = False
+            promise[oid] = parse_ts(f["promised_delivery_ts"])
+            late[oid] = False
             continue
-        d = delayed.get(oid)
-        reported = d is not None and (fin is None or d < fin)
-        dl = delivered.get(oid)
-        late_delivery = dl is not None and dl > due
-        never = fin is None and due < end
-        out[oid] = reported or late_delivery or never
-    return out
+        if oid not in promise or oid in closed:
+            continue
+        if etype in ("order_delivered", "order_cancelled"):
+            closed.add(oid)
+        elif etype in ("order_shipped", "order_delayed"):
+            if etype == "order_delayed":
+                late[oid] = True
+            if f.get("promised_delivery_ts"):
+                promise[oid] = parse_ts(f["promised_delivery_ts"])
+    for oid, p in promise.items():
+        if oid not in closed and not late[oid]:
+            if open_due is not None:
+                open_due[oid] = p + GRACE
+            elif p + GRACE <= end:
+                late[oid] = True
+    return late
 
 
 # --------------------------------------------------------------------------------------------
@@ -1094,6 +1102,10 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
     truth_convs = bytearray()
     n = dict(orders=0, late=0, carts=0, abandoned=0, conversations=0, frustrated=0, human=0, churned=0)
     cids: list[str] = []
+    # An order still open at the end is owed an apology if its due time is at or before the latest
+    # event time of the log: that is when a replay's end-of-input flush fires timers.
+    orders_pending: list[tuple[str, str, bool, Optional[int]]] = []
+    last_event = start_ms
     for idx in range(customers):
         c = _Customer(idx, seed, cat, start_ms, end_ms)
         c.run()
@@ -1108,10 +1120,12 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
                                              "last_activity_ts": iso(last)}))
             n["carts"] += 1
             n["abandoned"] += abandoned
-        for oid, late in compute_order_truth([s for s in simple if s[1].startswith("order_")], end_ms).items():
-            truth_orders.extend(_line({"kind": "order", "order_id": oid, "customer_id": cid, "late": late}))
-            n["orders"] += 1
-            n["late"] += late
+        open_due: dict[str, int] = {}
+        for oid, late in compute_order_truth([s for s in simple if s[1].startswith("order_")], end_ms,
+                                             open_due).items():
+            orders_pending.append((oid, cid, late, open_due.get(oid)))
+        if evs:
+            last_event = max(last_event, evs[-1][0])
         human: dict[str, bool] = {}
         for _ts, et, f in simple:
             if et == "chat_message" and f["sender"] == "customer" and HUMAN_RE.search(f["text"]):
@@ -1237,6 +1251,11 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
             k += 1
         if buf:
             fh.write(b"\n".join(buf) + b"\n")
+    for oid, cid, late, due in orders_pending:
+        late = late or (due is not None and due <= last_event)
+        truth_orders.extend(_line({"kind": "order", "order_id": oid, "customer_id": cid, "late": late}))
+        n["orders"] += 1
+        n["late"] += late
     with open(out_dir / "truth.jsonl", "wb") as fh:
         for group in (truth_customers, truth_carts, truth_orders, truth_convs):
             fh.write(group)
