@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import logging
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -19,6 +21,18 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from connectors.metrics import telemetry
 
 Decoder = Callable[[bytes, str], Any]
+log = logging.getLogger("crm.files")
+
+
+def expand_logs(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; a directory stands for every ``*.jsonl`` / ``*.jsonl.gz`` below it (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(x for x in p.rglob("*") if x.is_file() and x.name.endswith((".jsonl", ".jsonl.gz"))))
+        else:
+            out.append(p)
+    return out
 
 
 class Progress:
@@ -39,8 +53,19 @@ def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]
     f = gzip.GzipFile(fileobj=raw_file, mode="rb") if magic == b"\x1f\x8b" else raw_file
     name = str(path)
     reported = 0
-    with f:
-        for n, line in enumerate(f, 1):
+    n = 0
+    with raw_file, f:
+        lines = iter(f)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                break
+            except (EOFError, OSError, zlib.error) as exc:  # a gzip cut short by a crash: say so, go on
+                log.warning("%s: unreadable after line %d (%s)", name, n, exc)
+                yield (last_ts, index, n + 1, decode(b"", f"{name}:{n + 1}:truncated"))
+                break
+            n += 1
             if line.endswith(b"\n"):
                 line = line[:-1]
                 if line.endswith(b"\r"):

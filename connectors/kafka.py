@@ -44,6 +44,8 @@ class _Partition(StatefulSourcePartition):
         return self.inner.next_awake()
 
     def snapshot(self):
+        if self.tap is not None and hasattr(self.tap, "flush"):
+            self.tap.flush()  # what the snapshot's offset says was consumed is on disk
         return self.inner.snapshot()
 
     def close(self) -> None:

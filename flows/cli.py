@@ -64,7 +64,7 @@ def _print_summary(summary: dict, elapsed: float) -> None:
 
 @app.command()
 def replay(
-    logs: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help=".jsonl or .jsonl.gz event logs"),
+    logs: List[Path] = typer.Argument(..., exists=True, help=".jsonl / .jsonl.gz event logs, or directories of them"),
     triggers_out: Path = typer.Option(..., help="triggers, one JSON object a line"),
     dlq_out: Path = typer.Option(..., help="dead letters with raw bytes and reason"),
     summary: Path = typer.Option(..., help="summary JSON"),
@@ -74,10 +74,11 @@ def replay(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Replay event logs (merged in ts order) through the same dataflow as `run`."""
-    from connectors.files import Progress
+    from connectors.files import Progress, expand_logs
     from flows.replay import ReplayOutputs, replay as do_replay, run_with_progress
 
     settings = _settings(config)
+    logs = expand_logs(logs)
     outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
     if archive is not None:
         from connectors.archive import Archive
 
-        tap = Archive(archive)
+        tap = Archive(archive, process_id or 0)
     serve_metrics(settings.metrics_port + (process_id or 0) if settings.metrics_port else 0, telemetry())
     processes = len(addresses) if addresses else 1
     flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes)
