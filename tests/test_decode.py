@@ -442,8 +442,10 @@ def field_values_any(field: str):
 def near_events(draw) -> dict:
     """A valid event with 0..3 random edits: delete a field, set a field to a valid, wrong or random value."""
     obj = draw(valid_events())
-    for _ in range(draw(st.integers(0, 3))):
-        field = draw(st.sampled_from(ALL_FIELDS) | extra_keys)
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 2, 3]))):
+        t = obj.get("type")
+        own = COMMON + TOPIC_FIELDS[topic(t)] if isinstance(t, str) and t in BASES else ALL_FIELDS
+        field = draw(st.sampled_from(own) | st.sampled_from(ALL_FIELDS) | extra_keys)
         if draw(st.integers(0, 3)) == 0:
             obj.pop(field, None)
         elif field == "type":
