@@ -84,7 +84,7 @@ def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]
 
 
 class _LogPartition(StatefulSourcePartition):
-    def __init__(self, paths: list[Path], decode: Decoder, flush: Callable[[str, int], Any], skip: int,
+    def __init__(self, paths: list[Path], decode: Decoder, flush: Callable[[str, int, int], Any], skip: int,
                  batch: int, progress: Optional[Progress]):
         self.merged = heapq.merge(*(_lines(p, i, decode, progress) for i, p in enumerate(paths)))
         self.flush = flush
@@ -109,13 +109,15 @@ class _LogPartition(StatefulSourcePartition):
                 if self.end_ts is None or item.ts > self.end_ts:
                     self.end_ts = item.ts
             self.emitted += 1
+            if hasattr(item, "pos"):
+                item.pos = self.emitted
             if self.emitted > self.skip:
                 out.append(item)
             if len(out) >= self.batch:
                 return out
         # End of input: every customer gets a flush with the latest event time of the replay.
         end = self.end_ts if self.end_ts is not None else 0
-        self.tail = iter([self.flush(c, end) for c in sorted(self.customers)])
+        self.tail = iter([self.flush(c, end, self.emitted + i + 1) for i, c in enumerate(sorted(self.customers))])
         return out
 
     def snapshot(self) -> int:
@@ -125,7 +127,7 @@ class _LogPartition(StatefulSourcePartition):
 class LogSource(FixedPartitionedSource):
     """Replays event logs merged by ``ts``, decoded, then one flush item per customer at the end."""
 
-    def __init__(self, paths: Iterable[Path], decode: Decoder, flush: Callable[[str, int], Any],
+    def __init__(self, paths: Iterable[Path], decode: Decoder, flush: Callable[[str, int, int], Any],
                  batch_size: int = 2000, progress: Optional[Progress] = None):
         self.paths = [Path(p) for p in paths]
         self.decode = decode

@@ -37,7 +37,7 @@ class _Partition(StatefulSourcePartition):
             value = msg.value if msg.value is not None else b""
             if self.tap is not None:
                 self.tap(msg.topic, msg.partition, msg.timestamp[1], value)
-            out.append((value, f"{msg.topic}/{msg.partition}/{msg.offset}"))
+            out.append((value, f"{msg.topic}/{msg.partition}/{msg.offset}", msg.offset))
         return out
 
     def next_awake(self):
@@ -53,7 +53,8 @@ class _Partition(StatefulSourcePartition):
 
 
 class KafkaEventSource(FixedPartitionedSource):
-    """Every partition of the input topics; ``tail=False`` stops at the current end (tests, replay)."""
+    """Every partition of the input topics as ``(value, "topic/partition/offset", offset)`` items;
+    ``tail=False`` stops at the current end (tests, replay)."""
 
     def __init__(self, cfg: KafkaSettings, tail: bool = True, tap: Optional[Tap] = None,
                  topics: Optional[list[str]] = None, starting_offset: Optional[int] = None):

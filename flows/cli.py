@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -19,12 +20,16 @@ console = Console(stderr=True)
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file (environment CRM_* overrides it)")
 
 
-def _settings(config: Optional[Path]) -> Settings:
+def _settings(config: Optional[Path], component: str = "cli", worker: Optional[int] = None) -> Settings:
     try:
-        return load_settings(config)
+        settings = load_settings(config)
     except SettingsError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2)
+    from config.logging import setup_logging
+
+    setup_logging(settings.log_level, component=component, worker=worker)
+    return settings
 
 
 @app.command()
@@ -77,7 +82,7 @@ def replay(
     from connectors.files import Progress, expand_logs
     from flows.replay import ReplayOutputs, replay as do_replay, run_with_progress
 
-    settings = _settings(config)
+    settings = _settings(config, "replay")
     logs = expand_logs(logs)
     outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
@@ -99,7 +104,7 @@ def demo(
     from flows.replay import ReplayOutputs, replay as do_replay
     from flows.simulation import generate as simulate
 
-    settings = _settings(config)
+    settings = _settings(config, "demo")
     console.print(f"generating {customers} customers x {days} days (seed {seed}) into {out}/ ...")
     simulate(customers, days, seed, out)
     outputs = ReplayOutputs(out / "triggers.jsonl", out / "deadletters.jsonl", out / "summary.json",
@@ -121,9 +126,16 @@ def run(
     """Consume the input topics from Kafka; write triggers to Kafka and Redis until stopped."""
     from flows.live import run_live
 
-    settings = _settings(config)
-    run_live(settings, workers=workers, process_id=process_id,
-             addresses=addresses.split(";") if addresses else None, archive=archive)
+    settings = _settings(config, "run", process_id)
+    try:
+        run_live(settings, workers=workers, process_id=process_id,
+                 addresses=addresses.split(";") if addresses else None, archive=archive)
+    except KeyboardInterrupt:
+        logging.getLogger("crm.run").info("interrupted: stopping (state resumes from the last snapshot)")
+    except Exception as exc:  # Bytewax reports SIGINT/SIGTERM as a runtime error
+        if "signal received" not in str(exc):
+            raise
+        logging.getLogger("crm.run").info("stopped by a signal (state resumes from the last snapshot)")
 
 
 @app.command("settings")

@@ -21,6 +21,7 @@ from bytewax.outputs import Sink
 
 from config.settings import Settings
 from connectors.metrics import Telemetry, telemetry
+from models.metrics import publish
 from models.shard import ModelShard, shard_of
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode
@@ -35,15 +36,16 @@ Encoder = Callable[[tuple[str, dict]], Any]
 class Flush:
     """End of a replay for one customer: fire timers due by ``end_ts`` (all of them with drain)."""
 
-    __slots__ = ("customer_id", "end_ts", "drain")
+    __slots__ = ("customer_id", "end_ts", "drain", "pos")
 
-    def __init__(self, customer_id: str, end_ts: int, drain: bool = False):
+    def __init__(self, customer_id: str, end_ts: int, drain: bool = False, pos: int = 0):
         self.customer_id = customer_id
         self.end_ts = end_ts
         self.drain = drain
+        self.pos = pos
 
     def __reduce__(self):
-        return (Flush, (self.customer_id, self.end_ts, self.drain))
+        return (Flush, (self.customer_id, self.end_ts, self.drain, self.pos))
 
 
 @dataclass
@@ -78,8 +80,11 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
     def decode_item(item: Any) -> Any:
         if type(item) is Flush:
             return item
-        if type(item) is tuple:  # (value bytes, source) from a live connector
-            item = decode(item[0], item[1], max_bytes)
+        if type(item) is tuple:  # (value bytes, source, offset) from a live connector
+            value, source, pos = item
+            item = decode(value, source, max_bytes)
+            if type(item) is Event:
+                item.pos = pos
         if type(item) is Event:
             t.read(_source_label(item.source), item.type)
         else:
@@ -119,7 +124,7 @@ class ProfileLogic(StatefulBatchLogic):
         for item in items:
             if type(item) is Flush:
                 if self.state is not None:
-                    self.state.advance(NEVER - 1 if item.drain else item.end_ts, self.cfg, out)
+                    out.extend(_at(item.pos, self.state.advance(NEVER - 1 if item.drain else item.end_ts, self.cfg)))
                 continue
             if self.state is None:
                 self.state = CustomerState(item.customer_id)
@@ -128,7 +133,7 @@ class ProfileLogic(StatefulBatchLogic):
             res, status = self.state.process(item, self.cfg)
             if status != "ok":
                 self.t.status(status)
-            out.extend(res)
+            out.extend(_at(item.pos, res))
             self.wall_at_clock = time.time()
         return self._emit(out)
 
@@ -150,17 +155,35 @@ class ProfileLogic(StatefulBatchLogic):
 
     def on_notify(self) -> tuple[list, bool]:
         now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
-        return self._emit(self.state.advance(now, self.cfg))
+        return self._emit(_at(1 << 62, self.state.advance(now, self.cfg)))
 
     def snapshot(self) -> bytes:
         return pickle.dumps((self.state, self.wall_at_clock), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _pos(item: Any) -> int:
+    return item.pos
+
+
+def _at(pos: int, outputs: list) -> list:
+    """Tag what an input caused with the input's position (see :class:`ModelLogic`)."""
+    for o in outputs:
+        o.pos = pos
+    return outputs
 
 
 # --------------------------------------------------------------------------- models
 
 
 class ModelLogic(StatefulBatchLogic):
-    """Adapts a :class:`ModelShard`; every item bound for policy passes here in order."""
+    """Adapts a :class:`ModelShard`; every item bound for policy passes here in order.
+
+    The profile step groups a batch's events by customer, so items of different customers reach
+    this step in an order that depends on how the input was cut into batches (file batches in
+    replay, Kafka polls live, a restart from recovery). Models learn and predict in the order
+    they are fed, so each batch is first put back in input order (stable: a customer's own items
+    keep theirs): a replay and a live run over the same partition then score the same.
+    """
 
     def __init__(self, settings: Settings, cfg: RuleConfig, t: Telemetry, resume: Optional[bytes]):
         self.cfg = cfg
@@ -169,6 +192,7 @@ class ModelLogic(StatefulBatchLogic):
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         out: list = []
+        items.sort(key=_pos)
         for item in items:
             kind = type(item)
             if kind is ScoreRequest:
@@ -178,7 +202,12 @@ class ModelLogic(StatefulBatchLogic):
                 self.t.labels.labels(item.model).inc()
             else:
                 out.append(item)
+        publish(self.t, self.shard)
         return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list, bool]:
+        publish(self.t, self.shard, force=True)
+        return [], StatefulBatchLogic.RETAIN
 
     def _score(self, req: ScoreRequest, out: list) -> None:
         p = self.shard.score(req)

@@ -13,6 +13,7 @@ from bytewax.testing import run_main
 from config.settings import Settings
 from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress
 from connectors.metrics import Telemetry, reset_telemetry
+from models.metrics import refresh
 from flows.dataflow import Edges, Flush, build_flow, replay_decoder
 
 
@@ -33,7 +34,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         if path is not None:  # an output with nothing in it is still an (empty) file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
-    source = LogSource(logs, replay_decoder(settings), lambda c, end: Flush(c, end, drain), progress=progress)
+    source = LogSource(logs, replay_decoder(settings), lambda c, end, pos: Flush(c, end, drain, pos), progress=progress)
     edges = Edges(
         source=source,
         triggers=[(JsonlSink(out.triggers, "triggers_file"), None)],
@@ -43,6 +44,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     )
     flow = build_flow(settings, edges, shards=shards, t=t)
     run_main(flow)
+    refresh(t)
     summary = finish_summary(t, out)
     return summary
 

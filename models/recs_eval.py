@@ -12,7 +12,9 @@ Protocols (what "previous items" means):
 
 * ``leave_out`` (default): the customer's recent products (views, cart adds, purchases of the
   last 30 days, at most 10, most recent first) minus the products of this order. It mirrors
-  the abandoned-cart use: what goes with what the customer is looking at now.
+  the abandoned-cart use: what goes with what the customer is looking at now. The model has
+  not learned the order's own session yet (sessions are learned when they close), so the
+  customer's own co-views of the bought products cannot leak into the score.
 * ``previous_sessions``: only products last touched before the order's session began, and
   the order's products that are among them (re-buys, resumed carts) are not targets.
 
@@ -23,6 +25,7 @@ Protocols (what "previous items" means):
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import time
 from pathlib import Path
@@ -71,6 +74,7 @@ class RecsPipeline:
         self.popularity = PopularityBaseline()
         self.i2i = RecsEvaluator(k)
         self.pop = RecsEvaluator(k)
+        self.timers: list[tuple[int, str]] = []  # (session end due, customer), lazily invalidated
         self.pairs = 0
         self.updates = 0
 
@@ -79,6 +83,7 @@ class RecsPipeline:
         if t not in PRODUCT_EVENTS:
             return
         cid, ts = ev.customer_id, ev.ts
+        self.advance(ts)
         cust = self.customers.get(cid)
         if cust is None:
             cust = self.customers[cid] = RecentItems(self.cfg)
@@ -94,6 +99,17 @@ class RecsPipeline:
                 self.session_start[cid] = (sid, ts)
             pairs = cust.observe(t, (ev.get("product_id"),), sid, ts)
         self.route(pairs, ts)
+        if cust.last_ts is not None:
+            heapq.heappush(self.timers, (cust.last_ts + self.cfg.session_gap, cid))
+
+    def advance(self, now: int) -> None:
+        """The profile step's session-end timers: close every session idle since before ``now``."""
+        timers = self.timers
+        while timers and timers[0][0] < now:
+            due, cid = heapq.heappop(timers)
+            cust = self.customers[cid]
+            if cust.last_ts is not None and cust.last_ts + self.cfg.session_gap == due:
+                self.route(cust.flush(), due)
 
     def route(self, pairs, ts: int) -> None:
         """The product step: each pair to its key, then an update if material."""

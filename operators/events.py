@@ -38,15 +38,17 @@ REASONS = (
 class Event:
     """A valid input event. ``ts`` is event time in epoch milliseconds (UTC)."""
 
-    __slots__ = ("event_id", "type", "customer_id", "ts", "data", "source")
+    __slots__ = ("event_id", "type", "customer_id", "ts", "data", "source", "pos")
 
-    def __init__(self, event_id: str, type: str, customer_id: str, ts: int, data: dict, source: str = ""):
+    def __init__(self, event_id: str, type: str, customer_id: str, ts: int, data: dict, source: str = "",
+                 pos: int = 0):
         self.event_id = event_id
         self.type = type
         self.customer_id = customer_id
         self.ts = ts
         self.data = data
         self.source = source
+        self.pos = pos  # position in the input (replay: merged line index; live: partition offset)
 
     def get(self, field: str, default: Any = None) -> Any:
         return self.data.get(field, default)
@@ -55,7 +57,7 @@ class Event:
         return f"Event({self.type}, {self.customer_id}, {format_ts(self.ts)}, {self.event_id})"
 
     def __reduce__(self):
-        return (Event, (self.event_id, self.type, self.customer_id, self.ts, self.data, self.source))
+        return (Event, (self.event_id, self.type, self.customer_id, self.ts, self.data, self.source, self.pos))
 
 
 class DeadLetter:

@@ -40,6 +40,7 @@ class RecsConfig(NamedTuple):
     cart_weight: float = 2.0  # co-cart: both added to the cart in one session
     purchase_weight: float = 3.0  # co-purchase: same order, or the same customer's orders within the window
     co_purchase_window: int = 30 * DAY
+    session_gap: int = 30 * 60_000  # a product event this long after the last one opens a new session
     half_life: int = 14 * DAY
     capacity: int = 64  # Space-Saving entries per product (neighbour candidates kept)
     neighbours: int = 32  # M: neighbours per product in an update (and in the table)
@@ -81,77 +82,112 @@ class NeighbourUpdate(NamedTuple):
 class RecentItems:
     """What one customer touched recently: the source of co-occurrence pairs and of interests.
 
-    Bounded: at most ``max_session_items`` viewed and carted products of the current session,
-    ``max_purchases`` purchases and ``max_recent`` recent products. Each product counts once per
-    session and kind, so refreshing a page does not inflate counts.
+    A session's pairs are released when the session closes (a new ``session_key``, an event
+    more than ``session_gap`` after the last one, or :meth:`flush` from the session-end timer),
+    not event by event: each product counts once per session and kind, so refreshes do not
+    inflate counts, one pair message replaces many, and the model never learns a session
+    before that session's own order has been scored (no self-leakage in the evaluation).
+
+    Bounded: at most ``max_session_items`` viewed and carted products of the open session,
+    ``max_purchases`` purchases and ``max_recent`` recent products.
     """
 
-    __slots__ = ("cfg", "session", "views", "carts", "bought", "recent")
+    __slots__ = ("cfg", "session", "last_ts", "views", "carts", "orders", "bought", "recent")
 
     def __init__(self, config: RecsConfig = DEFAULT) -> None:
         self.cfg = config
         self.session: Optional[str] = None
-        self.views: list[str] = []  # distinct products viewed in the current session
-        self.carts: list[str] = []  # distinct products added to the cart in the current session
+        self.last_ts: Optional[int] = None  # last product event of the open session
+        self.views: list[str] = []  # distinct products viewed in the open session
+        self.carts: list[str] = []  # distinct products added to the cart in the open session
+        self.orders: list[tuple[tuple[str, ...], int]] = []  # orders of the open session
         self.bought: list[tuple[str, int]] = []  # (product, ts) of purchases, oldest first
         self.recent: list[tuple[str, int]] = []  # (product, last touch ts), oldest first, distinct
 
     def __getstate__(self):
-        return (tuple(self.cfg), self.session, self.views, self.carts, self.bought, self.recent)
+        return (tuple(self.cfg), self.session, self.last_ts, self.views, self.carts, self.orders,
+                self.bought, self.recent)
 
     def __setstate__(self, s):
-        cfg, self.session, self.views, self.carts, self.bought, self.recent = s
+        cfg, self.session, self.last_ts, self.views, self.carts, self.orders, self.bought, self.recent = s
         self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
 
     def observe(self, event_type: str, product_ids: Sequence[str], session_key: Optional[str],
                 ts: int) -> list[Pair]:
-        """Record an event; return the pairs to send to product keys (both directions + self).
+        """Record an event; return the pairs of a session that this event closed (else ``[]``).
 
         ``product_view``/``add_to_cart``: ``product_ids`` is the one product, ``session_key`` its
-        ``session_id``. ``order_placed``: the order's product ids (``session_key`` is ignored).
-        Other event types return ``[]``.
+        ``session_id``. ``order_placed``: the order's product ids (``session_key`` ignored: the
+        order joins the open session). Other event types are ignored.
         """
         cfg = self.cfg
-        out: list[Pair] = []
         if event_type == "order_placed":
-            products = list(dict.fromkeys(product_ids))
-            w = cfg.purchase_weight
-            since = ts - cfg.co_purchase_window
-            earlier = list(dict.fromkeys(p for p, t in self.bought if t >= since and p not in products))
-            for i, a in enumerate(products):
-                out.append(Pair(a, a, w, ts))
-                for b in products[i + 1:]:
-                    out.append(Pair(a, b, w, ts))
-                    out.append(Pair(b, a, w, ts))
-                for b in earlier:
-                    out.append(Pair(a, b, w, ts))
-                    out.append(Pair(b, a, w, ts))
-                self.bought.append((a, ts))
-                self._touch(a, ts)
-            if len(self.bought) > cfg.max_purchases:
-                del self.bought[:-cfg.max_purchases]
+            out = self._close_if_idle(ts)
+            products = tuple(dict.fromkeys(product_ids))
+            if products:
+                self.orders.append((products, ts))
+                for a in products:
+                    self.bought.append((a, ts))
+                    self._touch(a, ts)
+                if len(self.bought) > cfg.max_purchases:
+                    del self.bought[:-cfg.max_purchases]
+                self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
             return out
         if event_type == "product_view":
-            seen, w = self.views, cfg.view_weight
+            seen = self.views
         elif event_type == "add_to_cart":
-            seen, w = self.carts, cfg.cart_weight
+            seen = self.carts
         else:
-            return out
+            return []
         if session_key != self.session:
+            out = self.flush()
             self.session = session_key
-            self.views.clear()
-            self.carts.clear()
+        else:
+            out = self._close_if_idle(ts)
+        self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         for a in product_ids:
             self._touch(a, ts)
-            if a in seen:
-                continue
-            out.append(Pair(a, a, w, ts))
-            for b in seen:
-                out.append(Pair(a, b, w, ts))
-                out.append(Pair(b, a, w, ts))
-            seen.append(a)
-            if len(seen) > cfg.max_session_items:
-                del seen[0]
+            if a not in seen:
+                seen.append(a)
+                if len(seen) > cfg.max_session_items:
+                    del seen[0]
+        return out
+
+    def _close_if_idle(self, ts: int) -> list[Pair]:
+        if self.last_ts is not None and ts - self.last_ts > self.cfg.session_gap:
+            return self.flush()
+        return []
+
+    def flush(self) -> list[Pair]:
+        """Close the open session: its pairs (both directions, plus one self pair per product and
+        kind) for the product keys. Call it from the session-end timer."""
+        ts = self.last_ts
+        if ts is None:
+            return []
+        cfg = self.cfg
+        out: list[Pair] = []
+        for items, w in ((self.views, cfg.view_weight), (self.carts, cfg.cart_weight)):
+            for i, a in enumerate(items):
+                out.append(Pair(a, a, w, ts))
+                for b in items[i + 1:]:
+                    out.append(Pair(a, b, w, ts))
+                    out.append(Pair(b, a, w, ts))
+        w = cfg.purchase_weight
+        for products, t in self.orders:
+            since = t - cfg.co_purchase_window
+            earlier = list(dict.fromkeys(p for p, tb in self.bought if since <= tb < t and p not in products))
+            for i, a in enumerate(products):
+                out.append(Pair(a, a, w, t))
+                for b in products[i + 1:]:
+                    out.append(Pair(a, b, w, t))
+                    out.append(Pair(b, a, w, t))
+                for b in earlier:
+                    out.append(Pair(a, b, w, t))
+                    out.append(Pair(b, a, w, t))
+        self.views = []
+        self.carts = []
+        self.orders = []
+        self.last_ts = None
         return out
 
     def _touch(self, product: str, ts: int) -> None:
@@ -175,6 +211,7 @@ class RecentItems:
         return out
 
     def recently_bought(self, now: int, window: int = 30 * DAY) -> set[str]:
+        """Products bought within ``window`` before ``now`` (never recommended)."""
         since = now - window
         return {p for p, t in self.bought if t >= since}
 
@@ -287,11 +324,14 @@ class ProductNeighbours:
     arrived since the last publication. Otherwise an update goes out when
 
     1. nothing was published yet, or
-    2. the published top-M set changed: a neighbour outside it now outweighs the lightest one
-       inside (tracked in :meth:`observe` in O(1); decay is uniform, so it never reorders), or
+    2. the published top-M set changed materially: a neighbour outside it now outweighs both
+       the lightest one inside and ``rel_change`` x n(A) at the last publication (tracked in
+       :meth:`observe` in O(1); decay is uniform, so ageing alone never reorders), or
     3. weights moved: the weight n(A) received since the last publication exceeds ``rel_change``
-       of n(A) then (both decayed to now). Every c(A,B) <= n(A) in mass, so no neighbour weight
-       can move by more than ``rel_change`` of the product's mass without tripping this.
+       of n(A) then (both decayed to now). Every c(A,B) grows at most as fast as n(A), so no
+       neighbour weight moves by more than ``rel_change`` of the product's mass without this.
+
+    ``update`` is O(1) when nothing is due and O(capacity) when it publishes.
     """
 
     __slots__ = ("product_id", "cfg", "sketch", "n", "n_pub", "pub", "pub_min", "dirty", "changed")
@@ -352,7 +392,8 @@ class ProductNeighbours:
         best = heapq.nlargest(m, sketch.counts.items(), key=_second)
         self.pub = frozenset(b for b, _c in best)
         # below M neighbours any newcomer changes the set
-        self.pub_min = best[-1][1] if len(best) >= m else 0.0
+        floor = self.cfg.rel_change * self.n
+        self.pub_min = max(best[-1][1], floor) if len(best) >= m else floor
         self.n_pub = self.n
         self.dirty = self.changed = False
         f = 2.0 ** (-(ts - sketch.ref) / sketch.half_life) if sketch.ref is not None else 1.0

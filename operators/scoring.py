@@ -13,7 +13,7 @@ class ScoreRequest:
     ``decision`` is false for a score taken only to fill a payload (no label will follow).
     """
 
-    __slots__ = ("model", "customer_id", "decision_id", "ts", "features", "candidate", "decision")
+    __slots__ = ("model", "customer_id", "decision_id", "ts", "features", "candidate", "decision", "pos")
 
     def __init__(self, model: str, customer_id: str, decision_id: str, ts: int, features: dict,
                  candidate: Optional[Candidate] = None, decision: bool = True):
@@ -24,6 +24,7 @@ class ScoreRequest:
         self.features = features
         self.candidate = candidate
         self.decision = decision
+        self.pos = 0
 
     def __repr__(self) -> str:
         return f"ScoreRequest({self.model}, {self.decision_id}, candidate={self.candidate!r})"
@@ -36,7 +37,7 @@ class ScoreRequest:
 class Label:
     """The outcome of an earlier decision point, once event time has told it."""
 
-    __slots__ = ("model", "customer_id", "decision_id", "ts", "features", "label", "decided_ts")
+    __slots__ = ("model", "customer_id", "decision_id", "ts", "features", "label", "decided_ts", "pos")
 
     def __init__(self, model: str, customer_id: str, decision_id: str, ts: int, features: dict, label: int,
                  decided_ts: int):
@@ -47,6 +48,7 @@ class Label:
         self.features = features
         self.label = label
         self.decided_ts = decided_ts
+        self.pos = 0
 
     def __repr__(self) -> str:
         return f"Label({self.model}, {self.decision_id}, {self.label})"

@@ -33,7 +33,7 @@ class Candidate:
     with a ``threshold`` waits for a model score and goes out only when ``score >= threshold``.
     """
 
-    __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold")
+    __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold", "pos")
 
     def __init__(self, type: str, customer_id: str, event_ts: int, reasons: list[str], payload: dict,
                  key: str, tier: str = "new", score: Optional[float] = None, threshold: Optional[float] = None):
@@ -46,6 +46,7 @@ class Candidate:
         self.tier = tier
         self.score = score
         self.threshold = threshold
+        self.pos = 0  # position in the input of the event that caused it (ordering across customers)
 
     @property
     def trigger_id(self) -> str:
@@ -89,13 +90,14 @@ class Suppressed:
 class Notice:
     """Context a later step needs from the customer's state machine (a DAG has no way back)."""
 
-    __slots__ = ("kind", "customer_id", "ts", "key")
+    __slots__ = ("kind", "customer_id", "ts", "key", "pos")
 
     def __init__(self, kind: str, customer_id: str, ts: int, key: str = ""):
         self.kind = kind
         self.customer_id = customer_id
         self.ts = ts
         self.key = key
+        self.pos = 0
 
     def __repr__(self) -> str:
         return f"Notice({self.kind}, {self.customer_id}, {self.key})"
