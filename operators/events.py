@@ -8,6 +8,8 @@ tens of microseconds per event and this runs on every message.
 from __future__ import annotations
 
 import base64
+import json
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
@@ -93,10 +95,15 @@ class Invalid(Exception):
         self.detail = detail
 
 
+_TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})")
+
+
 def parse_ts(value: Any) -> int:
-    """ISO-8601 with a UTC offset -> epoch milliseconds; anything else raises :class:`Invalid`."""
+    """ISO-8601 with a UTC offset (``Z`` or ``+hh:mm``) -> epoch milliseconds; else :class:`Invalid`."""
     if type(value) is not str:
         raise Invalid("invalid_ts", "not a string")
+    if not _TS.fullmatch(value):
+        raise Invalid("invalid_ts", "no UTC offset" if _TS.fullmatch(value + "Z") else "not ISO-8601")
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
@@ -111,36 +118,51 @@ def format_ts(ms: int) -> str:
     return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _str(obj: dict, field: str, required: bool, max_len: int = 0) -> None:
-    v = obj.get(field)
-    if v is None:
+_MISSING = object()
+
+
+def _present(obj: dict, field: str, required: bool) -> Any:
+    """The value, or ``_MISSING`` when absent; a ``null`` is a wrong type, never "absent"."""
+    v = obj.get(field, _MISSING)
+    if v is _MISSING:
         if required:
             raise Invalid("missing_field", field)
+    elif v is None:
+        if required:
+            raise Invalid("missing_field", field)
+        raise Invalid("wrong_type", field)
+    return v
+
+
+def _str(obj: dict, field: str, required: bool, max_len: int = 0) -> None:
+    v = _present(obj, field, required)
+    if v is _MISSING:
         return
     if type(v) is not str or (max_len and not 0 < len(v) <= max_len):
         raise Invalid("wrong_type", field)
 
 
 def _number(obj: dict, field: str, required: bool) -> None:
-    v = obj.get(field)
-    if v is None:
-        if required:
-            raise Invalid("missing_field", field)
+    v = _present(obj, field, required)
+    if v is _MISSING:
         return
     if type(v) not in (int, float) or v < 0 or v != v or v == float("inf"):
         raise Invalid("wrong_type", field)
 
 
 def _int(obj: dict, field: str, lo: int, hi: Optional[int] = None) -> None:
-    v = obj.get(field)
-    if v is None:
+    v = _present(obj, field, False)
+    if v is _MISSING:
         return
+    if type(v) is float and v.is_integer():  # JSON has one number type: 2.0 is the integer 2
+        v = obj[field] = int(v)
     if type(v) is not int or v < lo or (hi is not None and v > hi):
         raise Invalid("wrong_type", field)
 
 
-def _check_items(items: Any) -> None:
-    if items is None:
+def _check_items(obj: dict) -> None:
+    items = _present(obj, "items", False)
+    if items is _MISSING:
         return
     if type(items) is not list:
         raise Invalid("wrong_type", "items")
@@ -166,30 +188,25 @@ def _check_order(t: str, obj: dict) -> None:
     _str(obj, "order_id", True)
     placed = t == "order_placed"
     _number(obj, "total", placed)
-    _check_items(obj.get("items"))
-    promised = obj.get("promised_delivery_ts")
-    if promised is None:
-        if placed:
-            raise Invalid("missing_field", "promised_delivery_ts")
-    else:
+    _check_items(obj)
+    promised = _present(obj, "promised_delivery_ts", placed)
+    if promised is not _MISSING:
         parse_ts(promised)
     _str(obj, "reason", False)
 
 
 def _check_chat(t: str, obj: dict) -> None:
+    """Field types hold across the topic; which fields are required depends on the type."""
     _str(obj, "conversation_id", True)
-    if t == "chat_message":
-        sender = obj.get("sender")
-        if sender is None:
-            raise Invalid("missing_field", "sender")
-        if sender not in SENDERS:
-            raise Invalid("wrong_type", "sender")
-        _str(obj, "text", True)
-    else:
-        _int(obj, "csat", 1, 5)
-        esc = obj.get("escalated")
-        if esc is not None and type(esc) is not bool:
-            raise Invalid("wrong_type", "escalated")
+    message = t == "chat_message"
+    sender = _present(obj, "sender", message)
+    if sender is not _MISSING and (type(sender) is not str or sender not in SENDERS):
+        raise Invalid("wrong_type", "sender")
+    _str(obj, "text", message)
+    _int(obj, "csat", 1, 5)
+    esc = _present(obj, "escalated", False)
+    if esc is not _MISSING and type(esc) is not bool:
+        raise Invalid("wrong_type", "escalated")
 
 
 def validate(obj: Any, source: str = "") -> Event:
@@ -237,9 +254,20 @@ def decode(raw: bytes, source: str = "", max_bytes: int = 65536, parsed: Any = _
     except Invalid as exc:
         return DeadLetter(raw, source, exc.reason, exc.detail)
     except orjson.JSONDecodeError:
-        return DeadLetter(raw, source, "malformed_json", "")
+        return _decode_slow(raw, source)
     except Exception as exc:  # defensive: a decoder bug must not stop the flow
         return DeadLetter(raw, source, "malformed_json", f"{type(exc).__name__}")
 
 
 PARSE_FAILED = object()
+
+
+def _decode_slow(raw: bytes, source: str) -> Event | DeadLetter:
+    """What orjson refuses but JSON allows (numbers beyond a double, e.g. ``1e400`` in an extra
+    field) gets a second chance with the standard library; anything else is malformed."""
+    try:
+        return validate(json.loads(raw.decode("utf-8")), source)
+    except Invalid as exc:
+        return DeadLetter(raw, source, exc.reason, exc.detail)
+    except Exception:
+        return DeadLetter(raw, source, "malformed_json", "")
