@@ -119,6 +119,14 @@ class LabelSettings(_Group):
     max_pending: int = Field(64, gt=0, description="pending predictions kept per customer before the oldest is dropped")
 
 
+class ModelSettings(_Group):
+    churn_estimator: str = Field("logreg", description="River pipeline of the churn model (models/estimators.py)")
+    frustration_estimator: str = Field("logreg", description="River pipeline of the frustration model")
+    warmup: int = Field(50, ge=0, description="labels a model learns from before its scores are used")
+    pending_max: int = Field(100_000, gt=0, description="predictions awaiting their label, per model and shard")
+    shards: int = Field(0, ge=0, description="model shards (0 = one per worker)")
+
+
 class KafkaSettings(_Group):
     bootstrap_servers: str = Field("localhost:9092", description="Kafka brokers, comma-separated")
     clickstream_topic: str = Field("crm.clickstream", description="input topic")
@@ -156,6 +164,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     tiers: TierSettings = TierSettings()
     labels: LabelSettings = LabelSettings()
+    models: ModelSettings = ModelSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")

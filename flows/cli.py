@@ -76,6 +76,8 @@ def replay(
     profiles_out: Optional[Path] = typer.Option(None, help="each customer's final profile"),
     suppressed_out: Optional[Path] = typer.Option(None, help="candidates policy held back, with the clause"),
     drain: bool = typer.Option(False, help="fire every pending timer at the end, not only those due by the last event"),
+    model_in: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="start the models from this file"),
+    model_out: Optional[Path] = typer.Option(None, help="save the trained models here at the end"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Replay event logs (merged in ts order) through the same dataflow as `run`."""
@@ -87,7 +89,8 @@ def replay(
     outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()
-    job = lambda: do_replay(settings, list(logs), outputs, drain=drain, progress=progress)  # noqa: E731
+    job = lambda: do_replay(settings, list(logs), outputs, drain=drain, progress=progress,  # noqa: E731
+                            model_in=model_in, model_out=model_out)
     result = run_with_progress(job, progress, console) if console.is_terminal else job()
     _print_summary(result, time.perf_counter() - t0)
 
@@ -121,6 +124,8 @@ def run(
     process_id: Optional[int] = typer.Option(None, "--process-id", "-i", help="this process's index in a cluster"),
     addresses: Optional[str] = typer.Option(None, "--addresses", "-a", help="host:port;host:port of all processes"),
     archive: Optional[Path] = typer.Option(None, help="write every consumed message to hourly .jsonl.gz files"),
+    model_in: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                            help="warm-start the models (when there is no recovery state yet)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Consume the input topics from Kafka; write triggers to Kafka and Redis until stopped."""
@@ -129,7 +134,7 @@ def run(
     settings = _settings(config, "run", process_id)
     try:
         run_live(settings, workers=workers, process_id=process_id,
-                 addresses=addresses.split(";") if addresses else None, archive=archive)
+                 addresses=addresses.split(";") if addresses else None, archive=archive, model_in=model_in)
     except KeyboardInterrupt:
         logging.getLogger("crm.run").info("interrupted: stopping (state resumes from the last snapshot)")
     except Exception as exc:  # Bytewax reports SIGINT/SIGTERM as a runtime error

@@ -185,10 +185,11 @@ class ModelLogic(StatefulBatchLogic):
     keep theirs): a replay and a live run over the same partition then score the same.
     """
 
-    def __init__(self, settings: Settings, cfg: RuleConfig, t: Telemetry, resume: Optional[bytes]):
+    def __init__(self, settings: Settings, cfg: RuleConfig, t: Telemetry, resume: Optional[bytes],
+                 warm: Optional[dict] = None):
         self.cfg = cfg
         self.t = t
-        self.shard = pickle.loads(resume) if resume is not None else ModelShard(settings)
+        self.shard = pickle.loads(resume) if resume is not None else ModelShard(settings, warm=warm)
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         out: list = []
@@ -267,7 +268,8 @@ def _outputs(name: str, stream, sinks: list[tuple[Sink, Optional[Encoder]]]) -> 
 
 
 def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Telemetry] = None,
-               flow_id: str = "crm_stream") -> Dataflow:
+               flow_id: str = "crm_stream", warm: Optional[dict] = None) -> Dataflow:
+    """The whole dataflow; ``warm`` holds trained models to start every shard from."""
     t = t or telemetry()
     rules = RuleConfig(settings)
     policy_cfg = PolicyConfig(settings)
@@ -285,9 +287,10 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     is_profile = op.branch("split_profile", profiled, lambda x: type(x) is ProfileUpdate)
     profile_updates = [is_profile.trues]
 
+    shards = settings.models.shards or shards
     by_shard = op.key_on("key_shard", is_profile.falses, lambda x: shard_of(x.customer_id, shards))
     scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard,
-                                                       lambda r: ModelLogic(settings, rules, t, r)))
+                                                       lambda r: ModelLogic(settings, rules, t, r, warm)))
     scored_split = op.branch("split_scores", scored, lambda x: type(x) is ProfileUpdate)
     profile_updates.append(scored_split.trues)
 

@@ -43,7 +43,13 @@ def recovery_config(settings: Settings, partitions: int) -> Optional[RecoveryCon
 
 def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = None,
              addresses: Optional[list[str]] = None, archive: Optional[Path] = None, tail: bool = True,
-             shards: Optional[int] = None) -> None:
+             shards: Optional[int] = None, model_in: Optional[Path] = None) -> None:
+    """Run until stopped (or, with ``tail=False``, until the topics' current end)."""
+    warm = None
+    if model_in is not None:
+        from models.persist import load_models
+
+        warm = load_models(model_in).models  # used only when there is no recovery state yet
     tap = None
     if archive is not None:
         from connectors.archive import Archive
@@ -51,7 +57,8 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
         tap = Archive(archive, process_id or 0)
     serve_metrics(settings.metrics_port + (process_id or 0) if settings.metrics_port else 0, telemetry())
     processes = len(addresses) if addresses else 1
-    flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes)
+    flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes,
+                      warm=warm)
     try:
         cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
                  epoch_interval=settings.snapshot_interval,

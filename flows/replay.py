@@ -13,7 +13,8 @@ from bytewax.testing import run_main
 from config.settings import Settings
 from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress
 from connectors.metrics import Telemetry, reset_telemetry
-from models.metrics import refresh
+from models.metrics import refresh, shards_of
+from models.persist import load_models, save_models
 from flows.dataflow import Edges, Flush, build_flow, replay_decoder
 
 
@@ -27,8 +28,13 @@ class ReplayOutputs:
 
 
 def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool = False,
-           progress: Optional[Progress] = None, shards: int = 1) -> dict:
-    """Run the whole flow over ``logs`` (merged by ``ts``); write outputs; return the summary."""
+           progress: Optional[Progress] = None, shards: int = 1, model_in: Optional[Path] = None,
+           model_out: Optional[Path] = None) -> dict:
+    """Run the whole flow over ``logs`` (merged by ``ts``); write outputs; return the summary.
+
+    ``model_in`` warm-starts every model shard from a saved file; ``model_out`` saves the trained
+    models at the end (so a live engine can start from last month's log)."""
+    warm = load_models(model_in).models if model_in else None
     t = reset_telemetry()
     for path in (out.triggers, out.dlq, out.profiles, out.suppressed):
         if path is not None:  # an output with nothing in it is still an (empty) file
@@ -42,9 +48,11 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         profiles=[(ProfilesFileSink(out.profiles), None)] if out.profiles else [],
         suppressed=[(JsonlSink(out.suppressed, "suppressed_file"), None)] if out.suppressed else [],
     )
-    flow = build_flow(settings, edges, shards=shards, t=t)
+    flow = build_flow(settings, edges, shards=shards, t=t, warm=warm)
     run_main(flow)
     refresh(t)
+    if model_out:
+        t.extra["saved_models"] = save_models(shards_of(t), model_out)
     summary = finish_summary(t, out)
     return summary
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, Event, format_ts, parse_ts
-from operators.features import History, churn_features, message_features
+from operators.features import History, churn_features, message_features, support_context
 from operators.rules import RuleConfig
 from operators.scoring import Label, ScoreRequest
 from operators.text import cut
@@ -340,6 +340,7 @@ class CustomerState:
             "conversation_age_s": (ts - conv.started) / 1000,
             "late_order_now": float(any(o.promised is not None and ts > o.promised for o in self.orders.values())),
         }
+        ctx.update(support_context(self.history, ts))  # repeat contacts in 7 days, earlier bad chats
         feats = message_features(text, ctx)
         decision_id = f"{conv.conversation_id}|{ts}"
         if len(conv.pending) >= cfg.max_pending:

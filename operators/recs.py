@@ -49,7 +49,7 @@ class RecsConfig(NamedTuple):
     max_purchases: int = 20  # purchased products remembered per customer
     max_recent: int = 20  # recent products (interests) remembered per customer
     top_k: int = 20  # K: entries of crm:recs:{product_id}
-    normalisation: str = "cosine"  # "cosine" | "lift" | "cooccurrence"
+    normalisation: str = "cosine"  # "cosine" | "lift" | "confidence" (c(A,B)/n(A))
 
 
 DEFAULT = RecsConfig()
@@ -454,8 +454,10 @@ class RecsTable:
                 s = c / math.sqrt(n_a * n_b)
             elif norm == "lift":
                 s = c / (n_a * n_b)
-            else:
+            elif norm == "confidence":
                 s = c / n_a
+            else:
+                raise ValueError(f"unknown normalisation {norm!r}")
             scored.append((b, s))
         scored.sort(key=_second, reverse=True)
         self.sims[a] = (ts, scored)

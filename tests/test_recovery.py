@@ -45,12 +45,16 @@ def _try_json(line: bytes):
         return None
 
 
-def replay_ids(tmp_path: Path, lines: list[bytes]) -> set[str]:
+def replay_triggers(tmp_path: Path, lines: list[bytes]) -> dict[str, dict]:
     log = tmp_path / "input.jsonl"
     log.write_bytes(b"\n".join(lines) + b"\n")
     out = ReplayOutputs(tmp_path / "replay-triggers.jsonl", tmp_path / "replay-dlq.jsonl", tmp_path / "replay.json")
     replay(load_settings(), [log], out)
-    return {orjson.loads(x)["trigger_id"] for x in out.triggers.read_bytes().splitlines()}
+    return {t["trigger_id"]: t for t in map(orjson.loads, out.triggers.read_bytes().splitlines())}
+
+
+def replay_ids(tmp_path: Path, lines: list[bytes]) -> set[str]:
+    return set(replay_triggers(tmp_path, lines))
 
 
 class Engine:
@@ -108,8 +112,10 @@ def topics_for(kafka_topics) -> dict:
 def test_sigkill_and_restart_loses_and_duplicates_nothing(tmp_path, kafka_broker, kafka_topics, redis_client,
                                                           redis_url):
     lines = world(tmp_path)
-    expected = replay_ids(tmp_path, lines)
+    clean = replay_triggers(tmp_path, lines)
+    expected = set(clean)
     assert len(expected) > 100
+    assert sum(1 for t in clean.values() if "churn_risk" in t["reasons"]) > 10  # model-driven ones too
     topics = topics_for(kafka_topics)
     kafka_broker.produce(topics["clickstream_topic"], lines, partition=0)
 
@@ -130,6 +136,9 @@ def test_sigkill_and_restart_loses_and_duplicates_nothing(tmp_path, kafka_broker
     stream_ids = [e[1][b"trigger_id"].decode() for e in entries]
     assert len(stream_ids) == len(set(stream_ids)), "duplicate entries in the Redis stream"
     assert set(stream_ids) == expected
+    # The models (Bytewax state) came back from every snapshot: each score equals the clean replay's.
+    scores = {e[1][b"trigger_id"].decode(): orjson.loads(e[1][b"trigger"])["score"] for e in entries}
+    assert scores == {i: t["score"] for i, t in clean.items()}
     kafka_ids = {orjson.loads(m.value())["trigger_id"]
                  for m in kafka_broker.consume_all(topics["triggers_topic"], min_count=len(expected))}
     assert kafka_ids == expected
