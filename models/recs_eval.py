@@ -18,7 +18,7 @@ Protocols (what "previous items" means):
 * ``previous_sessions``: only products last touched before the order's session began, and
   the order's products that are among them (re-buys, resumed carts) are not targets.
 
-    python -m models.recs_eval DIR_OR_EVENTS_JSONL [--normalisation cosine|lift|cooccurrence]
+    python -m models.recs_eval DIR_OR_EVENTS_JSONL [--normalisation cosine|lift|confidence]
     python -m models.recs_eval --generate 5000 60 3 /tmp/sim
 """
 

@@ -225,16 +225,17 @@ class SpaceSaving:
     """Heavy-hitters sketch (Metwally et al. 2005) with exponentially time-decayed weights.
 
     At most ``capacity`` entries. A new item on a full sketch replaces light ones and inherits
-    ``floor`` (an upper bound of the weight of any item not tracked), so estimates never
-    under-count and an item whose decayed weight exceeds ``total / (capacity / 4 * 3)`` is
-    always tracked. Eviction is batched: the lightest quarter goes in one sort, so an offer
+    ``floor`` (an upper bound of the weight of any item not tracked) as its count and its error,
+    so counts never under-count, ``count - error`` never over-counts, and an item whose decayed
+    weight exceeds ``total / (capacity * 3 / 4)`` is always tracked. :meth:`top` ranks by the
+    guaranteed weight ``count - error``, so a light newcomer never outranks a proven heavy item. Eviction is batched: the lightest quarter goes in one sort, so an offer
     costs O(1) amortised (O(log capacity) on eviction rounds) instead of a min-scan each time.
 
     Values are stored relative to ``ref`` (forward decay): an offer touches one entry; decay
     applies at read time, and everything is rescaled once every 64 half-lives.
     """
 
-    __slots__ = ("capacity", "half_life", "ref", "counts", "floor")
+    __slots__ = ("capacity", "half_life", "ref", "counts", "errors", "floor")
 
     def __init__(self, capacity: int = 64, half_life: int = 14 * DAY) -> None:
         if capacity < 4:
@@ -242,14 +243,15 @@ class SpaceSaving:
         self.capacity = capacity
         self.half_life = half_life
         self.ref: Optional[int] = None  # reference time of the stored values
-        self.counts: dict[str, float] = {}  # item -> weight scaled to ref
+        self.counts: dict[str, float] = {}  # item -> weight scaled to ref (an over-estimate)
+        self.errors: dict[str, float] = {}  # item -> over-estimate inherited on entry (when > 0)
         self.floor = 0.0  # scaled: no untracked item weighs more
 
     def __getstate__(self):
-        return (self.capacity, self.half_life, self.ref, self.counts, self.floor)
+        return (self.capacity, self.half_life, self.ref, self.counts, self.errors, self.floor)
 
     def __setstate__(self, s):
-        self.capacity, self.half_life, self.ref, self.counts, self.floor = s
+        self.capacity, self.half_life, self.ref, self.counts, self.errors, self.floor = s
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -271,6 +273,9 @@ class SpaceSaving:
         counts = self.counts
         for k in counts:
             counts[k] *= f
+        errors = self.errors
+        for k in errors:
+            errors[k] *= f
         self.floor *= f
         self.ref = ts
 
@@ -278,38 +283,51 @@ class SpaceSaving:
         self.add_scaled(item, weight * self.scale(ts))
 
     def add_scaled(self, item: str, sw: float) -> float:
-        """Add a weight already in stored units; returns the item's new stored value."""
+        """Add a weight already in stored units; returns the item's guaranteed stored weight."""
         counts = self.counts
         c = counts.get(item)
         if c is None:
             if len(counts) >= self.capacity:
                 self._evict()
             c = self.floor
+            if c:
+                self.errors[item] = c
+            counts[item] = c + sw
+            return sw
         c += sw
         counts[item] = c
-        return c
+        return c - self.errors.get(item, 0.0)
 
     def _evict(self) -> None:
         counts = self.counts
         drop = sorted(counts.items(), key=_second)[: max(1, self.capacity // 4)]
+        errors = self.errors
         for k, _v in drop:
             del counts[k]
+            errors.pop(k, None)
         self.floor = max(self.floor, drop[-1][1])
 
     def value(self, item: str, ts: int) -> float:
-        """Decayed weight of ``item`` at ``ts`` (0 when untracked)."""
+        """Decayed weight of ``item`` at ``ts`` (an upper bound; 0 when untracked)."""
         c = self.counts.get(item)
         if c is None or self.ref is None:
             return 0.0
         return c * 2.0 ** (-(ts - self.ref) / self.half_life)
 
+    def ranked(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` items of largest guaranteed weight ``count - error``, in stored units."""
+        errors = self.errors
+        if not errors:
+            return heapq.nlargest(k, self.counts.items(), key=_second)
+        get = errors.get
+        return heapq.nlargest(k, ((i, c - get(i, 0.0)) for i, c in self.counts.items()), key=_second)
+
     def top(self, k: int, ts: int) -> list[tuple[str, float]]:
-        """The ``k`` heaviest items with their decayed weights at ``ts``, heaviest first."""
+        """The ``k`` heaviest items with their guaranteed decayed weights at ``ts``."""
         if self.ref is None:
             return []
         f = 2.0 ** (-(ts - self.ref) / self.half_life)
-        best = heapq.nlargest(k, self.counts.items(), key=_second)
-        return [(item, c * f) for item, c in best]
+        return [(item, c * f) for item, c in self.ranked(k)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +407,7 @@ class ProductNeighbours:
             return None
         sketch = self.sketch
         m = self.cfg.neighbours
-        best = heapq.nlargest(m, sketch.counts.items(), key=_second)
+        best = sketch.ranked(m)
         self.pub = frozenset(b for b, _c in best)
         # below M neighbours any newcomer changes the set
         floor = self.cfg.rel_change * self.n
