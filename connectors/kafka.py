@@ -7,12 +7,14 @@ in Bytewax recovery). Consumer errors are counted and logged, never fatal.
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import orjson
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
@@ -23,11 +25,35 @@ Tap = Callable[[str, int, int, bytes], None]  # (topic, partition, timestamp ms,
 
 
 class _Partition(StatefulSourcePartition):
-    def __init__(self, inner: StatefulSourcePartition, tap: Optional[Tap]):
+    def __init__(self, inner: StatefulSourcePartition, tap: Optional[Tap], topic: str, partition: int):
         self.inner = inner
         self.tap = tap
+        self.topic = topic
+        self.partition = partition
+        self.next_offset = -1
+        self.lag_at = 0.0
 
     def next_batch(self) -> list:
+        out = self._batch()
+        now = time.monotonic()
+        if now - self.lag_at >= 1.0:
+            self.lag_at = now
+            self._report_lag()
+        return out
+
+    def _report_lag(self) -> None:
+        """High watermark (cached from librdkafka's statistics, no request) minus the next offset."""
+        consumer = getattr(self.inner, "_consumer", None)  # bytewax keeps its consumer private
+        if consumer is None or self.next_offset < 0:
+            return
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, self.partition), cached=True)
+        except Exception:  # noqa: BLE001 - lag is best effort, never fatal
+            return
+        if high >= 0:
+            telemetry().consumer_lag.labels(self.topic, str(self.partition)).set(max(0, high - self.next_offset))
+
+    def _batch(self) -> list:
         out = []
         for msg in self.inner.next_batch():
             if hasattr(msg, "err"):  # bytewax KafkaError: count it, keep going
@@ -38,6 +64,7 @@ class _Partition(StatefulSourcePartition):
             if self.tap is not None:
                 self.tap(msg.topic, msg.partition, msg.timestamp[1], value)
             out.append((value, f"{msg.topic}/{msg.partition}/{msg.offset}", msg.offset))
+            self.next_offset = msg.offset + 1
         return out
 
     def next_awake(self):
@@ -70,7 +97,8 @@ class KafkaEventSource(FixedPartitionedSource):
         return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state):
-        return _Partition(self.inner.build_part(step_id, for_part, resume_state), self.tap)
+        idx, topic = for_part.split("-", 1)
+        return _Partition(self.inner.build_part(step_id, for_part, resume_state), self.tap, topic, int(idx))
 
 
 def kafka_sink(cfg: KafkaSettings, topic: str) -> KafkaSink:
@@ -86,3 +114,48 @@ def encode_keyed(item: tuple[str, dict]) -> KafkaSinkMessage:
 
 def encode_unkeyed(item: tuple[str, dict]) -> KafkaSinkMessage:
     return KafkaSinkMessage(None, orjson.dumps(item[1]))
+
+
+def export_range(cfg: KafkaSettings, from_ms: int, to_ms: int, out: Path, topics: Optional[list[str]] = None,
+                 idle_timeout: float = 10.0) -> int:
+    """Write the input messages whose Kafka timestamp lies in [from_ms, to_ms) to ``out`` (JSONL,
+    values byte for byte), sorted by timestamp; return how many. Each partition starts at the
+    offset ``offsets_for_times`` gives for ``from_ms`` and is read to its end; the timestamps are
+    checked again on the client, since some Kafka-protocol brokers answer that lookup loosely."""
+    consumer = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": "crm-stream-replay",
+                         "enable.auto.commit": "false", "enable.partition.eof": "true", **cfg.extra})
+    rows: list[tuple[int, str, int, int, bytes]] = []
+    try:
+        parts = []
+        for topic in topics or cfg.input_topics:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            if meta.error is not None:
+                raise KafkaException(meta.error)
+            parts += [TopicPartition(topic, p, from_ms) for p in sorted(meta.partitions)]
+        starts = consumer.offsets_for_times(parts, timeout=10) if parts else []
+        assign = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                  for tp in starts]
+        if any(tp.offset < 0 and tp.offset != OFFSET_BEGINNING for tp in starts):
+            assign = [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in starts]
+        consumer.assign(assign)
+        open_parts = {(tp.topic, tp.partition) for tp in assign}
+        deadline = time.monotonic() + idle_timeout
+        while open_parts and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == -191:  # _PARTITION_EOF
+                        open_parts.discard((msg.topic(), msg.partition()))
+                    continue
+                deadline = time.monotonic() + idle_timeout
+                ts = msg.timestamp()[1]
+                if from_ms <= ts < to_ms:
+                    rows.append((ts, msg.topic(), msg.partition(), msg.offset(), msg.value() or b""))
+    finally:
+        consumer.close()
+    rows.sort()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:
+        for *_, value in rows:
+            f.write(value.replace(b"\n", b" ") + b"\n")
+    return len(rows)

@@ -69,7 +69,8 @@ def _print_summary(summary: dict, elapsed: float) -> None:
 
 @app.command()
 def replay(
-    logs: List[Path] = typer.Argument(..., exists=True, help=".jsonl / .jsonl.gz event logs, or directories of them"),
+    logs: Optional[List[Path]] = typer.Argument(None, exists=True,
+                                                help=".jsonl / .jsonl.gz event logs, or directories of them"),
     triggers_out: Path = typer.Option(..., help="triggers, one JSON object a line"),
     dlq_out: Path = typer.Option(..., help="dead letters with raw bytes and reason"),
     summary: Path = typer.Option(..., help="summary JSON"),
@@ -78,14 +79,24 @@ def replay(
     drain: bool = typer.Option(False, help="fire every pending timer at the end, not only those due by the last event"),
     model_in: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="start the models from this file"),
     model_out: Optional[Path] = typer.Option(None, help="save the trained models here at the end"),
+    kafka: bool = typer.Option(False, "--kafka", help="replay a time range straight from the input topics"),
+    from_ts: Optional[str] = typer.Option(None, "--from", help="with --kafka: start (ISO-8601 with offset)"),
+    to_ts: Optional[str] = typer.Option(None, "--to", help="with --kafka: end, exclusive (default: now)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
-    """Replay event logs (merged in ts order) through the same dataflow as `run`."""
+    """Replay event logs (merged in ts order) through the same dataflow as `run`.
+
+    Outputs are files only: a replay never writes to the live trigger topic or Redis."""
     from connectors.files import Progress, expand_logs
     from flows.replay import ReplayOutputs, replay as do_replay, run_with_progress
 
     settings = _settings(config, "replay")
-    logs = expand_logs(logs)
+    logs = expand_logs(logs or [])
+    if kafka:
+        logs.append(_export_kafka_range(settings, from_ts, to_ts, triggers_out.parent))
+    if not logs:
+        console.print("[red]error:[/red] give event logs, or --kafka --from TS")
+        raise typer.Exit(2)
     outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()
@@ -93,6 +104,25 @@ def replay(
                             model_in=model_in, model_out=model_out)
     result = run_with_progress(job, progress, console) if console.is_terminal else job()
     _print_summary(result, time.perf_counter() - t0)
+
+
+def _export_kafka_range(settings: Settings, from_ts: Optional[str], to_ts: Optional[str], where: Path) -> Path:
+    from connectors.kafka import export_range
+    from operators.events import Invalid, parse_ts
+
+    if from_ts is None:
+        console.print("[red]error:[/red] --kafka needs --from")
+        raise typer.Exit(2)
+    try:
+        start = parse_ts(from_ts)
+        end = parse_ts(to_ts) if to_ts else int(time.time() * 1000)
+    except Invalid as exc:
+        console.print(f"[red]error:[/red] --from/--to: {exc.detail} (use e.g. 2026-11-23T10:00:00Z)")
+        raise typer.Exit(2)
+    path = where / "kafka-range.jsonl"
+    n = export_range(settings.kafka, start, end, path)
+    console.print(f"read {n} messages from {', '.join(settings.kafka.input_topics)} in [{from_ts}, {to_ts or 'now'})")
+    return path
 
 
 @app.command()

@@ -76,6 +76,7 @@ def _source_label(source: str) -> str:
 def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
     """Raw input (bytes with where they came from, or an already decoded replay item) -> typed item."""
     max_bytes = settings.time.max_event_bytes
+    lag = t.event_lag.observe
 
     def decode_item(item: Any) -> Any:
         if type(item) is Flush:
@@ -85,6 +86,7 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
             item = decode(value, source, max_bytes)
             if type(item) is Event:
                 item.pos = pos
+                lag(max(0.0, time.time() - item.ts / 1000.0))  # live only: a replay's lag means nothing
         if type(item) is Event:
             t.read(_source_label(item.source), item.type)
         else:
@@ -116,6 +118,7 @@ class ProfileLogic(StatefulBatchLogic):
         self.t = t
         self.state: Optional[CustomerState] = None
         self.wall_at_clock = time.time()
+        self.timer_counted = False  # this customer counts in crm_pending_timers
         if resume is not None:
             self.state, self.wall_at_clock = pickle.loads(resume)
 
@@ -148,6 +151,9 @@ class ProfileLogic(StatefulBatchLogic):
         if not self.live or self.state is None:
             return None
         due = self.state.next_deadline(self.cfg)
+        if (due is not None) != self.timer_counted:
+            self.timer_counted = due is not None
+            self.t.timers.inc() if self.timer_counted else self.t.timers.dec()
         if due is None:
             return None
         wall = self.wall_at_clock + (due - self.state.clock) / 1000.0

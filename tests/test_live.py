@@ -142,3 +142,37 @@ def test_live_timer_fires_on_wall_clock(kafka_broker, kafka_topics, redis_client
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_replay_a_time_range_straight_from_kafka(kafka_broker, kafka_topics, tmp_path):
+    """`crm-stream replay --kafka --from --to`: offsets by timestamp, into files, never the live topic."""
+    topics = make_topics(kafka_topics)
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    ms = lambda dt: int(dt.timestamp() * 1000)  # noqa: E731
+
+    def cart(i, minutes):
+        return orjson.dumps({"event_id": f"r{i}", "type": "add_to_cart", "customer_id": f"k{i}",
+                             "ts": iso(t0 + timedelta(minutes=minutes)), "session_id": "s",
+                             "product_id": "p", "price": 2.0})
+
+    def view(i, minutes):
+        return orjson.dumps({"event_id": f"v{i}", "type": "page_view", "customer_id": f"k{i}",
+                             "ts": iso(t0 + timedelta(minutes=minutes)), "session_id": "s"})
+
+    # Kafka timestamps: two customers before the range, two inside, one after.
+    values = [cart(0, 0), view(0, 40), cart(1, 60), view(1, 100), cart(2, 120), view(2, 160),
+              cart(3, 180), view(3, 220), cart(4, 300), view(4, 340)]
+    stamps = [ms(t0 + timedelta(minutes=m)) for m in (0, 40, 60, 100, 120, 160, 180, 220, 300, 340)]
+    kafka_broker.produce(topics["clickstream_topic"], values, timestamps=stamps)
+    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "CRM_METRICS_PORT": "0",
+           **{f"CRM_KAFKA__{k.upper()}": v for k, v in topics.items()}}
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "flows.cli", "replay", "--kafka", "--from", iso(t0 + timedelta(minutes=120)),
+                    "--to", iso(t0 + timedelta(minutes=300)), "--triggers-out", str(out / "t.jsonl"),
+                    "--dlq-out", str(out / "d.jsonl"), "--summary", str(out / "s.json")],
+                   env=env, check=True, capture_output=True, cwd=tmp_path)
+    summary = orjson.loads((out / "s.json").read_bytes())
+    assert summary["events_read"] == 4
+    triggers = [orjson.loads(x) for x in (out / "t.jsonl").read_bytes().splitlines()]
+    assert sorted(t["customer_id"] for t in triggers) == ["k2", "k3"]
+    assert kafka_broker.consume_all(topics["triggers_topic"]) == []
