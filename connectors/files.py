@@ -43,7 +43,8 @@ class Progress:
         self.done = 0
 
 
-def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]) -> Iterator[tuple]:
+def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress],
+           owns: Optional[Callable[[bytes], bool]] = None) -> Iterator[tuple]:
     """(ts, file index, line number, decoded item) for each line; a line without a usable ts keeps
     its file's previous ts so that it stays where it was written."""
     last_ts = -(1 << 62)
@@ -66,6 +67,8 @@ def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]
                 yield (last_ts, index, n + 1, decode(b"", f"{name}:{n + 1}:truncated"))
                 break
             n += 1
+            if owns is not None and not owns(line):
+                continue
             if line.endswith(b"\n"):
                 line = line[:-1]
                 if line.endswith(b"\r"):
@@ -83,41 +86,82 @@ def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]
         progress.done += os.path.getsize(path) - reported
 
 
+class ReplayEnd:
+    """The latest event time of a replay, shared by every source partition with every worker.
+
+    Each partition writes the latest ``ts`` of the valid events it read to ``DIR/end-{i}`` when it
+    reaches the end; the customer steps read the maximum at end of input, which Bytewax signals
+    only once every partition is done. A directory (not memory) so that a cluster of processes on
+    one machine shares it.
+    """
+
+    def __init__(self, directory: Path, partitions: int = 1, drain: bool = False):
+        self.directory = Path(directory)
+        self.partitions = partitions
+        self.drain = drain
+        self._value: Optional[int] = None
+
+    def report(self, partition: int, end_ts: Optional[int]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".end-{partition}"
+        tmp.write_text("" if end_ts is None else str(end_ts))
+        tmp.replace(self.directory / f"end-{partition}")
+
+    def read(self) -> Optional[int]:
+        if self._value is None:
+            found = [f.read_text() for f in self.directory.glob("end-*")]
+            if len(found) < self.partitions:
+                raise RuntimeError(f"replay end: {len(found)} of {self.partitions} partitions reported")
+            values = [int(v) for v in found if v]
+            self._value = max(values) if values else -(1 << 62)
+        return self._value
+
+
+def customer_of(line: bytes) -> bytes:
+    """The raw ``customer_id`` of a JSON line, without parsing it (b"" when not found)."""
+    i = line.find(b'"customer_id"')
+    if i < 0:
+        return b""
+    j = line.find(b'"', line.find(b":", i + 13) + 1)
+    k = line.find(b'"', j + 1)
+    return line[j + 1:k] if 0 <= j < k else b""
+
+
+def owner(line: bytes, partitions: int) -> int:
+    return zlib.crc32(customer_of(line)) % partitions
+
+
 class _LogPartition(StatefulSourcePartition):
-    def __init__(self, paths: list[Path], decode: Decoder, flush: Callable[[str, int, int], Any], skip: int,
-                 batch: int, progress: Optional[Progress]):
-        self.merged = heapq.merge(*(_lines(p, i, decode, progress) for i, p in enumerate(paths)))
-        self.flush = flush
+    def __init__(self, paths: list[Path], decode: Decoder, index: int, partitions: int, end: Optional[ReplayEnd],
+                 skip: int, batch: int, progress: Optional[Progress]):
+        owns = None if partitions == 1 else (lambda line: owner(line, partitions) == index)
+        self.merged = heapq.merge(*(_lines(p, i, decode, progress if index == 0 else None, owns)
+                                    for i, p in enumerate(paths)))
+        self.index = index
+        self.multi = partitions > 1
+        self.end = end
         self.emitted = 0
         self.skip = skip
         self.batch = batch
-        self.customers: set[str] = set()
         self.end_ts: Optional[int] = None
-        self.tail: Optional[Iterator] = None
 
     def next_batch(self) -> list:
-        if self.tail is not None:
-            out = [x for _, x in zip(range(self.batch), self.tail)]
-            if not out:
-                raise StopIteration()
-            return out
         out = []
-        for _, _, _, item in self.merged:
-            cid = getattr(item, "customer_id", None)
-            if cid is not None:
-                self.customers.add(cid)
+        for _, file_index, line_no, item in self.merged:
+            self.emitted += 1
+            if hasattr(item, "customer_id"):  # an event (dead letters have none)
                 if self.end_ts is None or item.ts > self.end_ts:
                     self.end_ts = item.ts
-            self.emitted += 1
-            if hasattr(item, "pos"):
-                item.pos = self.emitted
+                # input order for the models step: the merged index, or (file, line) across partitions
+                item.pos = (file_index << 40 | line_no) if self.multi else self.emitted
             if self.emitted > self.skip:
                 out.append(item)
             if len(out) >= self.batch:
                 return out
-        # End of input: every customer gets a flush with the latest event time of the replay.
-        end = self.end_ts if self.end_ts is not None else 0
-        self.tail = iter([self.flush(c, end, self.emitted + i + 1) for i, c in enumerate(sorted(self.customers))])
+        if not out:
+            if self.end is not None:
+                self.end.report(self.index, self.end_ts)
+            raise StopIteration()
         return out
 
     def snapshot(self) -> int:
@@ -125,22 +169,30 @@ class _LogPartition(StatefulSourcePartition):
 
 
 class LogSource(FixedPartitionedSource):
-    """Replays event logs merged by ``ts``, decoded, then one flush item per customer at the end."""
+    """Replays event logs merged by ``ts``, decoded here, in ``partitions`` partitions.
 
-    def __init__(self, paths: Iterable[Path], decode: Decoder, flush: Callable[[str, int, int], Any],
-                 batch_size: int = 2000, progress: Optional[Progress] = None):
+    With several partitions each reads every file but decodes only the lines of the customers it
+    owns (``crc32(customer_id) % partitions`` on the raw bytes), so decoding spreads over workers
+    while each customer's events stay in one partition, in order. At the end each partition
+    reports its latest event time to ``end`` (see :class:`ReplayEnd`).
+    """
+
+    def __init__(self, paths: Iterable[Path], decode: Decoder, end: Optional[ReplayEnd] = None,
+                 batch_size: int = 2000, progress: Optional[Progress] = None, partitions: int = 1):
         self.paths = [Path(p) for p in paths]
         self.decode = decode
-        self.flush = flush
+        self.end = end
         self.batch_size = batch_size
         self.progress = progress
+        self.partitions = partitions
 
     def list_parts(self) -> list[str]:
-        return ["replay"]
+        return [f"replay-{i}" for i in range(self.partitions)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _LogPartition:
-        return _LogPartition(self.paths, self.decode, self.flush, resume_state or 0, self.batch_size,
-                             self.progress)
+        index = int(for_part.rsplit("-", 1)[1])
+        return _LogPartition(self.paths, self.decode, index, self.partitions, self.end, resume_state or 0,
+                             self.batch_size, self.progress)
 
 
 class _JsonlPartition(StatefulSinkPartition):

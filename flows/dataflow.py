@@ -20,6 +20,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from config.settings import Settings
+from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
 from models.metrics import publish
 from models.shard import ModelShard, shard_of
@@ -33,21 +34,6 @@ from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
 Encoder = Callable[[tuple[str, dict]], Any]
 
 
-class Flush:
-    """End of a replay for one customer: fire timers due by ``end_ts`` (all of them with drain)."""
-
-    __slots__ = ("customer_id", "end_ts", "drain", "pos")
-
-    def __init__(self, customer_id: str, end_ts: int, drain: bool = False, pos: int = 0):
-        self.customer_id = customer_id
-        self.end_ts = end_ts
-        self.drain = drain
-        self.pos = pos
-
-    def __reduce__(self):
-        return (Flush, (self.customer_id, self.end_ts, self.drain, self.pos))
-
-
 @dataclass
 class Edges:
     """Where the flow reads and writes. Each output is a list of (sink, encoder) pairs; an encoder
@@ -59,6 +45,7 @@ class Edges:
     profiles: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
     suppressed: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
     live: bool = False
+    end: Optional[ReplayEnd] = None  # replay: at end of input, fire timers due by the latest event time
 
 
 def utc_now_iso() -> str:
@@ -79,8 +66,6 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
     lag = t.event_lag.observe
 
     def decode_item(item: Any) -> Any:
-        if type(item) is Flush:
-            return item
         if type(item) is tuple:  # (value bytes, source, offset) from a live connector
             value, source, pos = item
             item = decode(value, source, max_bytes)
@@ -112,9 +97,11 @@ class ProfileLogic(StatefulBatchLogic):
     event, passes the due time; in replay only later events and the final flush move it.
     """
 
-    def __init__(self, cfg: RuleConfig, live: bool, t: Telemetry, resume: Optional[bytes]):
+    def __init__(self, cfg: RuleConfig, live: bool, t: Telemetry, resume: Optional[bytes],
+                 end: Optional[ReplayEnd] = None):
         self.cfg = cfg
         self.live = live
+        self.end = end
         self.t = t
         self.state: Optional[CustomerState] = None
         self.wall_at_clock = time.time()
@@ -125,10 +112,6 @@ class ProfileLogic(StatefulBatchLogic):
     def on_batch(self, items: list) -> tuple[list, bool]:
         out: list = []
         for item in items:
-            if type(item) is Flush:
-                if self.state is not None:
-                    out.extend(_at(item.pos, self.state.advance(NEVER - 1 if item.drain else item.end_ts, self.cfg)))
-                continue
             if self.state is None:
                 self.state = CustomerState(item.customer_id)
                 self.t.customers.inc()
@@ -139,6 +122,13 @@ class ProfileLogic(StatefulBatchLogic):
             out.extend(_at(item.pos, res))
             self.wall_at_clock = time.time()
         return self._emit(out)
+
+    def on_eof(self) -> tuple[list, bool]:
+        """End of a replay: fire every timer due by the latest event time (all of them with drain)."""
+        if self.end is None or self.state is None:
+            return [], StatefulBatchLogic.RETAIN
+        now = NEVER - 1 if self.end.drain else self.end.read()
+        return self._emit(_at(1 << 61, self.state.advance(now, self.cfg)))
 
     def _emit(self, out: list) -> tuple[list, bool]:
         if self.state is None:
@@ -288,7 +278,7 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     _outputs("dead_letters", dead, edges.deadletters)
 
     by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
-    profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r))
+    profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end))
     profiled = op.key_rm("profile_unkey", profiled)
     is_profile = op.branch("split_profile", profiled, lambda x: type(x) is ProfileUpdate)
     profile_updates = [is_profile.trues]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +13,11 @@ import orjson
 from bytewax.testing import run_main
 
 from config.settings import Settings
-from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress
+from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd
 from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.persist import load_models, save_models
-from flows.dataflow import Edges, Flush, build_flow, replay_decoder
+from flows.dataflow import Edges, build_flow, replay_decoder
 
 
 @dataclass
@@ -40,16 +42,21 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         if path is not None:  # an output with nothing in it is still an (empty) file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
-    source = LogSource(logs, replay_decoder(settings), lambda c, end, pos: Flush(c, end, drain, pos), progress=progress)
+    end = ReplayEnd(Path(tempfile.mkdtemp(prefix="crm-replay-end-")), partitions=1, drain=drain)
+    source = LogSource(logs, replay_decoder(settings), end, progress=progress)
     edges = Edges(
         source=source,
+        end=end,
         triggers=[(JsonlSink(out.triggers, "triggers_file"), None)],
         deadletters=[(JsonlSink(out.dlq, "dead_letters_file"), None)],
         profiles=[(ProfilesFileSink(out.profiles), None)] if out.profiles else [],
         suppressed=[(JsonlSink(out.suppressed, "suppressed_file"), None)] if out.suppressed else [],
     )
     flow = build_flow(settings, edges, shards=shards, t=t, warm=warm)
-    run_main(flow)
+    try:
+        run_main(flow)
+    finally:
+        shutil.rmtree(end.directory, ignore_errors=True)
     refresh(t)
     if model_out:
         t.extra["saved_models"] = save_models(shards_of(t), model_out)
