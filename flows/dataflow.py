@@ -7,6 +7,7 @@ anything about customers. ``run``, ``replay``, the benchmark and the tests all c
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import bytewax.operators as op
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
@@ -31,6 +33,7 @@ from operators.rules import RuleConfig
 from operators.scoring import Label, ScoreRequest
 from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
 
+log = logging.getLogger("crm.flow")
 Encoder = Callable[[tuple[str, dict]], Any]
 
 
@@ -116,7 +119,14 @@ class ProfileLogic(StatefulBatchLogic):
                 self.state = CustomerState(item.customer_id)
                 self.t.customers.inc()
                 out.append(self.state.profile_defaults())
-            res, status = self.state.process(item, self.cfg)
+            try:
+                res, status = self.state.process(item, self.cfg)
+            except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
+                log.exception("processing %s failed", item.source)
+                self.t.dead_letter("processing_error")
+                out.append(DeadLetter(orjson.dumps(item.data), item.source, "processing_error",
+                                      f"{type(exc).__name__}: {exc}"[:200]))
+                continue
             if status != "ok":
                 self.t.status(status)
             out.extend(_at(item.pos, res))
@@ -280,7 +290,9 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
     profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end))
     profiled = op.key_rm("profile_unkey", profiled)
-    is_profile = op.branch("split_profile", profiled, lambda x: type(x) is ProfileUpdate)
+    failed = op.branch("split_failed", profiled, lambda x: type(x) is DeadLetter)
+    _outputs("failed_events", op.map("failed_json", failed.trues, lambda d: ("dlq", d.to_json())), edges.deadletters)
+    is_profile = op.branch("split_profile", failed.falses, lambda x: type(x) is ProfileUpdate)
     profile_updates = [is_profile.trues]
 
     shards = settings.models.shards or shards

@@ -242,7 +242,8 @@ def order_features(order_log: list[tuple[int, float]], now: int) -> dict[str, fl
         recent = [total for ts, total in order_log if ts > lo]
         feats[f"orders_{h}d"] = float(len(recent))
         feats[f"log_spend_{h}d"] = log1p(sum(recent))
-    gaps = [(b[0] - a[0]) / 1440 for a, b in zip(order_log, order_log[1:])]
+    # orders can arrive out of order (late events): a negative gap is no gap
+    gaps = [max(0.0, (b[0] - a[0]) / 1440) for a, b in zip(order_log, order_log[1:])]
     if gaps:
         mean = sum(gaps) / len(gaps)
         last = gaps[-1]

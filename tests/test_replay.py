@@ -118,3 +118,23 @@ def test_bad_setting_is_one_line_naming_it(bad, monkeypatch):
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert "CRM_ABANDONED_CART__IDLE" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_failure_inside_the_state_machine_costs_one_event_not_the_flow(tmp_path, monkeypatch):
+    from operators.customer import CustomerState
+
+    original = CustomerState._apply
+
+    def failing(self, ev, late, cfg, out):
+        if ev.event_id == "boom":
+            raise RuntimeError("simulated bug")
+        return original(self, ev, late, cfg, out)
+
+    monkeypatch.setattr(CustomerState, "_apply", failing)
+    log = write_log(tmp_path / "a.jsonl", [cart("1", "c", at(0)), view("boom", "c", at(1)),
+                                           view("3", "c", at(40))])
+    summary, triggers, out = run(tmp_path, [log])
+    assert len(triggers) == 1  # the cart still triggered
+    [dead] = [orjson.loads(x) for x in out.dlq.read_bytes().splitlines()]
+    assert dead["reason"] == "processing_error" and "simulated bug" in dead["detail"]
+    assert summary["events_read"] == 3 and summary["events_invalid"] == 1 and summary["events_valid"] == 2
