@@ -128,50 +128,117 @@ _CATEGORIES: tuple[tuple[str, str, float, tuple[str, ...]], ...] = (
 )
 _BRANDS = ("Zentra", "Norvik", "Aurel", "Kobalt", "Lumio", "Vexa", "Orbis", "Tandem", "Pixora",
            "Brio", "Solace", "Helix", "Quanta", "Riva", "Tekno", "Nimbus", "Corvo", "Altis")
+ZIPF = 1.35
+TASTE_TRIES = 8
+TIER_MISS = 0.3
 _SUFFIXES = ("Pro", "Max", "Lite", "Plus", "Air", "Mini", "S", "X", "Neo", "One", "Go", "Ultra")
+# consumables bought again and again: category -> (min, max) days until the same product runs out
+_REPLENISH = {"coffee_beans": (12, 35), "ink_cartridges": (20, 45), "descaler": (25, 50),
+              "running_socks": (30, 60), "cables": (30, 60)}
 
 
 class Catalogue:
-    """~2,000 products in 30 categories, Zipf-like popularity, lognormal prices, complements."""
+    """~2,000 products in 30 categories with brands, price tiers, Zipf-like popularity, lognormal
+    prices and item-specific relations.
+
+    * ``brand[p]``: each category is served by a handful of brands (shared across categories, so
+      brand ecosystems exist); ``tier[p]``: 0 budget, 1 mid-range, 2 premium (price tertile inside
+      the category).
+    * ``complements[p]``: a few *specific* products per complement category (a given phone's own
+      cases and chargers), preferably of the same brand and tier, drawn uniformly among those
+      candidates, not by popularity: accessories of a long-tail phone are long-tail themselves.
+    * ``similar[p]``: the alternatives a shopper compares ``p`` with: same category, same brand
+      first, then other brands of the same tier, nearest in price.
+    """
 
     def __init__(self, rng: random.Random, n_products: int = 2000):
         ncat = len(_CATEGORIES)
+        nb = len(_BRANDS)
         raw = [rng.uniform(0.4, 2.0) for _ in range(ncat)]
         counts = [max(20, int(n_products * w / sum(raw))) for w in raw]
         counts[0] += n_products - sum(counts)  # exact total (smartphones absorb the rest)
         self.cat_names = [c[0] for c in _CATEGORIES]
         self.cat_index = {name: i for i, name in enumerate(self.cat_names)}
+        self.brand_names = _BRANDS
+        brand_strength = [1.0 / (i + 1) ** 0.6 for i in range(nb)]
+        rng.shuffle(brand_strength)
         self.ids: list[str] = []
         self.names: list[str] = []
         self.price: list[float] = []
         self.cat: list[int] = []
+        self.brand: list[int] = []
         self.by_cat: list[list[int]] = [[] for _ in range(ncat)]
+        self.cat_brands: list[list[int]] = []
         for ci, (_name, noun, median, _comp) in enumerate(_CATEGORIES):
+            k = min(nb, max(3, counts[ci] // 9))
+            brands = sorted(_weighted_sample(rng, list(range(nb)), brand_strength, k))
+            self.cat_brands.append(brands)
+            bcum = _cumulate([brand_strength[b] for b in brands])
             for _ in range(counts[ci]):
                 pi = len(self.ids)
+                b = brands[min(len(brands) - 1, bisect.bisect_right(bcum, rng.random() * bcum[-1]))]
                 self.ids.append(f"p{pi:05d}")
-                self.names.append(f"{rng.choice(_BRANDS)} {noun} {rng.choice(_SUFFIXES)} {rng.randint(1, 9)}")
+                self.names.append(f"{_BRANDS[b]} {noun} {rng.choice(_SUFFIXES)} {rng.randint(1, 9)}")
                 p = median * rng.lognormvariate(0.0, 0.45)
                 p = round(p) - 0.01 if p > 5 else round(p, 2)
                 self.price.append(max(0.99, p))
                 self.cat.append(ci)
+                self.brand.append(b)
                 self.by_cat[ci].append(pi)
         n = len(self.ids)
+        self.tier = [0] * n
+        for members in self.by_cat:
+            ranked = sorted(members, key=lambda q: (self.price[q], q))
+            for j, q in enumerate(ranked):
+                self.tier[q] = min(2, 3 * j // len(ranked))
         ranks = list(range(n))
         rng.shuffle(ranks)
-        self.weight = [1.0 / (r + 1) ** 1.05 for r in ranks]
+        self.weight = [1.0 / (r + 1) ** ZIPF for r in ranks]
         self.cum_all = _cumulate(self.weight)
         self.cum_cat = [_cumulate([self.weight[p] for p in members]) for members in self.by_cat]
         self.cat_weight = [sum(self.weight[p] for p in members) for members in self.by_cat]
+        # groups inside a category: by brand and by tier, with popularity-weighted draws
+        self.groups: dict[tuple[int, str, int], tuple[list[int], list[float]]] = {}
+        for ci, members in enumerate(self.by_cat):
+            for key, sel in ((("b", b), [p for p in members if self.brand[p] == b]) for b in self.cat_brands[ci]):
+                if sel:
+                    self.groups[(ci, key[0], key[1])] = (sel, _cumulate([self.weight[p] for p in sel]))
+            for t in range(3):
+                sel = [p for p in members if self.tier[p] == t]
+                self.groups[(ci, "t", t)] = (sel, _cumulate([self.weight[p] for p in sel]))
+        # alternatives: same brand nearest in price, then same tier of other brands
+        logp = [math.log(x) for x in self.price]
+        self.similar: list[list[int]] = []
+        for pi in range(n):
+            members = self.by_cat[self.cat[pi]]
+            same = sorted((abs(logp[q] - logp[pi]), q) for q in members if q != pi and self.brand[q] == self.brand[pi])
+            other = sorted((abs(logp[q] - logp[pi]), q) for q in members
+                           if self.brand[q] != self.brand[pi] and self.tier[q] == self.tier[pi])
+            self.similar.append([q for _d, q in same[:4]] + [q for _d, q in other[:2]])
+        # specific complements
         self.complements: list[list[int]] = []
         for pi in range(n):
             comp: list[int] = []
             for cname in _CATEGORIES[self.cat[pi]][3]:
                 cj = self.cat_index[cname]
-                for _ in range(2):
-                    comp.append(self.pick_in(rng, cj))
+                pool = self.by_cat[cj]
+                cand = [q for q in pool if self.brand[q] == self.brand[pi] and self.tier[q] == self.tier[pi]]
+                if len(cand) < 2:
+                    cand = [q for q in pool if self.brand[q] == self.brand[pi]] or cand
+                if len(cand) < 2:
+                    cand = [q for q in pool if self.tier[q] == self.tier[pi]]
+                want = rng.choice((1, 2, 2, 3))
+                got = rng.sample(cand, min(want, len(cand)))
+                if rng.random() < 0.25:  # a third-party accessory from anywhere in the category
+                    got.append(pool[rng.randrange(len(pool))])
+                comp.extend(got)
             self.complements.append(sorted(set(comp)))
         self.nouns = [c[1] for c in _CATEGORIES]
+        self.replenish: list[Optional[tuple[int, int]]] = [_REPLENISH.get(self.cat_names[self.cat[p]]) for p in range(n)]
+        self.brand_weight = [0.0] * nb
+        for p in range(n):
+            self.brand_weight[self.brand[p]] += self.weight[p]
+        self.cum_brand = _cumulate(self.brand_weight)
 
     def pick(self, rng: random.Random) -> int:
         return bisect.bisect_right(self.cum_all, rng.random() * self.cum_all[-1])
@@ -179,6 +246,32 @@ class Catalogue:
     def pick_in(self, rng: random.Random, ci: int) -> int:
         cum = self.cum_cat[ci]
         return self.by_cat[ci][bisect.bisect_right(cum, rng.random() * cum[-1])]
+
+    def pick_group(self, rng: random.Random, ci: int, kind: str, value: int) -> int:
+        """A popularity-weighted product of category ``ci`` with brand (``kind`` "b") or tier
+        ("t") ``value``; -1 when the category has none."""
+        g = self.groups.get((ci, kind, value))
+        if g is None or not g[0]:
+            return -1
+        members, cum = g
+        return members[min(len(members) - 1, bisect.bisect_right(cum, rng.random() * cum[-1]))]
+
+    def pick_brand(self, rng: random.Random) -> int:
+        return min(len(self.brand_weight) - 1, bisect.bisect_right(self.cum_brand, rng.random() * self.cum_brand[-1]))
+
+
+def _weighted_sample(rng: random.Random, items: list[int], weights: list[float], k: int) -> list[int]:
+    """``k`` distinct items, each draw proportional to the remaining weights."""
+    items, ws, out = list(items), [weights[i] for i in items], []
+    for _ in range(min(k, len(items))):
+        x = rng.random() * sum(ws)
+        j = 0
+        while j < len(ws) - 1 and x > ws[j]:
+            x -= ws[j]
+            j += 1
+        out.append(items.pop(j))
+        ws.pop(j)
+    return out
 
 
 def catalogue(seed: int) -> Catalogue:
@@ -441,7 +534,8 @@ class _Customer:
         self.fade_end: int | None = None
         self.cart: dict[int, list] = {}  # product -> [quantity, price]
         self.viewed: list[int] = []
-        self.wish: list[tuple[int, int]] = []  # (product, until_ts): complements of bought items
+        # (product, from_ts, until_ts): complements of bought items, consumables running out
+        self.wish: list[tuple[int, int, int]] = []
         self.pending: list[tuple[int, int, str, Any]] = []  # experiences heap
         self.forced: list[int] = []  # forced session times (after problems)
         self.problem_flag = False
@@ -449,6 +543,12 @@ class _Customer:
         self.n_sessions = 0
         self.n_convs = 0
         self.late_count = 0
+        # item-level taste: favourite brands (how loyal) and price tier inside any category
+        self.brands = [cat.pick_brand(r), cat.pick_brand(r)]
+        self.loyal = r.uniform(0.3, 0.85)
+        self.tier = self.segment
+        self.mission: Optional[list] = None  # [anchor product, until_ts]: what the customer is shopping for
+        self.now = start
 
     # ---------------------------------------------------------------- helpers
     def _pick_cat(self) -> int:
@@ -464,20 +564,66 @@ class _Customer:
         self.ev.append((ts, self.seq, etype, fields))
         self.seq += 1
 
+    def pick_for(self, ci: int) -> int:
+        """A product of category ``ci`` to this customer's taste: popularity times a taste factor
+        (favourite brands, own price tier), drawn by rejection, so best-sellers stay best-sellers."""
+        r, cat = self.r, self.cat
+        b0, b1, tier, loyal = self.brands[0], self.brands[1], self.tier, self.loyal
+        brand, ptier = cat.brand, cat.tier
+        p = -1
+        for _ in range(TASTE_TRIES):
+            p = cat.pick_in(r, ci)
+            b = brand[p]
+            f = 1.0 if b == b0 else (0.6 if b == b1 else 1.0 - loyal)
+            if ptier[p] != tier:
+                f *= TIER_MISS
+            if r.random() < f:
+                return p
+        return p
+
     def product(self) -> int:
+        """A product to look at while browsing: a wanted one, or one to the customer's taste."""
         r, cat = self.r, self.cat
         u = r.random()
         if self.wish and u < 0.25:
-            return self.wish[r.randrange(len(self.wish))][0]
+            w = self.wish[r.randrange(len(self.wish))]
+            if w[1] <= self.now:
+                return w[0]
         if u < 0.65:
-            a = cat.pick_in(r, self.prefs[0] if r.random() < 0.6 else self.prefs[1])
-        else:
-            a = cat.pick(r)
-        if self.segment != 1:
-            b = cat.pick_in(r, cat.cat[a])
-            if (cat.price[b] < cat.price[a]) == (self.segment == 0):
-                a = b
-        return a
+            return self.pick_for(self.prefs[0] if r.random() < 0.6 else self.prefs[1])
+        a = cat.pick(r)
+        return a if r.random() < 0.4 else self.pick_for(cat.cat[a])
+
+    def focus(self, t: int) -> int:
+        """What this session is about: a wanted complement or refill, else the current mission
+        (kept over sessions until bought or given up), else a new one."""
+        r = self.r
+        if self.mission is not None and self.mission[1] < t:
+            self.mission = None
+        due = [w for w in self.wish if w[1] <= t]
+        if due and r.random() < 0.5:
+            return due[r.randrange(len(due))][0]
+        if self.mission is None:
+            u = r.random()
+            if u < 0.7:
+                a = self.pick_for(self.prefs[0] if r.random() < 0.6 else self.prefs[1])
+            else:
+                a = self.cat.pick(r)
+                if r.random() < 0.6:
+                    a = self.pick_for(self.cat.cat[a])
+            self.mission = [a, t + int(r.uniform(3.0, 20.0) * DAY)]
+        return self.mission[0]
+
+    def related(self, focus: int) -> int:
+        """A product viewed around the focus: itself, an alternative, or one to the taste."""
+        r, cat = self.r, self.cat
+        v = r.random()
+        if v < 0.3:
+            return focus
+        if v < 0.65:
+            sim = cat.similar[focus]
+            return sim[r.randrange(len(sim))] if sim else focus
+        return self.product()
 
     def _decay(self, ts: int) -> None:
         dt = (ts - self.t_state) / DAY
@@ -539,7 +685,7 @@ class _Customer:
             rate = self.rate
             if self.fade_end is not None:
                 rate *= 0.25
-            if self.wish and r.random() < 0.5:
+            if any(w[1] <= last_end for w in self.wish) and r.random() < 0.5:
                 gap = int(r.uniform(0.3, 3.0) * DAY)
             else:
                 gap = int(r.expovariate(rate) * DAY)
@@ -611,7 +757,8 @@ class _Customer:
         self.n_sessions += 1
         emit = self.emit
         t0 = t
-        self.wish = [w for w in self.wish if w[1] > t]
+        self.wish = [w for w in self.wish if w[2] > t]
+        self.now = t
 
         def step(lo: float = 4.0, median: float = 35.0, hi: float = 540.0) -> int:
             return int(min(hi, max(lo, r.lognormvariate(math.log(median), 0.8))) * SEC) + r.randrange(SEC)
@@ -638,7 +785,8 @@ class _Customer:
             mode = "shop"
         else:
             mode = "browse"
-        first_page = "/cart" if mode == "resume" else r.choice(_PAGES[:4] + (f"/c/{cat.cat_names[self.prefs[0]]}",))
+        focus = self.focus(t)
+        first_page = "/cart" if mode == "resume" else r.choice(_PAGES[:4] + (f"/c/{cat.cat_names[cat.cat[focus]]}",))
         emit(t, "page_view", {"session_id": sid, "page": first_page})
         n_actions = r.randint(2, 9) if mode == "browse" else r.randint(3, 12)
         adds_wanted = 0 if mode == "browse" else r.choice((1, 1, 1, 2, 2, 3))
@@ -665,7 +813,7 @@ class _Customer:
                 elif r.random() < 0.01 + 0.1 * min(self.bad, 2.0):
                     emit(t, "search", {"session_id": sid, "query": r.choice(_EXIT_QUERIES), "results": r.randint(1, 5)})
                 else:
-                    p = self.product()
+                    p = self.related(focus)
                     noun = cat.nouns[cat.cat[p]]
                     q = r.choice((noun, f"{cat.names[p].split(' ')[0]} {noun}", f"cheap {noun}", f"best {noun}",
                                   cat.names[p].lower(), f"{noun} deals"))
@@ -679,10 +827,10 @@ class _Customer:
             elif u < 0.18 + 0.25 * self.help:
                 emit(t, "help_view", {"session_id": sid, "page": r.choice(_HELP_PAGES)})
             else:
-                if last_p >= 0 and cat.complements[last_p] and r.random() < 0.35:
+                if last_p >= 0 and cat.complements[last_p] and r.random() < 0.3:
                     p = r.choice(cat.complements[last_p])
                 else:
-                    p = self.product()
+                    p = self.related(focus)
                 emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[p], "price": cat.price[p]})
                 self.viewed.append(p)
                 last_p = p
@@ -702,13 +850,29 @@ class _Customer:
                 adds += 1
                 need_add_first = False
                 last_cart = t
+                comp = cat.complements[last_p]
+                if comp and r.random() < 0.4:
+                    # a bundle: the item's own accessory goes into the same cart
+                    c = comp[r.randrange(len(comp))]
+                    t += step(5, 30, 240)
+                    emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[c], "price": cat.price[c]})
+                    self.viewed.append(c)
+                    t += step(3, 15, 240)
+                    item = self.cart.get(c)
+                    if item:
+                        item[0] += 1
+                    else:
+                        self.cart[c] = [1, cat.price[c]]
+                    emit(t, "add_to_cart", {"session_id": sid, "product_id": cat.ids[c], "price": cat.price[c], "quantity": 1})
+                    last_cart = t
+                    last_p = c
             elif (not need_add_first) and self.cart and r.random() < 0.05:
                 t += step(3, 20, 300)
                 self._remove(t, sid)
                 last_cart = t
         # tail: resume needs an add first
         if mode == "resume" and need_add_first:
-            p = self.product()
+            p = self.related(focus)
             t += step()
             emit(t, "product_view", {"session_id": sid, "product_id": cat.ids[p], "price": cat.price[p]})
             t += step(3, 20, 300)
@@ -772,11 +936,22 @@ class _Customer:
         emit = self.emit
         emit(t, "order_placed", {"order_id": oid, "items": items, "total": total, "currency": "EUR",
                                  "promised_delivery_ts": iso(promised)})
-        # complements of what was bought: wanted within days
+        # what was wanted is done; complements of what was bought are wanted within days, and
+        # consumables are wanted again when they run out
+        bought = set(products)
+        self.wish = [w for w in self.wish if w[0] not in bought]
+        if self.mission is not None:
+            a = self.mission[0]
+            if a in bought or any(q in bought for q in cat.similar[a]):
+                self.mission = None
         for p in products:
             for c in cat.complements[p]:
-                if r.random() < 0.3:
-                    self.wish.append((c, t + int(r.uniform(1, 10) * DAY)))
+                if c not in bought and r.random() < 0.3:
+                    self.wish.append((c, t, t + int(r.uniform(1, 10) * DAY)))
+            rep_days = cat.replenish[p]
+            if rep_days and r.random() < 0.6:
+                due = t + int(r.uniform(*rep_days) * DAY)
+                self.wish.append((p, due, due + int(r.uniform(5, 15) * DAY)))
         name = cat.names[products[0]] if products else "item"
         info = {"oid": oid, "product": name, "promised": promised}
         if r.random() < 0.03:
