@@ -135,8 +135,8 @@ class _LogPartition(StatefulSourcePartition):
     def __init__(self, paths: list[Path], decode: Decoder, index: int, partitions: int, end: Optional[ReplayEnd],
                  skip: int, batch: int, progress: Optional[Progress]):
         owns = None if partitions == 1 else (lambda line: owner(line, partitions) == index)
-        self.merged = heapq.merge(*(_lines(p, i, decode, progress if index == 0 else None, owns)
-                                    for i, p in enumerate(paths)))
+        streams = [_lines(p, i, decode, progress if index == 0 else None, owns) for i, p in enumerate(paths)]
+        self.merged = streams[0] if len(streams) == 1 else heapq.merge(*streams)
         self.index = index
         self.multi = partitions > 1
         self.end = end

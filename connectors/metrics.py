@@ -21,6 +21,7 @@ class Telemetry:
         self.lock = threading.Lock()
         self.counts: Counter = Counter()
         self.models: dict[str, dict[str, Any]] = {}
+        self._consumed: dict[tuple[str, str], Any] = {}
         self.extra: dict[str, Any] = {}
         self.consumed = PCounter("crm_events_consumed", "Input messages read, by source and event type",
                                  ["source", "type"], registry=r)
@@ -50,7 +51,10 @@ class Telemetry:
     # The replay summary reads ``counts``; Prometheus reads the metrics. Both move together.
     def read(self, source: str, type: str, n: int = 1) -> None:
         self.counts["read"] += n
-        self.consumed.labels(source, type).inc(n)
+        child = self._consumed.get((source, type))
+        if child is None:  # labels() costs more than the increment: keep the children
+            child = self._consumed[(source, type)] = self.consumed.labels(source, type)
+        child.inc(n)
 
     def dead_letter(self, reason: str) -> None:
         self.counts["invalid"] += 1

@@ -129,3 +129,118 @@ def decode_loop(path: Path) -> None:
 def count_lines(path: Path) -> int:
     with open(path, "rb") as f:
         return sum(1 for _ in f)
+
+
+def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Optional[int] = None,
+             addresses: Optional[list[str]] = None, end_dir: Optional[Path] = None) -> float:
+    """Seconds for the full dataflow over ``path`` into null sinks (in this process)."""
+    from bytewax.run import cli_main
+
+    from connectors.files import ReplayEnd
+
+    end = ReplayEnd(end_dir or Path(tempfile.mkdtemp(prefix="crm-bench-end-")), partitions=partitions)
+    source = LogSource([path], replay_decoder(settings), end, partitions=partitions)
+    edges = Edges(source=source, end=end, recovery=False, triggers=[(NullSink(), None)], deadletters=[(NullSink(), None)],
+                  profiles=[(NullSink(), None)])
+    flow = build_flow(settings, edges, shards=partitions, t=reset_telemetry())
+    if addresses is None:
+        return timed(lambda: run_main(flow))
+    return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
+
+
+def cluster_run(path: Path, processes: int) -> float:
+    """The full dataflow as a Bytewax cluster of ``processes`` processes; the slowest one's seconds."""
+    addresses = [f"127.0.0.1:{free_tcp_port()}" for _ in range(processes)]
+    end_dir = Path(tempfile.mkdtemp(prefix="crm-bench-end-"))
+    procs = [subprocess.Popen([sys.executable, "-m", "flows.bench", str(path), str(i), ";".join(addresses),
+                               str(end_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(processes)]
+    times = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"bench worker failed: {err.decode()[-2000:]}")
+        times.append(float(out.decode().strip().splitlines()[-1]))
+    return max(times)
+
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def memory_per_customer(settings: Settings, path: Path) -> dict[str, float]:
+    """State bytes per customer: pickled snapshot size, and RSS growth per 10,000 customers."""
+    from operators.customer import CustomerState
+    from operators.policy import PolicyState
+    from operators.rules import RuleConfig
+
+    cfg = RuleConfig(settings)
+    decode = replay_decoder(settings)
+    gc.collect()
+    rss0 = _rss()
+    states: dict[str, CustomerState] = {}
+    with open(path, "rb") as f:
+        for line in f:
+            ev = decode(line.rstrip(b"\n"), "")
+            if hasattr(ev, "customer_id"):
+                st = states.get(ev.customer_id)
+                if st is None:
+                    st = states[ev.customer_id] = CustomerState(ev.customer_id)
+                st.process(ev, cfg)
+    gc.collect()
+    rss = _rss() - rss0
+    n = max(len(states), 1)
+    snap = sum(len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) for s in states.values())
+    snap += n * len(pickle.dumps(PolicyState(), protocol=pickle.HIGHEST_PROTOCOL))
+    return {"customers": len(states), "snapshot_bytes_per_customer": snap / n,
+            "rss_bytes_per_customer": rss / n, "rss_bytes_per_10k_customers": rss / n * 10_000}
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+if __name__ == "__main__":  # one process of the cluster row: EVENTS PROCESS_ID ADDRESSES END_DIR
+    _path, _pid, _addrs, _end = sys.argv[1:5]
+    print(full_run(load_settings(), Path(_path), partitions=len(_addrs.split(";")), process_id=int(_pid),
+                   addresses=_addrs.split(";"), end_dir=Path(_end)))
+
+
+def run_bench(events: Path, rows: set[str], console: Any = None) -> dict[str, Any]:
+    """Every row on the same bytes, side by side; returns the JSON report."""
+    settings = load_settings()
+    n = count_lines(events)
+    report: dict[str, Any] = {"events": n, "file": str(events), "rows": {}}
+
+    def row(name: str, seconds: float) -> None:
+        report["rows"][name] = {"seconds": round(seconds, 3), "events_per_s": round(n / seconds, 1)}
+        if console is not None:
+            console.print(f"  {name:<12} {n / seconds:>12,.0f} events/s  ({seconds:.1f} s)")
+
+    timed(lambda: decode_loop(events))  # warm the page cache for everyone
+    if "decode" in rows:
+        row("decode", timed(lambda: decode_loop(events)))
+    if "reference" in rows:
+        row("reference", timed(lambda: run_main(reference_flow(events))))
+    if "full" in rows:
+        row("full_1w", full_run(settings, events))
+    if "cluster" in rows:
+        row("full_2p", cluster_run(events, 2))
+    r = {k: v["events_per_s"] for k, v in report["rows"].items()}
+    ratios = {}
+    if "full_1w" in r and "reference" in r:
+        ratios["full_vs_reference"] = round(r["full_1w"] / r["reference"], 3)
+    if "full_2p" in r and "full_1w" in r:
+        ratios["two_workers_vs_one"] = round(r["full_2p"] / r["full_1w"], 3)
+    if "reference" in r and "decode" in r:
+        ratios["reference_vs_decode"] = round(r["reference"] / r["decode"], 3)
+    report.update(ratios)
+    if "memory" in rows:
+        report["memory"] = memory_per_customer(settings, events)
+        report["bytes_per_customer"] = round(report["memory"]["snapshot_bytes_per_customer"], 1)
+    return report

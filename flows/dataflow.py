@@ -49,6 +49,7 @@ class Edges:
     suppressed: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
     live: bool = False
     end: Optional[ReplayEnd] = None  # replay: at end of input, fire timers due by the latest event time
+    recovery: bool = True  # False: state is never snapshotted (nothing resumes from it)
 
 
 def utc_now_iso() -> str:
@@ -97,14 +98,20 @@ class ProfileLogic(StatefulBatchLogic):
     """Adapts :class:`CustomerState`: events in, candidates / scoring requests / labels out.
 
     Live, a timer fires when the customer's clock, advanced by wall-clock time since its latest
-    event, passes the due time; in replay only later events and the final flush move it.
+    event, passes the due time; in replay only later events and the end of input move it.
+
+    ``profiles``: when the profile view is emitted: after every batch that changed it (live),
+    once at the end of a replay (``"end"``), or never (a replay without a profiles output: building
+    the view costs more than most events).
     """
 
     def __init__(self, cfg: RuleConfig, live: bool, t: Telemetry, resume: Optional[bytes],
-                 end: Optional[ReplayEnd] = None):
+                 end: Optional[ReplayEnd] = None, profiles: str = "batch", recovery: bool = True):
+        self.recovery = recovery
         self.cfg = cfg
         self.live = live
         self.end = end
+        self.profiles = profiles
         self.t = t
         self.state: Optional[CustomerState] = None
         self.wall_at_clock = time.time()
@@ -118,7 +125,8 @@ class ProfileLogic(StatefulBatchLogic):
             if self.state is None:
                 self.state = CustomerState(item.customer_id)
                 self.t.customers.inc()
-                out.append(self.state.profile_defaults())
+                if self.profiles == "batch":
+                    out.append(self.state.profile_defaults())
             try:
                 res, status = self.state.process(item, self.cfg)
             except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
@@ -138,12 +146,15 @@ class ProfileLogic(StatefulBatchLogic):
         if self.end is None or self.state is None:
             return [], StatefulBatchLogic.RETAIN
         now = NEVER - 1 if self.end.drain else self.end.read()
-        return self._emit(_at(1 << 61, self.state.advance(now, self.cfg)))
+        out = _at(1 << 61, self.state.advance(now, self.cfg))
+        if self.profiles == "end":
+            out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
+        return self._emit(out)
 
     def _emit(self, out: list) -> tuple[list, bool]:
         if self.state is None:
             return out, StatefulBatchLogic.DISCARD
-        if self.state.dirty:
+        if self.state.dirty and self.profiles == "batch":
             out.append(self.state.profile(self.cfg))
         return out, StatefulBatchLogic.RETAIN
 
@@ -163,7 +174,9 @@ class ProfileLogic(StatefulBatchLogic):
         now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
         return self._emit(_at(1 << 62, self.state.advance(now, self.cfg)))
 
-    def snapshot(self) -> bytes:
+    def snapshot(self) -> Optional[bytes]:
+        if not self.recovery:  # nothing will ever resume from it: skip the pickling
+            return None
         return pickle.dumps((self.state, self.wall_at_clock), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -192,9 +205,10 @@ class ModelLogic(StatefulBatchLogic):
     """
 
     def __init__(self, settings: Settings, cfg: RuleConfig, t: Telemetry, resume: Optional[bytes],
-                 warm: Optional[dict] = None):
+                 warm: Optional[dict] = None, profiles: bool = True):
         self.cfg = cfg
         self.t = t
+        self.profiles = profiles  # emit score updates for the profile view
         self.shard = pickle.loads(resume) if resume is not None else ModelShard(settings, warm=warm)
 
     def on_batch(self, items: list) -> tuple[list, bool]:
@@ -220,8 +234,9 @@ class ModelLogic(StatefulBatchLogic):
         p = self.shard.score(req)
         if p is not None:
             self.t.predictions.labels(req.model).inc()
-            field_name = "churn_probability" if req.model == "churn" else "frustration_probability"
-            out.append(ProfileUpdate(req.customer_id, {field_name: round(p, 4)}))
+            if self.profiles:
+                field_name = "churn_probability" if req.model == "churn" else "frustration_probability"
+                out.append(ProfileUpdate(req.customer_id, {field_name: round(p, 4)}))
         c = req.candidate
         if c is None:
             return
@@ -287,8 +302,10 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     dead = op.map("dead_letter_json", split.falses, lambda d: ("dlq", d.to_json()))
     _outputs("dead_letters", dead, edges.deadletters)
 
+    profile_mode = "batch" if live else ("end" if edges.profiles else "none")
     by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
-    profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end))
+    profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end,
+                                                                          profile_mode, edges.recovery))
     profiled = op.key_rm("profile_unkey", profiled)
     failed = op.branch("split_failed", profiled, lambda x: type(x) is DeadLetter)
     _outputs("failed_events", op.map("failed_json", failed.trues, lambda d: ("dlq", d.to_json())), edges.deadletters)
@@ -298,7 +315,8 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     shards = settings.models.shards or shards
     by_shard = op.key_on("key_shard", is_profile.falses, lambda x: shard_of(x.customer_id, shards))
     scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard,
-                                                       lambda r: ModelLogic(settings, rules, t, r, warm)))
+                                                       lambda r: ModelLogic(settings, rules, t, r, warm,
+                                                                                   profile_mode != "none")))
     scored_split = op.branch("split_scores", scored, lambda x: type(x) is ProfileUpdate)
     profile_updates.append(scored_split.trues)
 

@@ -21,6 +21,7 @@ log = logging.getLogger("crm.run")
 def live_edges(settings: Settings, tail: bool = True, tap=None) -> Edges:
     k = settings.kafka
     return Edges(
+        recovery=settings.recovery_dir is not None,
         source=KafkaEventSource(k, tail=tail, tap=tap),
         triggers=[(kafka_sink(k, k.triggers_topic), encode_keyed), (RedisTriggerSink(settings.redis), None)],
         deadletters=[(kafka_sink(k, k.deadletter_topic), encode_unkeyed)],

@@ -47,6 +47,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     edges = Edges(
         source=source,
         end=end,
+        recovery=False,
         triggers=[(JsonlSink(out.triggers, "triggers_file"), None)],
         deadletters=[(JsonlSink(out.dlq, "dead_letters_file"), None)],
         profiles=[(ProfilesFileSink(out.profiles), None)] if out.profiles else [],

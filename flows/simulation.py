@@ -601,7 +601,7 @@ class _Customer:
         if self.mission is not None and self.mission[1] < t:
             self.mission = None
         due = [w for w in self.wish if w[1] <= t]
-        if due and r.random() < 0.5:
+        if due and r.random() < 0.6:
             return due[r.randrange(len(due))][0]
         if self.mission is None:
             u = r.random()
@@ -618,9 +618,9 @@ class _Customer:
         """A product viewed around the focus: itself, an alternative, or one to the taste."""
         r, cat = self.r, self.cat
         v = r.random()
-        if v < 0.3:
+        if v < 0.35:
             return focus
-        if v < 0.65:
+        if v < 0.75:
             sim = cat.similar[focus]
             return sim[r.randrange(len(sim))] if sim else focus
         return self.product()
@@ -946,7 +946,7 @@ class _Customer:
                 self.mission = None
         for p in products:
             for c in cat.complements[p]:
-                if c not in bought and r.random() < 0.3:
+                if c not in bought and r.random() < 0.45:
                     self.wish.append((c, t, t + int(r.uniform(1, 10) * DAY)))
             rep_days = cat.replenish[p]
             if rep_days and r.random() < 0.6:

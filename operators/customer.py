@@ -73,7 +73,7 @@ class CustomerState:
         "cart", "cart_last", "cart_armed", "currency",
         "orders", "closed", "order_count", "spend",
         "convs", "session_last", "help_views",
-        "churn_pending", "rescore_n", "history", "dirty",
+        "churn_pending", "rescore_n", "history", "dirty", "due",
     )
 
     def __init__(self, customer_id: str):
@@ -98,6 +98,7 @@ class CustomerState:
         self.rescore_n = 0
         self.history = History()
         self.dirty = False
+        self.due = NEVER  # the next timer's due time, kept by advance() (saves a scan per event)
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -118,7 +119,7 @@ class CustomerState:
         if self.clock is None:
             self.clock = self.first_seen = self.last_seen = ts
         late = ts < self.clock - cfg.lateness
-        if ts > self.clock:
+        if ts > self.clock and self.due < ts:
             self.advance(ts - 1, cfg, out)
         self.seen[ev.event_id] = ts
         self._apply(ev, late, cfg, out)
@@ -131,8 +132,7 @@ class CustomerState:
         return out, LATE if late else OK
 
     def next_deadline(self, cfg: RuleConfig) -> Optional[int]:
-        due = self._next_timer(cfg)[0]
-        return None if due >= NEVER else due
+        return None if self.due >= NEVER else self.due
 
     def advance(self, now: int, cfg: RuleConfig, out: Optional[list] = None) -> list:
         """Fire, in due-time order, every timer due at or before ``now``."""
@@ -140,6 +140,7 @@ class CustomerState:
         while True:
             due, fire = self._next_timer(cfg)
             if due > now:
+                self.due = due
                 return out
             fire(due, cfg, out)
             self.dirty = True
