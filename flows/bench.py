@@ -173,15 +173,17 @@ def free_tcp_port() -> int:
 
 
 def memory_per_customer(settings: Settings, path: Path) -> dict[str, float]:
-    """State bytes per customer: pickled snapshot size, and RSS growth per 10,000 customers."""
+    """State bytes per customer: pickled snapshot size, and heap growth (tracemalloc) per customer."""
     from operators.customer import CustomerState
     from operators.policy import PolicyState
     from operators.rules import RuleConfig
 
     cfg = RuleConfig(settings)
     decode = replay_decoder(settings)
+    import tracemalloc
+
     gc.collect()
-    rss0 = _rss()
+    tracemalloc.start()
     states: dict[str, CustomerState] = {}
     with open(path, "rb") as f:
         for line in f:
@@ -192,17 +194,13 @@ def memory_per_customer(settings: Settings, path: Path) -> dict[str, float]:
                     st = states[ev.customer_id] = CustomerState(ev.customer_id)
                 st.process(ev, cfg)
     gc.collect()
-    rss = _rss() - rss0
+    heap = tracemalloc.get_traced_memory()[0]  # what the states hold (the decoded events are gone)
+    tracemalloc.stop()
     n = max(len(states), 1)
     snap = sum(len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) for s in states.values())
     snap += n * len(pickle.dumps(PolicyState(), protocol=pickle.HIGHEST_PROTOCOL))
-    return {"customers": len(states), "snapshot_bytes_per_customer": snap / n,
-            "rss_bytes_per_customer": rss / n, "rss_bytes_per_10k_customers": rss / n * 10_000}
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return {"customers": len(states), "snapshot_bytes_per_customer": round(snap / n, 1),
+            "heap_bytes_per_customer": round(heap / n, 1), "heap_mb_per_10k_customers": round(heap / n * 1e4 / 1e6, 2)}
 
 
 if __name__ == "__main__":  # one process of the cluster row: EVENTS PROCESS_ID ADDRESSES END_DIR
@@ -240,7 +238,106 @@ def run_bench(events: Path, rows: set[str], console: Any = None) -> dict[str, An
     if "reference" in r and "decode" in r:
         ratios["reference_vs_decode"] = round(r["reference"] / r["decode"], 3)
     report.update(ratios)
+    if "live" in rows:
+        report["latency_ms"] = live_latency(events)
+        if console is not None:
+            lat = report["latency_ms"]
+            console.print(f"  live         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
+                          f"({lat['triggers']} triggers at {lat['offered_events_per_s']:,.0f} events/s offered)")
     if "memory" in rows:
         report["memory"] = memory_per_customer(settings, events)
         report["bytes_per_customer"] = round(report["memory"]["snapshot_bytes_per_customer"], 1)
     return report
+
+
+def _infra():
+    """The test suite's helpers that start a redis-server and a Kafka-protocol broker on free ports."""
+    root = Path(__file__).resolve().parents[1] / "tests"
+    if not (root / "infra.py").exists():
+        raise RuntimeError("the live row needs tests/infra.py (a source checkout) or --skip-live")
+    sys.path.insert(0, str(root))
+    import infra  # noqa: E402
+
+    return infra
+
+
+def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0) -> dict[str, Any]:
+    """Offered load ``rate`` events/s into the broker; per trigger, producer send -> Redis stream entry."""
+    import bisect
+
+    from confluent_kafka import Producer
+
+    from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, parse_ts
+
+    infra = _infra()
+    redis_server = infra.RedisServer()
+    redis_server.start()
+    broker = infra.KafkaBroker()
+    broker.start()
+    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "triggers", "dlq")}
+    broker.create_topics([names["click"]], partitions=2)
+    broker.create_topics([names["orders"], names["chat"], names["triggers"], names["dlq"]], partitions=1)
+    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap, "CRM_REDIS__URL": redis_server.url,
+           "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
+           "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
+           "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
+           "CRM_KAFKA__BATCH_SIZE": "500", "CRM_LOG_LEVEL": "WARNING"}
+    engine = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    client = redis_server.client()
+    sent: dict[str, tuple[list[int], list[float]]] = {}
+    try:
+        time.sleep(3.0)  # the engine connects and assigns its partitions
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": "2"})
+        total = int(rate * seconds)
+        t0 = time.perf_counter()
+        with open(events, "rb") as f:
+            for i, line in enumerate(f):
+                if i >= total:
+                    break
+                obj = _loads(line)
+                if not isinstance(obj, dict) or not isinstance(obj.get("customer_id"), str):
+                    continue
+                t = obj.get("type")
+                topic = names["click"] if t in CLICKSTREAM_TYPES else names["chat"] if t in CHAT_TYPES \
+                    else names["orders"]
+                wait = t0 + i / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                producer.produce(topic, line.rstrip(b"\n"), key=obj["customer_id"].encode())
+                producer.poll(0)
+                try:
+                    ts = parse_ts(obj.get("ts"))
+                except Exception:  # noqa: BLE001 - bad lines are part of the load
+                    continue
+                stamps, walls = sent.setdefault(obj["customer_id"], ([], []))
+                stamps.append(ts)
+                walls.append(time.time())
+        producer.flush()
+        offered = total / (time.perf_counter() - t0)
+        last, still = -1, time.monotonic()
+        while time.monotonic() - still < 3.0:  # wait until the stream stops growing
+            n = client.xlen("crm:triggers")
+            if n != last:
+                last, still = n, time.monotonic()
+            time.sleep(0.2)
+        latencies = []
+        for entry_id, fields in client.xrange("crm:triggers"):
+            trig = orjson.loads(fields[b"trigger"])
+            stamps, walls = sent.get(trig["customer_id"], ([], []))
+            j = bisect.bisect_left(stamps, parse_ts(trig["event_ts"]))  # the event that made it due
+            if j < len(walls):
+                written = int(entry_id.split(b"-")[0]) / 1000.0
+                latencies.append((written - walls[j]) * 1000.0)
+    finally:
+        engine.kill()
+        engine.wait()
+        broker.stop()
+        redis_server.close()
+    latencies.sort()
+
+    def pct(q: float) -> Optional[float]:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
+
+    return {"offered_events_per_s": round(offered, 1), "triggers": len(latencies), "p50": pct(0.5),
+            "p99": pct(0.99), "max": round(latencies[-1], 1) if latencies else None}

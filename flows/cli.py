@@ -173,6 +173,46 @@ def run(
         logging.getLogger("crm.run").info("stopped by a signal (state resumes from the last snapshot)")
 
 
+@app.command()
+def bench(
+    customers: int = typer.Option(20000, min=1),
+    days: int = typer.Option(14, min=1),
+    seed: int = typer.Option(1),
+    events: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="use this log instead of generating"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
+    skip_live: bool = typer.Option(False, help="skip the Kafka + Redis latency row"),
+    skip_cluster: bool = typer.Option(False, help="skip the 2-process row"),
+) -> None:
+    """Throughput against the engine's own ceiling, side by side in one run (ratios, not absolutes)."""
+    import tempfile
+
+    import orjson
+
+    from flows.bench import run_bench
+    from flows.simulation import generate as simulate
+
+    if events is None:
+        where = Path(tempfile.mkdtemp(prefix="crm-bench-"))
+        console.print(f"generating {customers} customers x {days} days (seed {seed}) ...")
+        simulate(customers, days, seed, where)
+        events = where / "events.jsonl"
+    rows = {"decode", "reference", "full", "memory"} | (set() if skip_cluster else {"cluster"}) \
+        | (set() if skip_live else {"live"})
+    report = run_bench(events, rows, console)
+    table = Table(title=f"crm-stream bench: {report['events']:,} events", show_header=False)
+    for name, row in report["rows"].items():
+        table.add_row(name, f"{row['events_per_s']:,.0f} events/s")
+    for key in ("full_vs_reference", "two_workers_vs_one", "reference_vs_decode", "bytes_per_customer"):
+        if key in report:
+            table.add_row(key, str(report[key]))
+    if "latency_ms" in report:
+        lat = report["latency_ms"]
+        table.add_row("latency_ms", f"p50 {lat['p50']}  p99 {lat['p99']}  max {lat['max']}")
+    Console().print(table)
+    if json_out:
+        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
 @app.command("settings")
 def settings_cmd() -> None:
     """Print every setting as a Markdown table (environment name, default, meaning)."""
