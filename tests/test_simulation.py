@@ -465,3 +465,69 @@ def test_sessions_and_engine_patterns(run):
             else:
                 run_start = []
     assert bursts >= 5
+
+
+def test_item_level_structure_of_the_catalogue():
+    """Complements are specific products (same brand/tier first, long-tail like their parents),
+    not the best-sellers of their category; alternatives share category and mostly brand."""
+    cat = catalogue(SEED)
+    rank_in_cat = {}
+    for members in cat.by_cat:
+        for r, p in enumerate(sorted(members, key=lambda q: (-cat.weight[q], q))):
+            rank_in_cat[p] = r
+    comps = [(p, c) for p in range(len(cat.ids)) for c in cat.complements[p]]
+    assert len(comps) > 2000
+    # popularity-weighted picks would land in the category's top 3 most of the time
+    top3 = sum(rank_in_cat[c] < 3 for _p, c in comps) / len(comps)
+    assert top3 < 0.15, top3
+    assert sum(cat.brand[p] == cat.brand[c] for p, c in comps) / len(comps) > 0.35  # third-party too
+    phones = cat.by_cat[cat.cat_index["smartphones"]]
+    cases = {c for p in phones for c in cat.complements[p]
+             if cat.cat[c] == cat.cat_index["phone_cases"]}
+    assert len(cases) > 0.5 * len(cat.by_cat[cat.cat_index["phone_cases"]])  # each phone its own cases
+    for p in range(0, len(cat.ids), 7):
+        assert all(cat.cat[q] == cat.cat[p] and q != p for q in cat.similar[p])
+    same_brand = [cat.brand[q] == cat.brand[p] for p in range(len(cat.ids)) for q in cat.similar[p]]
+    assert sum(same_brand) / len(same_brand) > 0.5
+    assert all(0 <= t <= 2 for t in cat.tier)
+    assert any(cat.replenish[p] for p in range(len(cat.ids)))
+
+
+def test_bundles_brand_taste_and_consideration(run):
+    """Orders bundle an item with its own accessories; customers come back to their brands; the
+    products compared before buying are the bought item's alternatives."""
+    cat = catalogue(SEED)
+    index = {pid: i for i, pid in enumerate(cat.ids)}
+    orders = [[index[i["product_id"]] for i in o["items"]] for o in run.good if o["type"] == "order_placed"]
+    multi = [items for items in orders if len(items) > 1]
+    bundles = sum(any(b in cat.complements[a] for a in items for b in items) for items in multi)
+    assert bundles > 0.2 * len(multi) and bundles > 30, (bundles, len(multi))
+    # brand repeat: pairs of products bought by one customer share a brand far above chance
+    share = [0.0] * len(cat.brand_names)
+    for items in orders:
+        for p in items:
+            share[cat.brand[p]] += 1
+    total = sum(share)
+    chance = sum((s / total) ** 2 for s in share)
+    same = pairs = 0
+    for evs in run.by_customer.values():
+        bought = [index[i["product_id"]] for o in evs if o["type"] == "order_placed" for i in o["items"]]
+        for i, a in enumerate(bought):
+            for b in bought[i + 1:]:
+                if a != b and cat.cat[a] == cat.cat[b]:
+                    pairs += 1
+                    same += cat.brand[a] == cat.brand[b]
+    assert pairs > 50 and same / pairs > 2 * chance, (same, pairs, chance)
+    # before buying: the customer's earlier views include the bought item's alternatives
+    considered = n = 0
+    for evs in run.by_customer.values():
+        seen: set[int] = set()
+        for o in evs:
+            if o["type"] == "product_view":
+                seen.add(index[o["product_id"]])
+            elif o["type"] == "order_placed":
+                for i in o["items"]:
+                    p = index[i["product_id"]]
+                    n += 1
+                    considered += any(q in seen for q in cat.similar[p])
+    assert considered > 0.4 * n, (considered, n)
