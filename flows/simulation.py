@@ -98,7 +98,7 @@ _CATEGORIES: tuple[tuple[str, str, float, tuple[str, ...]], ...] = (
     ("smartphones", "phone", 420.0, ("phone_cases", "chargers", "headphones", "screen_protectors")),
     ("phone_cases", "phone case", 18.0, ("screen_protectors",)),
     ("chargers", "charger", 25.0, ("cables",)),
-    ("cables", "USB-C cable", 9.0, ()),
+    ("cables", "USB cable", 9.0, ()),
     ("screen_protectors", "screen protector", 12.0, ()),
     ("headphones", "headphones", 85.0, ("cables",)),
     ("laptops", "laptop", 900.0, ("laptop_bags", "mice", "keyboards", "monitors")),
@@ -134,7 +134,7 @@ TIER_MISS = 0.3
 _SUFFIXES = ("Pro", "Max", "Lite", "Plus", "Air", "Mini", "S", "X", "Neo", "One", "Go", "Ultra")
 # consumables bought again and again: category -> (min, max) days until the same product runs out
 _REPLENISH = {"coffee_beans": (12, 35), "ink_cartridges": (20, 45), "descaler": (25, 50),
-              "running_socks": (30, 60), "cables": (30, 60)}
+              "running_socks": (30, 60)}
 
 
 class Catalogue:
