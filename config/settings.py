@@ -127,6 +127,16 @@ class ModelSettings(_Group):
     shards: int = Field(0, ge=0, description="model shards (0 = one per worker)")
 
 
+class RecsSettings(_Group):
+    half_life: Duration = Field(timedelta(days=14), description="co-occurrence weights halve in this much event time")
+    neighbours: int = Field(32, gt=0, description="neighbours kept per product in the shared table (M)")
+    capacity: int = Field(64, gt=0, description="heavy-hitter sketch entries per product")
+    top_k: int = Field(20, gt=0, description="entries of each crm:recs:{product_id} sorted set (K)")
+    normalisation: str = Field("cosine", pattern="^(cosine|lift|confidence)$",
+                               description="similarity: cosine c(A,B)/sqrt(n(A)n(B)), lift, or confidence c(A,B)/n(A)")
+    in_payload: int = Field(5, ge=0, description="recommendations carried in a trigger payload")
+
+
 class KafkaSettings(_Group):
     bootstrap_servers: str = Field("localhost:9092", description="Kafka brokers, comma-separated")
     clickstream_topic: str = Field("crm.clickstream", description="input topic")
@@ -165,6 +175,7 @@ class Settings(BaseSettings):
     tiers: TierSettings = TierSettings()
     labels: LabelSettings = LabelSettings()
     models: ModelSettings = ModelSettings()
+    recs: RecsSettings = RecsSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")

@@ -22,6 +22,7 @@ class Telemetry:
         self.counts: Counter = Counter()
         self.models: dict[str, dict[str, Any]] = {}
         self._consumed: dict[tuple[str, str], Any] = {}
+        self.recs_parts: dict[int, Any] = {}  # the recommenders of this process's model shards
         self.extra: dict[str, Any] = {}
         self.consumed = PCounter("crm_events_consumed", "Input messages read, by source and event type",
                                  ["source", "type"], registry=r)

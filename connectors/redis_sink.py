@@ -146,6 +146,40 @@ class RedisProfileSink(DynamicSink):
         return _ProfilePartition(self.cfg)
 
 
+class _RecsPartition(StatelessSinkPartition):
+    def __init__(self, cfg: RedisSettings):
+        self.cfg = cfg
+        self.client = _client(cfg)
+
+    def write_batch(self, items: list[tuple[str, list]]) -> None:
+        latest = dict(items)  # one write per product per batch: the newest list wins
+
+        def write():
+            pipe = self.client.pipeline(transaction=True)  # readers never see a half-replaced set
+            for product_id, top in latest.items():
+                key = f"crm:recs:{product_id}"
+                pipe.delete(key)
+                if top:
+                    pipe.zadd(key, {b: float(score) for b, score in top})
+            return pipe.execute()
+
+        with_retries(self.cfg, "redis_recs", write)
+        telemetry().sink_writes.labels("redis_recs").inc(len(latest))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisRecsSink(DynamicSink):
+    """Takes ``(product_id, [(other_product_id, score)])``: the sorted set ``crm:recs:{product_id}``."""
+
+    def __init__(self, cfg: RedisSettings):
+        self.cfg = cfg
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RecsPartition:
+        return _RecsPartition(self.cfg)
+
+
 def read_profile(client: redis.Redis, customer_id: str) -> Optional[dict]:
     """The profile hash decoded back (JSON fields parsed), for tools and tests."""
     raw = client.hgetall(f"crm:customer:{customer_id}")

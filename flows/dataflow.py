@@ -25,12 +25,14 @@ from config.settings import Settings
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
 from models.metrics import publish
+from models.recs import ShardRecs
 from models.shard import ModelShard, shard_of
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
-from operators.scoring import Label, ScoreRequest
+from operators.recs import ProductNeighbours
+from operators.scoring import Label, PairMsg, RecsEval, RecsUpdate, ScoreRequest
 from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
 
 log = logging.getLogger("crm.flow")
@@ -47,6 +49,7 @@ class Edges:
     deadletters: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
     profiles: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
     suppressed: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)
+    recs: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)  # (product_id, [(b, score)])
     live: bool = False
     end: Optional[ReplayEnd] = None  # replay: at end of input, fire timers due by the latest event time
     recovery: bool = True  # False: state is never snapshotted (nothing resumes from it)
@@ -123,7 +126,7 @@ class ProfileLogic(StatefulBatchLogic):
         out: list = []
         for item in items:
             if self.state is None:
-                self.state = CustomerState(item.customer_id)
+                self.state = CustomerState(item.customer_id, self.cfg.recs)
                 self.t.customers.inc()
                 if self.profiles == "batch":
                     out.append(self.state.profile_defaults())
@@ -209,7 +212,11 @@ class ModelLogic(StatefulBatchLogic):
         self.cfg = cfg
         self.t = t
         self.profiles = profiles  # emit score updates for the profile view
-        self.shard = pickle.loads(resume) if resume is not None else ModelShard(settings, warm=warm)
+        if resume is not None:
+            self.shard, self.recs = pickle.loads(resume)
+        else:
+            self.shard, self.recs = ModelShard(settings, warm=warm), ShardRecs(cfg.recs, cfg.recs_in_payload)
+        t.recs_parts[id(self)] = self.recs
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         out: list = []
@@ -221,7 +228,15 @@ class ModelLogic(StatefulBatchLogic):
             elif kind is Label:
                 self.shard.learn(item)
                 self.t.labels.labels(item.model).inc()
+            elif kind is RecsUpdate:
+                self.recs.apply(item.update)
+                if item.write:
+                    out.append(RecsTop(item.update.product_id, self.recs.top(item.update.product_id)))
+            elif kind is RecsEval:
+                self.recs.evaluate(item)
             else:
+                if kind is Candidate and item.recs is not None:
+                    item.payload["recommendations"] = self.recs.recommend(item.recs, item.event_ts)
                 out.append(item)
         publish(self.t, self.shard)
         return out, StatefulBatchLogic.RETAIN
@@ -240,6 +255,8 @@ class ModelLogic(StatefulBatchLogic):
         c = req.candidate
         if c is None:
             return
+        if c.recs is not None:
+            c.payload["recommendations"] = self.recs.recommend(c.recs, c.event_ts)
         c.score = None if p is None else round(p, 4)
         if c.type == "escalation":
             c.payload["frustration"] = c.score
@@ -251,7 +268,39 @@ class ModelLogic(StatefulBatchLogic):
             out.append(c)
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.shard, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((self.shard, self.recs), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class RecsTop:
+    """The top-K neighbours of a product, for the ``crm:recs:{product_id}`` sorted set."""
+
+    __slots__ = ("product_id", "top")
+
+    def __init__(self, product_id: str, top: list):
+        self.product_id = product_id
+        self.top = top
+
+
+class ProductLogic(StatefulBatchLogic):
+    """Adapts :class:`ProductNeighbours`: co-occurrences in, a neighbour list out when it changed
+    materially (broadcast to every model shard by the flow)."""
+
+    def __init__(self, cfg: RuleConfig, resume: Optional[bytes]):
+        self.state: Optional[ProductNeighbours] = pickle.loads(resume) if resume is not None else None
+        self.cfg = cfg
+
+    def on_batch(self, items: list) -> tuple[list, bool]:
+        if self.state is None:
+            self.state = ProductNeighbours(items[0].product_id, self.cfg.recs)
+        ts, pos = 0, 0
+        for msg in items:
+            self.state.observe(msg.pair)
+            ts, pos = max(ts, msg.pair.ts), max(pos, msg.pos)
+        update = self.state.update(ts)
+        return ([(update, pos)] if update is not None else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # --------------------------------------------------------------------------- policy
@@ -307,20 +356,31 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end,
                                                                           profile_mode, edges.recovery))
     profiled = op.key_rm("profile_unkey", profiled)
-    failed = op.branch("split_failed", profiled, lambda x: type(x) is DeadLetter)
+    pairs = op.branch("split_pairs", profiled, lambda x: type(x) is PairMsg)
+    by_product = op.key_on("key_product", pairs.trues, lambda m: m.product_id)
+    updates = op.key_rm("products_unkey", op.stateful_batch("products", by_product,
+                                                            lambda r: ProductLogic(rules, r)))
+    n_shards = settings.models.shards or shards
+    broadcast = op.flat_map("broadcast_recs", updates, lambda u: [
+        RecsUpdate(u[0], f"models/{i}", i == 0, u[1]) for i in range(n_shards)])
+    failed = op.branch("split_failed", pairs.falses, lambda x: type(x) is DeadLetter)
     _outputs("failed_events", op.map("failed_json", failed.trues, lambda d: ("dlq", d.to_json())), edges.deadletters)
     is_profile = op.branch("split_profile", failed.falses, lambda x: type(x) is ProfileUpdate)
     profile_updates = [is_profile.trues]
 
-    shards = settings.models.shards or shards
-    by_shard = op.key_on("key_shard", is_profile.falses, lambda x: shard_of(x.customer_id, shards))
+    to_models = op.merge("to_models", is_profile.falses, broadcast)
+    by_shard = op.key_on("key_shard", to_models,
+                         lambda x: x.shard if type(x) is RecsUpdate else shard_of(x.customer_id, n_shards))
     scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard,
                                                        lambda r: ModelLogic(settings, rules, t, r, warm,
                                                                                    profile_mode != "none")))
     scored_split = op.branch("split_scores", scored, lambda x: type(x) is ProfileUpdate)
     profile_updates.append(scored_split.trues)
+    tops = op.branch("split_recs", scored_split.falses, lambda x: type(x) is RecsTop)
+    if edges.recs:
+        _outputs("recs", op.map("recs_top", tops.trues, lambda r: (r.product_id, r.top)), edges.recs)
 
-    by_customer2 = op.key_on("key_customer_policy", scored_split.falses, lambda x: x.customer_id)
+    by_customer2 = op.key_on("key_customer_policy", tops.falses, lambda x: x.customer_id)
     decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer2,
                                                           lambda r: PolicyLogic(policy_cfg, t, r)))
     emitted = op.branch("split_emitted", decided, lambda x: type(x) is Candidate)

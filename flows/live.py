@@ -12,7 +12,7 @@ from bytewax.run import cli_main
 from config.settings import Settings
 from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink
 from connectors.metrics import serve_metrics, telemetry
-from connectors.redis_sink import RedisProfileSink, RedisTriggerSink
+from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
 from flows.dataflow import Edges, build_flow
 
 log = logging.getLogger("crm.run")
@@ -26,6 +26,7 @@ def live_edges(settings: Settings, tail: bool = True, tap=None) -> Edges:
         triggers=[(kafka_sink(k, k.triggers_topic), encode_keyed), (RedisTriggerSink(settings.redis), None)],
         deadletters=[(kafka_sink(k, k.deadletter_topic), encode_unkeyed)],
         profiles=[(RedisProfileSink(settings.redis), None)],
+        recs=[(RedisRecsSink(settings.redis), None)],
         live=True,
     )
 

@@ -16,6 +16,7 @@ from config.settings import Settings
 from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd
 from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
+from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
 from flows.dataflow import Edges, build_flow, replay_decoder
 
@@ -59,6 +60,9 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     finally:
         shutil.rmtree(end.directory, ignore_errors=True)
     refresh(t)
+    recs = recs_summary(list(t.recs_parts.values()))
+    if recs is not None:
+        t.extra["recommendations"] = recs
     if model_out:
         t.extra["saved_models"] = save_models(shards_of(t), model_out)
     summary = finish_summary(t, out)

@@ -16,7 +16,8 @@ from typing import Any, Optional
 from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, Event, format_ts, parse_ts
 from operators.features import History, churn_features, message_features, support_context
 from operators.rules import RuleConfig
-from operators.scoring import Label, ScoreRequest
+from operators.scoring import Label, PairMsg, RecsEval, ScoreRequest
+from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
 from operators.text import cut
 from operators.triggers import Candidate, Notice, ProfileUpdate
 
@@ -73,10 +74,10 @@ class CustomerState:
         "cart", "cart_last", "cart_armed", "currency",
         "orders", "closed", "order_count", "spend",
         "convs", "session_last", "help_views",
-        "churn_pending", "rescore_n", "history", "dirty", "due",
+        "churn_pending", "rescore_n", "history", "dirty", "due", "recent",
     )
 
-    def __init__(self, customer_id: str):
+    def __init__(self, customer_id: str, cfg_recs: RecsConfig = RECS_DEFAULT):
         self.customer_id = customer_id
         self.clock: Optional[int] = None
         self.first_seen: Optional[int] = None
@@ -99,6 +100,7 @@ class CustomerState:
         self.history = History()
         self.dirty = False
         self.due = NEVER  # the next timer's due time, kept by advance() (saves a scan per event)
+        self.recent = RecentItems(cfg_recs)  # products of the open session and recent purchases
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -178,8 +180,10 @@ class CustomerState:
         currency = self.currency or cfg.currency
         if currency:
             payload["currency"] = currency
-        out.append(Candidate("abandoned_cart", self.customer_id, due, ["cart_idle"], payload,
-                             key=str(due), tier=self.tier(cfg)))
+        cand = Candidate("abandoned_cart", self.customer_id, due, ["cart_idle"], payload, key=str(due),
+                         tier=self.tier(cfg))
+        cand.recs = (tuple(self.cart), tuple(sorted(set(self.cart) | self.recent.recently_bought(due))))
+        out.append(cand)
 
     def _fire_promise(self, due: int, cfg: RuleConfig, out: list) -> None:
         order = min((o for o in self.orders.values() if not o.apologized and o.promised is not None),
@@ -189,6 +193,7 @@ class CustomerState:
     def _fire_session_end(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.session_last = None
         self.history.sessions += 1
+        out.extend(map(PairMsg, self.recent.flush()))  # the session's co-views for the product keys
         self._churn_decision(due, "session_end", cfg, out)
 
     def _fire_rescore(self, due: int, cfg: RuleConfig, out: list) -> None:
@@ -227,6 +232,10 @@ class CustomerState:
         t, ts = ev.type, ev.ts
         if not late and (self.session_last is None or ts > self.session_last):
             self.session_last = ts
+        if t == "product_view" or t == "add_to_cart":
+            pairs = self.recent.observe(t, (ev.get("product_id"),), ev.get("session_id"), ts)
+            if pairs:
+                out.extend(map(PairMsg, pairs))
         if t in CART_ACTIVITY:
             self._apply_cart(ev, late)
         elif t == "help_view" and not late:
@@ -274,6 +283,10 @@ class CustomerState:
         promised = ev.get("promised_delivery_ts")
         promised_ms = _parse_optional_ts(promised)
         if t == "order_placed":
+            bought = [i["product_id"] for i in ev.get("items") or ()] or list(self.cart)
+            if order is None:
+                out.append(self._recs_eval(bought, ts))  # scored before anything learns from it
+                out.extend(map(PairMsg, self.recent.observe(t, bought, None, ts)))
             self.cart.clear()
             self.cart_armed = False
             self.cart_last = None
@@ -391,8 +404,17 @@ class CustomerState:
         tier = self.tier(cfg)
         offer = {"vip": "personal_shopper_call", "regular": "discount_10_percent"}.get(tier, "free_shipping")
         payload = {"churn_probability": None, "signals": signals, "suggested_offer": offer, "recommendations": []}
-        return Candidate("proactive_outreach", self.customer_id, ts, [reason], payload, key=f"{reason}|{ts}",
+        cand = Candidate("proactive_outreach", self.customer_id, ts, [reason], payload, key=f"{reason}|{ts}",
                          tier=tier, threshold=threshold)
+        cand.recs = (tuple(self.recent.interests(ts, 10)), tuple(sorted(self.recent.recently_bought(ts))))
+        return cand
+
+    def _recs_eval(self, bought: list[str], ts: int) -> RecsEval:
+        """What the recommender would have offered before this order, from the customer's earlier items."""
+        items = [p for p in self.recent.interests(ts, 10 + len(bought)) if p not in bought][:10]
+        exclude = self.recent.recently_bought(ts)
+        return RecsEval(self.customer_id, ts, tuple(items), tuple(sorted(exclude)),
+                        tuple(sorted(set(bought) - exclude)), tuple(dict.fromkeys(bought)))
 
     def _churn_decision(self, ts: int, why: str, cfg: RuleConfig, out: list) -> None:
         feats = churn_features(self, ts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from config.settings import Settings, ms
+from operators.recs import RecsConfig
 from operators.text import WordMatcher
 
 
@@ -40,6 +41,9 @@ class RuleConfig:
         self.frustrated_csat = s.labels.frustrated_csat
         self.max_pending = s.labels.max_pending
         self.closed_memory = max(self.churn_horizon, self.dedup_window)
+        self.recs = RecsConfig(half_life=ms(s.recs.half_life), neighbours=s.recs.neighbours,
+                               capacity=s.recs.capacity, top_k=s.recs.top_k, normalisation=s.recs.normalisation)
+        self.recs_in_payload = s.recs.in_payload
 
     def tier(self, order_count: int, spend: float) -> str:
         if order_count >= self.vip_orders or (order_count and spend >= self.vip_spend):

@@ -31,7 +31,7 @@ class ScoreRequest:
 
     def __reduce__(self):
         return (ScoreRequest, (self.model, self.customer_id, self.decision_id, self.ts, self.features,
-                               self.candidate, self.decision))
+                               self.candidate, self.decision), (None, {"pos": self.pos}))
 
 
 class Label:
@@ -55,4 +55,57 @@ class Label:
 
     def __reduce__(self):
         return (Label, (self.model, self.customer_id, self.decision_id, self.ts, self.features, self.label,
-                        self.decided_ts))
+                        self.decided_ts), (None, {"pos": self.pos}))
+
+
+class PairMsg:
+    """A co-occurrence observation on its way to its product's key (see :mod:`operators.recs`)."""
+
+    __slots__ = ("pair", "pos")
+
+    def __init__(self, pair, pos: int = 0):
+        self.pair = pair
+        self.pos = pos
+
+    @property
+    def product_id(self) -> str:
+        return self.pair.product_id
+
+    def __reduce__(self):
+        return (PairMsg, (self.pair, self.pos))
+
+
+class RecsEval:
+    """An order, before the recommender learns from it: what to ask (the customer's earlier items),
+    what never to offer, and what was bought (the targets), for hit rate and NDCG."""
+
+    __slots__ = ("customer_id", "ts", "items", "exclude", "targets", "bought", "pos")
+
+    def __init__(self, customer_id: str, ts: int, items: tuple, exclude: tuple, targets: tuple, bought: tuple):
+        self.customer_id = customer_id
+        self.ts = ts
+        self.items = items
+        self.exclude = exclude
+        self.targets = targets
+        self.bought = bought
+        self.pos = 0
+
+    def __reduce__(self):
+        return (RecsEval, (self.customer_id, self.ts, self.items, self.exclude, self.targets, self.bought),
+                (None, {"pos": self.pos}))
+
+
+class RecsUpdate:
+    """A product's neighbour list, broadcast to every model shard; ``write`` on the copy for the
+    shard that also writes ``crm:recs:{product_id}``."""
+
+    __slots__ = ("update", "shard", "write", "pos")
+
+    def __init__(self, update, shard: str, write: bool, pos: int):
+        self.update = update
+        self.shard = shard
+        self.write = write
+        self.pos = pos
+
+    def __reduce__(self):
+        return (RecsUpdate, (self.update, self.shard, self.write, self.pos))

@@ -33,7 +33,8 @@ class Candidate:
     with a ``threshold`` waits for a model score and goes out only when ``score >= threshold``.
     """
 
-    __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold", "pos")
+    __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold", "pos",
+                 "recs")
 
     def __init__(self, type: str, customer_id: str, event_ts: int, reasons: list[str], payload: dict,
                  key: str, tier: str = "new", score: Optional[float] = None, threshold: Optional[float] = None):
@@ -47,6 +48,7 @@ class Candidate:
         self.score = score
         self.threshold = threshold
         self.pos = 0  # position in the input of the event that caused it (ordering across customers)
+        self.recs = None  # (query products, excluded products) for the recommendations in the payload
 
     @property
     def trigger_id(self) -> str:
@@ -71,7 +73,7 @@ class Candidate:
 
     def __reduce__(self):
         return (Candidate, (self.type, self.customer_id, self.event_ts, self.reasons, self.payload, self.key,
-                            self.tier, self.score, self.threshold))
+                            self.tier, self.score, self.threshold), (None, {"pos": self.pos, "recs": self.recs}))
 
 
 class Suppressed:
@@ -103,7 +105,7 @@ class Notice:
         return f"Notice({self.kind}, {self.customer_id}, {self.key})"
 
     def __reduce__(self):
-        return (Notice, (self.kind, self.customer_id, self.ts, self.key))
+        return (Notice, (self.kind, self.customer_id, self.ts, self.key), (None, {"pos": self.pos}))
 
 
 class ProfileUpdate:
