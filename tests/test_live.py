@@ -176,3 +176,27 @@ def test_replay_a_time_range_straight_from_kafka(kafka_broker, kafka_topics, tmp
     triggers = [orjson.loads(x) for x in (out / "t.jsonl").read_bytes().splitlines()]
     assert sorted(t["customer_id"] for t in triggers) == ["k2", "k3"]
     assert kafka_broker.consume_all(topics["triggers_topic"]) == []
+
+
+def test_recommendations_reach_redis_and_abandoned_cart_payloads(kafka_broker, kafka_topics, redis_client,
+                                                                  redis_url, tmp_path):
+    from flows.simulation import generate
+
+    generate(200, 14, 4, tmp_path)
+    lines = tmp_path.joinpath("events.jsonl").read_bytes().splitlines()
+    topics = make_topics(kafka_topics)
+    kafka_broker.produce(topics["clickstream_topic"], lines, partition=0)
+    run_live(live_settings(kafka_broker, redis_url, topics), tail=False)
+
+    keys = sorted(redis_client.scan_iter("crm:recs:*"))
+    assert len(keys) > 50
+    top = redis_client.zrevrange(keys[0], 0, -1, withscores=True)
+    assert 0 < len(top) <= 20 and all(score > 0 for _, score in top)
+    triggers = [orjson.loads(m.value()) for m in kafka_broker.consume_all(topics["triggers_topic"])]
+    carts = [t for t in triggers if t["type"] == "abandoned_cart"]
+    assert carts and all(isinstance(t["payload"]["recommendations"], list) for t in carts)
+    warm = [t for t in carts if t["payload"]["recommendations"]]
+    assert len(warm) > len(carts) / 2  # once the model is warm, reminders carry suggestions
+    for t in warm:
+        cart = {i["product_id"] for i in t["payload"]["items"]}
+        assert not cart & set(t["payload"]["recommendations"]) and len(t["payload"]["recommendations"]) <= 5
