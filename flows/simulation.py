@@ -1,11 +1,15 @@
 """The event-stream generator behind ``crm-stream generate``.
 
-A seeded, pure-Python simulation of an e-commerce shop: a catalogue with categories, Zipf
-popularity, per-category prices and complement relations; customers with their own habits
-(visit rate, price level, cart abandonment, help seeking, preferred categories, temper) who
-join over time, browse in sessions, fill and abandon carts, order, get parcels (late, lost,
-cancelled, returned), chat with support, and churn with a hazard that rises with bad
-experiences.
+A seeded, pure-Python simulation of an e-commerce shop: a catalogue with categories, brands
+(with accessory ecosystems), price tiers, Zipf popularity, per-category prices, item-specific
+complements (a phone's own cases and chargers, not its category's best-sellers) and
+alternatives; customers with their own habits (visit rate, price level, cart abandonment, help
+seeking, preferred categories, favourite brands, temper) who join over time, shop for something
+over several sessions (comparing its alternatives), browse, fill and abandon carts, bundle an
+item with its accessory, come back for complements and for consumables running out, order, get
+parcels (late, lost, cancelled, returned), chat with support, and churn with a hazard that rises
+with bad experiences. Taste multiplies popularity (draws by rejection), so sales stay Zipf-skewed
+while a customer's next items resemble their previous ones.
 
 Output (see CONTRACT.md section 4):
 
@@ -169,10 +173,17 @@ class Catalogue:
         self.brand: list[int] = []
         self.by_cat: list[list[int]] = [[] for _ in range(ncat)]
         self.cat_brands: list[list[int]] = []
-        for ci, (_name, noun, median, _comp) in enumerate(_CATEGORIES):
+        for ci in range(ncat):
             k = min(nb, max(3, counts[ci] // 9))
-            brands = sorted(_weighted_sample(rng, list(range(nb)), brand_strength, k))
-            self.cat_brands.append(brands)
+            self.cat_brands.append(sorted(_weighted_sample(rng, list(range(nb)), brand_strength, k)))
+        # ecosystems: the makers of a product mostly make its accessories too
+        for ci, (_name, _noun, _median, comp) in enumerate(_CATEGORIES):
+            for cname in comp:
+                cj = self.cat_index[cname]
+                extra = [b for b in self.cat_brands[ci] if b not in self.cat_brands[cj] and rng.random() < 0.6]
+                self.cat_brands[cj] = sorted(self.cat_brands[cj] + extra[:max(0, 12 - len(self.cat_brands[cj]))])
+        for ci, (_name, noun, median, _comp) in enumerate(_CATEGORIES):
+            brands = self.cat_brands[ci]
             bcum = _cumulate([brand_strength[b] for b in brands])
             for _ in range(counts[ci]):
                 pi = len(self.ids)
@@ -793,6 +804,7 @@ class _Customer:
         if mode == "browse" and r.random() < 0.15:
             adds_wanted = 1
         adds = 0
+        bundled = False  # at most one accessory bundle per session
         last_p = -1
         last_cart = t
         for _i in range(n_actions):
@@ -851,7 +863,8 @@ class _Customer:
                 need_add_first = False
                 last_cart = t
                 comp = cat.complements[last_p]
-                if comp and r.random() < 0.4:
+                if comp and not bundled and r.random() < 0.45:
+                    bundled = True
                     # a bundle: the item's own accessory goes into the same cart
                     c = comp[r.randrange(len(comp))]
                     t += step(5, 30, 240)

@@ -364,7 +364,8 @@ def test_frustrated_conversations_end_worse(run):
         bad = sum(outcome[c] is None or outcome[c] for c in convs)  # None: abandoned (no chat_closed)
         rates[flag] = bad / len(convs)
     assert rates[True] > 0.6
-    assert rates[False] < 0.25
+    # expected about 0.13 (3% unclosed, ~5% escalated, ~6% csat <= 2) on only ~35 calm conversations
+    assert rates[False] < 0.3 and rates[False] < rates[True] / 2
     assert rates[True] > 3 * rates[False]
 
 
