@@ -147,6 +147,7 @@ class KafkaSettings(_Group):
     starting_offset: str = Field("beginning", pattern="^(beginning|end)$",
                                  description="where a first run starts (later runs resume from recovery)")
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
+    fetch_wait_ms: int = Field(10, ge=0, description="longest a consumer fetch waits on the broker when idle (latency)")
     extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka properties")
 
     @property

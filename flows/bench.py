@@ -281,7 +281,7 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0) -> dict[
            "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
            "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
            "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
-           "CRM_KAFKA__BATCH_SIZE": "500", "CRM_LOG_LEVEL": "WARNING"}
+           "CRM_KAFKA__BATCH_SIZE": os.environ.get("BENCH_BATCH", "500"), "CRM_LOG_LEVEL": "WARNING"}
     engine = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     client = redis_server.client()

@@ -23,7 +23,8 @@ def live_edges(settings: Settings, tail: bool = True, tap=None) -> Edges:
     return Edges(
         recovery=settings.recovery_dir is not None,
         source=KafkaEventSource(k, tail=tail, tap=tap),
-        triggers=[(kafka_sink(k, k.triggers_topic), encode_keyed), (RedisTriggerSink(settings.redis), None)],
+        # Redis first: the Kafka producer flush waits for broker acks and would delay the stream write
+        triggers=[(RedisTriggerSink(settings.redis), None), (kafka_sink(k, k.triggers_topic), encode_keyed)],
         deadletters=[(kafka_sink(k, k.deadletter_topic), encode_unkeyed)],
         profiles=[(RedisProfileSink(settings.redis), None)],
         recs=[(RedisRecsSink(settings.redis), None)],
