@@ -263,11 +263,9 @@ def _infra():
 
 def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0) -> dict[str, Any]:
     """Offered load ``rate`` events/s into the broker; per trigger, producer send -> Redis stream entry."""
-    import bisect
-
     from confluent_kafka import Producer
 
-    from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, parse_ts
+    from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, Event, decode, parse_ts
 
     infra = _infra()
     redis_server = infra.RedisServer()
@@ -306,12 +304,11 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0) -> dict[
                     time.sleep(wait)
                 producer.produce(topic, line.rstrip(b"\n"), key=obj["customer_id"].encode())
                 producer.poll(0)
-                try:
-                    ts = parse_ts(obj.get("ts"))
-                except Exception:  # noqa: BLE001 - bad lines are part of the load
+                ev = decode(line.rstrip(b"\n"))
+                if not isinstance(ev, Event):  # bad lines are part of the load but cause nothing
                     continue
-                stamps, walls = sent.setdefault(obj["customer_id"], ([], []))
-                stamps.append(ts)
+                stamps, walls = sent.setdefault(ev.customer_id, ([], []))
+                stamps.append(ev.ts)
                 walls.append(time.time())
         producer.flush()
         offered = total / (time.perf_counter() - t0)
@@ -322,13 +319,17 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0) -> dict[
                 last, still = n, time.monotonic()
             time.sleep(0.2)
         latencies = []
+        worst: list = []
         for entry_id, fields in client.xrange("crm:triggers"):
             trig = orjson.loads(fields[b"trigger"])
             stamps, walls = sent.get(trig["customer_id"], ([], []))
-            j = bisect.bisect_left(stamps, parse_ts(trig["event_ts"]))  # the event that made it due
+            due = parse_ts(trig["event_ts"])
+            # the first event sent (in send order: logs hold late lines) that passed the due time
+            j = next((i for i, s in enumerate(stamps) if s >= due), len(stamps))
             if j < len(walls):
                 written = int(entry_id.split(b"-")[0]) / 1000.0
                 latencies.append((written - walls[j]) * 1000.0)
+                worst.append(((written - walls[j]) * 1000.0, trig["type"], trig["reasons"], trig["event_ts"]))
     finally:
         engine.kill()
         engine.wait()
@@ -339,5 +340,7 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0) -> dict[
     def pct(q: float) -> Optional[float]:
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
 
-    return {"offered_events_per_s": round(offered, 1), "triggers": len(latencies), "p50": pct(0.5),
+    worst.sort(reverse=True)
+    return {"worst": [(round(w[0]), *w[1:]) for w in worst[:5]],
+            "offered_events_per_s": round(offered, 1), "triggers": len(latencies), "p50": pct(0.5),
             "p99": pct(0.99), "max": round(latencies[-1], 1) if latencies else None}

@@ -36,6 +36,8 @@ from operators.scoring import Label, PairMsg, RecsEval, RecsUpdate, ScoreRequest
 from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
 
 log = logging.getLogger("crm.flow")
+BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
+PROFILE_REFRESH_S = 30.0
 Encoder = Callable[[tuple[str, dict]], Any]
 
 
@@ -119,6 +121,8 @@ class ProfileLogic(StatefulBatchLogic):
         self.state: Optional[CustomerState] = None
         self.wall_at_clock = time.time()
         self.timer_counted = False  # this customer counts in crm_pending_timers
+        self.profile_wall = 0.0  # when the profile view was last emitted (live)
+        self.material = False  # something beyond browsing changed since
         if resume is not None:
             self.state, self.wall_at_clock = pickle.loads(resume)
 
@@ -140,6 +144,8 @@ class ProfileLogic(StatefulBatchLogic):
                 continue
             if status != "ok":
                 self.t.status(status)
+            if res or item.type not in BROWSING:
+                self.material = True
             out.extend(_at(item.pos, res))
             self.wall_at_clock = time.time()
         return self._emit(out)
@@ -158,7 +164,11 @@ class ProfileLogic(StatefulBatchLogic):
         if self.state is None:
             return out, StatefulBatchLogic.DISCARD
         if self.state.dirty and self.profiles == "batch":
-            out.append(self.state.profile(self.cfg))
+            now = time.time()
+            # Browsing only moves last_seen: write that at most every PROFILE_REFRESH_S per customer.
+            if self.material or out or now - self.profile_wall >= PROFILE_REFRESH_S:
+                out.append(self.state.profile(self.cfg))
+                self.profile_wall, self.material = now, False
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> Optional[datetime]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Optional
@@ -24,8 +25,9 @@ def live_edges(settings: Settings, tail: bool = True, tap=None) -> Edges:
         recovery=settings.recovery_dir is not None,
         source=KafkaEventSource(k, tail=tail, tap=tap),
         # Redis first: the Kafka producer flush waits for broker acks and would delay the stream write
-        triggers=[(RedisTriggerSink(settings.redis), None), (kafka_sink(k, k.triggers_topic), encode_keyed)],
-        deadletters=[(kafka_sink(k, k.deadletter_topic), encode_unkeyed)],
+        triggers=[(RedisTriggerSink(settings.redis), None),
+                  (kafka_sink(k, k.triggers_topic, "kafka_triggers"), encode_keyed)],
+        deadletters=[(kafka_sink(k, k.deadletter_topic, "kafka_deadletters"), encode_unkeyed)],
         profiles=[(RedisProfileSink(settings.redis), None)],
         recs=[(RedisRecsSink(settings.redis), None)],
         live=True,
@@ -62,6 +64,10 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
     processes = len(addresses) if addresses else 1
     flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes,
                       warm=warm)
+    # Customer state is millions of long-lived objects: full collections of them stall the flow
+    # for hundreds of ms. Collect the young generation often and the old one rarely.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
     try:
         cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
                  epoch_interval=settings.snapshot_interval,
