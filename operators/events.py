@@ -166,12 +166,15 @@ def _check_items(obj: dict) -> None:
         return
     if type(items) is not list:
         raise Invalid("wrong_type", "items")
-    for item in items:
-        if type(item) is not dict:
-            raise Invalid("wrong_type", "items")
-        _str(item, "product_id", True)
-        _int(item, "quantity", 1)
-        _number(item, "price", False)
+    try:
+        for item in items:
+            if type(item) is not dict:
+                raise Invalid("wrong_type", "items")
+            _str(item, "product_id", True)
+            _int(item, "quantity", 1)
+            _number(item, "price", False)
+    except Invalid as exc:  # a malformed line item makes the whole `items` field the wrong shape
+        raise Invalid("wrong_type", "items" if exc.detail == "items" else f"items.{exc.detail}") from None
 
 
 def _check_clickstream(t: str, obj: dict) -> None:

@@ -126,7 +126,7 @@ INVALID_EVENTS = {
     "placed-no-total": ({k: v for k, v in EVENTS[8].items() if k != "total"}, "missing_field"),
     "placed-no-promise": ({k: v for k, v in EVENTS[8].items() if k != "promised_delivery_ts"}, "missing_field"),
     "promise-no-offset": ({**EVENTS[9], "promised_delivery_ts": "2026-11-26T18:00:00"}, "invalid_ts"),
-    "item-no-product": ({**EVENTS[8], "items": [{"quantity": 1}]}, "missing_field"),
+    "item-no-product": ({**EVENTS[8], "items": [{"quantity": 1}]}, "wrong_type"),  # a malformed line item: the items field has the wrong shape
     "message-no-sender": ({k: v for k, v in EVENTS[15].items() if k != "sender"}, "missing_field"),
     "sender-enum": ({**EVENTS[15], "sender": "system"}, "wrong_type"),
     "csat-6": ({**EVENTS[18], "csat": 6}, "wrong_type"),
