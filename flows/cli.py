@@ -24,7 +24,7 @@ def _settings(config: Optional[Path], component: str = "cli", worker: Optional[i
     try:
         settings = load_settings(config)
     except SettingsError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, never wrapped
         raise typer.Exit(2)
     from config.logging import setup_logging
 
