@@ -184,47 +184,53 @@ def _tail(path: Path, n: int = 40) -> str:
 # --------------------------------------------------------------------------
 
 
-def ensure_redis_server_binary() -> str:
-    """Path of a ``redis-server`` binary; installs it with apt when missing.
+def ensure_binary(name: str, package: str, override_env: str, hint: str, apt_args: Sequence[str] = ()) -> str:
+    """Path of the program ``name``; installs the Debian ``package`` with apt when it is missing.
 
-    ``REDIS_SERVER_BIN`` overrides the lookup. When running as root with
-    apt-get available, runs ``apt-get update && apt-get install -y
-    redis-server``; otherwise raises ``RuntimeError`` with instructions.
+    ``override_env`` names a variable that points at the binary instead. Installs only when
+    running as root with apt-get available; otherwise raises ``RuntimeError`` saying what to do
+    (``hint``): the tests that need it never skip.
     """
-    override = os.environ.get("REDIS_SERVER_BIN")
+    override = os.environ.get(override_env)
     if override:
         if os.path.isfile(override) and os.access(override, os.X_OK):
             return override
-        raise RuntimeError(f"REDIS_SERVER_BIN={override!r} is not an executable file")
-    found = shutil.which("redis-server") or next(
-        (p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server") if os.access(p, os.X_OK)), None
-    )
+        raise RuntimeError(f"{override_env}={override!r} is not an executable file")
+
+    def find() -> Optional[str]:
+        return shutil.which(name) or next(
+            (p for p in (f"/usr/bin/{name}", f"/usr/local/bin/{name}") if os.access(p, os.X_OK)), None)
+
+    found = find()
     if found:
         return found
     apt = shutil.which("apt-get")
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     if not (apt and is_root):
         raise RuntimeError(
-            "redis-server is not on PATH and cannot be installed automatically "
+            f"{name} is not on PATH and cannot be installed automatically "
             f"(apt-get {'found' if apt else 'missing'}, running as {'root' if is_root else 'non-root'}). "
-            "Install it (e.g. `sudo apt-get install -y redis-server` or `brew install redis`) "
-            "or point REDIS_SERVER_BIN at a redis-server binary. Integration tests never skip."
+            f"{hint} or point {override_env} at a {name} binary. These tests never skip."
         )
-    log("redis-server not found: running apt-get update && apt-get install -y redis-server")
+    log(f"{name} not found: running apt-get update && apt-get install -y {package}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "redis-server"]):
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", *apt_args, package]):
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
             raise RuntimeError(
                 f"`{' '.join(cmd)}` failed with exit code {res.returncode}:\n"
                 f"{(res.stdout + res.stderr)[-3000:]}"
             )
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
-    )
+    found = find()
     if not found:
-        raise RuntimeError("apt-get install redis-server succeeded but redis-server is still not found")
+        raise RuntimeError(f"apt-get install {package} succeeded but {name} is still not found")
     return found
+
+
+def ensure_redis_server_binary() -> str:
+    """Path of a ``redis-server`` binary (``REDIS_SERVER_BIN`` overrides); apt-installed when missing."""
+    return ensure_binary("redis-server", "redis-server", "REDIS_SERVER_BIN",
+                         "Install it (e.g. `sudo apt-get install -y redis-server` or `brew install redis`)")
 
 
 class RedisServer:

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import infra  # noqa: E402 - tests/ is on sys.path (conftest)
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,19 +39,10 @@ METRIC_RE = re.compile(r"\bcrm_[a-z_]+")
 
 
 def ensure_promtool() -> str:
-    """Path of ``promtool``; installs the Debian package ``prometheus`` when missing.
-
-    ``PROMTOOL_BIN`` overrides the lookup. Installs only when running as root with apt-get;
-    otherwise raises ``RuntimeError`` saying what to do.
-    """
-    override = os.environ.get("PROMTOOL_BIN")
-    if override:
-        if os.path.isfile(override) and os.access(override, os.X_OK):
-            return override
-        raise RuntimeError(f"PROMTOOL_BIN={override!r} is not an executable file")
-    found = shutil.which("promtool") or ("/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None)
-    if found:
-        return found
+    """Path of ``promtool`` (``PROMTOOL_BIN`` overrides); the Debian package ``prometheus`` when missing."""
+    return infra.ensure_binary("promtool", "prometheus", "PROMTOOL_BIN",
+                               "Install it (`sudo apt-get install -y prometheus`, or a Prometheus release tarball)",
+                               apt_args=("--no-install-recommends",))
     apt = shutil.which("apt-get")
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     if not (apt and is_root):
