@@ -265,8 +265,6 @@ class ModelLogic(StatefulBatchLogic):
         c = req.candidate
         if c is None:
             return
-        if c.recs is not None:
-            c.payload["recommendations"] = self.recs.recommend(c.recs, c.event_ts)
         c.score = None if p is None else round(p, 4)
         if c.type == "escalation":
             c.payload["frustration"] = c.score
@@ -275,6 +273,8 @@ class ModelLogic(StatefulBatchLogic):
         elif c.type == "proactive_outreach":
             c.payload["churn_probability"] = c.score
         if c.threshold is None or (p is not None and p >= c.threshold):
+            if c.recs is not None:  # only for candidates that go on: a recommendation costs ~100 us
+                c.payload["recommendations"] = self.recs.recommend(c.recs, c.event_ts)
             out.append(c)
 
     def snapshot(self) -> bytes:
@@ -304,8 +304,10 @@ class ProductLogic(StatefulBatchLogic):
             self.state = ProductNeighbours(items[0].product_id, self.cfg.recs)
         ts, pos = 0, 0
         for msg in items:
-            self.state.observe(msg.pair)
-            ts, pos = max(ts, msg.pair.ts), max(pos, msg.pos)
+            for pair in msg.pairs:
+                self.state.observe(pair)
+                ts = max(ts, pair.ts)
+            pos = max(pos, msg.pos)
         update = self.state.update(ts)
         return ([(update, pos)] if update is not None else []), StatefulBatchLogic.RETAIN
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, Event, format_ts, parse_ts
 from operators.features import History, churn_features, message_features, support_context
 from operators.rules import RuleConfig
-from operators.scoring import Label, PairMsg, RecsEval, ScoreRequest
+from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
 from operators.text import cut
 from operators.triggers import Candidate, Notice, ProfileUpdate
@@ -193,7 +193,7 @@ class CustomerState:
     def _fire_session_end(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.session_last = None
         self.history.sessions += 1
-        out.extend(map(PairMsg, self.recent.flush()))  # the session's co-views for the product keys
+        out.extend(pair_messages(self.recent.flush()))  # the session's co-views for the product keys
         self._churn_decision(due, "session_end", cfg, out)
 
     def _fire_rescore(self, due: int, cfg: RuleConfig, out: list) -> None:
@@ -235,7 +235,7 @@ class CustomerState:
         if t == "product_view" or t == "add_to_cart":
             pairs = self.recent.observe(t, (ev.get("product_id"),), ev.get("session_id"), ts)
             if pairs:
-                out.extend(map(PairMsg, pairs))
+                out.extend(pair_messages(pairs))
         if t in CART_ACTIVITY:
             self._apply_cart(ev, late)
         elif t == "help_view" and not late:
@@ -286,7 +286,7 @@ class CustomerState:
             bought = [i["product_id"] for i in ev.get("items") or ()] or list(self.cart)
             if order is None:
                 out.append(self._recs_eval(bought, ts))  # scored before anything learns from it
-                out.extend(map(PairMsg, self.recent.observe(t, bought, None, ts)))
+                out.extend(pair_messages(self.recent.observe(t, bought, None, ts)))
             self.cart.clear()
             self.cart_armed = False
             self.cart_last = None

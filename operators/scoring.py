@@ -59,20 +59,25 @@ class Label:
 
 
 class PairMsg:
-    """A co-occurrence observation on its way to its product's key (see :mod:`operators.recs`)."""
+    """Co-occurrence observations for one product's key (see :mod:`operators.recs`)."""
 
-    __slots__ = ("pair", "pos")
+    __slots__ = ("product_id", "pairs", "pos")
 
-    def __init__(self, pair, pos: int = 0):
-        self.pair = pair
+    def __init__(self, product_id: str, pairs: tuple, pos: int = 0):
+        self.product_id = product_id
+        self.pairs = pairs
         self.pos = pos
 
-    @property
-    def product_id(self) -> str:
-        return self.pair.product_id
-
     def __reduce__(self):
-        return (PairMsg, (self.pair, self.pos))
+        return (PairMsg, (self.product_id, self.pairs, self.pos))
+
+
+def pair_messages(pairs: list) -> list[PairMsg]:
+    """One message per product (a session closes into dozens of pairs over a few products)."""
+    by_product: dict[str, list] = {}
+    for p in pairs:
+        by_product.setdefault(p.product_id, []).append(p)
+    return [PairMsg(product, tuple(ps)) for product, ps in by_product.items()]
 
 
 class RecsEval:
