@@ -60,8 +60,14 @@ def _print_summary(summary: dict, elapsed: float) -> None:
         table.add_row(f"suppressed {t}", f"{n:,}")
     for name, m in sorted(summary.get("models", {}).items()):
         auc = m.get("roc_auc")
+        auc_text = "n/a (one class so far)" if auc is None else round(auc, 3)
         table.add_row(f"model {name}", f"{m.get('predictions', 0):,} predictions, {m.get('labels', 0):,} labels, "
-                                        f"ROC AUC {auc if auc is None else round(auc, 3)}")
+                                        f"ROC AUC {auc_text}")
+    recs = summary.get("recommendations")
+    if recs:
+        table.add_row("recommendations", f"hit rate@10 {recs['item_to_item']['hit_rate_at_10']} vs "
+                                         f"{recs['popularity']['hit_rate_at_10']} best-sellers "
+                                         f"({recs['hit_rate_lift']}x)")
     for k, v in summary.get("outputs", {}).items():
         table.add_row(f"output {k}", v)
     Console().print(table)
