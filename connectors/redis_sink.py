@@ -62,10 +62,30 @@ def _iso_to_epoch(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
 
 
-class _TriggerPartition(StatelessSinkPartition):
+class _RedisPartition(StatelessSinkPartition):
+    """A worker's connection; subclasses write a batch with one pipeline."""
+
     def __init__(self, cfg: RedisSettings):
         self.cfg = cfg
         self.client = _client(cfg)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _RedisSink(DynamicSink):
+    partition: type[_RedisPartition]
+
+    def __init__(self, cfg: RedisSettings):
+        self.cfg = cfg
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisPartition:
+        return self.partition(self.cfg)
+
+
+class _TriggerPartition(_RedisPartition):
+    def __init__(self, cfg: RedisSettings):
+        super().__init__(cfg)
         self.script = self.client.register_script(WRITE_ONCE)
         self.ttl = int(cfg.dedup_ttl.total_seconds())
 
@@ -87,18 +107,11 @@ class _TriggerPartition(StatelessSinkPartition):
         for _, trig in items:
             t.trigger_latency.labels("redis").observe(max(0.0, now - _iso_to_epoch(trig["event_ts"])))
 
-    def close(self) -> None:
-        self.client.close()
 
-
-class RedisTriggerSink(DynamicSink):
+class RedisTriggerSink(_RedisSink):
     """Takes ``(customer_id, trigger dict)`` items."""
 
-    def __init__(self, cfg: RedisSettings):
-        self.cfg = cfg
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TriggerPartition:
-        return _TriggerPartition(self.cfg)
+    partition = _TriggerPartition
 
 
 def hash_value(v: Any) -> str:
@@ -106,11 +119,7 @@ def hash_value(v: Any) -> str:
     return v if isinstance(v, str) else orjson.dumps(v).decode()
 
 
-class _ProfilePartition(StatelessSinkPartition):
-    def __init__(self, cfg: RedisSettings):
-        self.cfg = cfg
-        self.client = _client(cfg)
-
+class _ProfilePartition(_RedisPartition):
     def write_batch(self, items: list[tuple[str, tuple[str, dict, bool]]]) -> None:
         merged: dict[str, dict] = {}
         absent: list[tuple[str, str, str]] = []
@@ -131,26 +140,15 @@ class _ProfilePartition(StatelessSinkPartition):
         with_retries(self.cfg, "redis_profiles", write)
         telemetry().sink_writes.labels("redis_profiles").inc(len(merged))
 
-    def close(self) -> None:
-        self.client.close()
 
-
-class RedisProfileSink(DynamicSink):
+class RedisProfileSink(_RedisSink):
     """Takes ``(customer_id, (customer_id, fields, defaults))`` items; partial updates merged by HSET
     (HSETNX for defaults)."""
 
-    def __init__(self, cfg: RedisSettings):
-        self.cfg = cfg
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProfilePartition:
-        return _ProfilePartition(self.cfg)
+    partition = _ProfilePartition
 
 
-class _RecsPartition(StatelessSinkPartition):
-    def __init__(self, cfg: RedisSettings):
-        self.cfg = cfg
-        self.client = _client(cfg)
-
+class _RecsPartition(_RedisPartition):
     def write_batch(self, items: list[tuple[str, list]]) -> None:
         latest = dict(items)  # one write per product per batch: the newest list wins
 
@@ -166,18 +164,11 @@ class _RecsPartition(StatelessSinkPartition):
         with_retries(self.cfg, "redis_recs", write)
         telemetry().sink_writes.labels("redis_recs").inc(len(latest))
 
-    def close(self) -> None:
-        self.client.close()
 
-
-class RedisRecsSink(DynamicSink):
+class RedisRecsSink(_RedisSink):
     """Takes ``(product_id, [(other_product_id, score)])``: the sorted set ``crm:recs:{product_id}``."""
 
-    def __init__(self, cfg: RedisSettings):
-        self.cfg = cfg
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RecsPartition:
-        return _RecsPartition(self.cfg)
+    partition = _RecsPartition
 
 
 def read_profile(client: redis.Redis, customer_id: str) -> Optional[dict]:
