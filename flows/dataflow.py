@@ -28,12 +28,12 @@ from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_of
 from operators.customer import NEVER, CustomerState
-from operators.events import DeadLetter, Event, decode
+from operators.events import DeadLetter, Event, decode, format_ts
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
 from operators.recs import ProductNeighbours
 from operators.scoring import Label, PairMsg, RecsEval, RecsUpdate, ScoreRequest
-from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
+from operators.triggers import Candidate, ProfileUpdate, Suppressed
 
 log = logging.getLogger("crm.flow")
 BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
@@ -58,7 +58,7 @@ class Edges:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_ts(int(time.time() * 1000))
 
 
 # --------------------------------------------------------------------------- decode

@@ -171,12 +171,7 @@ class CustomerState:
     def _fire_cart(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.cart_armed = False
         self.history.carts_abandoned += 1
-        items = [{"product_id": p, "quantity": q, "price": price} for p, (q, price) in self.cart.items()]
-        payload: dict[str, Any] = {
-            "items": items,
-            "cart_value": round(sum(q * (price or 0.0) for q, price in self.cart.values()), 2),
-            "recommendations": [],
-        }
+        payload: dict[str, Any] = {"items": self.cart_items(), "cart_value": self.cart_value(), "recommendations": []}
         currency = self.currency or cfg.currency
         if currency:
             payload["currency"] = currency
@@ -460,8 +455,13 @@ class CustomerState:
         return ProfileUpdate(self.customer_id, {"churn_probability": None, "frustration_probability": None},
                              defaults=True)
 
+    def cart_items(self) -> list[dict]:
+        return [{"product_id": p, "quantity": q, "price": price} for p, (q, price) in self.cart.items()]
+
+    def cart_value(self) -> float:
+        return round(sum(q * (price or 0.0) for q, price in self.cart.values()), 2)
+
     def profile(self, cfg: RuleConfig) -> ProfileUpdate:
-        cart_value = round(sum(q * (p or 0.0) for q, p in self.cart.values()), 2)
         fields = {
             "tier": self.tier(cfg),
             "lifetime_spend": round(self.spend, 2),
@@ -473,8 +473,8 @@ class CustomerState:
                  "promised_delivery_ts": format_ts(o.promised) if o.promised is not None else None}
                 for o in self.orders.values()
             ],
-            "cart": [{"product_id": p, "quantity": q, "price": price} for p, (q, price) in self.cart.items()],
-            "cart_value": cart_value,
+            "cart": self.cart_items(),
+            "cart_value": self.cart_value(),
             "open_conversations": sorted(self.convs),
             "updated_at": format_ts(self.clock),
         }

@@ -73,3 +73,20 @@ class Machine:
             if isinstance(c, Candidate) and (type is None or c.type == type):
                 found.append(c)
         return found
+
+
+def with_closing_events(lines: list[bytes], ts: str = "2027-06-01T00:00:00Z") -> list[bytes]:
+    """``lines`` plus one page view per customer at ``ts``, far after them: live has no end-of-input
+    flush, so this makes every timer of the simulated period pass by an event, live and in replay."""
+    import orjson
+
+    customers = set()
+    for line in lines:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("customer_id"), str):
+            customers.add(obj["customer_id"])
+    return lines + [orjson.dumps({"event_id": f"close-{c}", "type": "page_view", "customer_id": c, "ts": ts,
+                                  "session_id": "closing"}) for c in sorted(customers)]

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
+from helpers import with_closing_events
 
 from config.settings import load_settings
 from connectors.redis_sink import read_profile
@@ -209,11 +210,7 @@ def test_two_workers_give_the_same_triggers_exactly_once(kafka_broker, kafka_top
     from flows.simulation import generate
 
     generate(120, 7, 9, tmp_path)
-    lines = tmp_path.joinpath("events.jsonl").read_bytes().splitlines()
-    # A closing event per customer far later: live has no end-of-input flush, this passes every timer.
-    customers = sorted({orjson.loads(x)["customer_id"] for x in lines if customer_key(x)})
-    lines += [orjson.dumps({"event_id": f"close-{c}", "type": "page_view", "customer_id": c,
-                            "ts": "2027-01-01T00:00:00Z", "session_id": "end"}) for c in customers]
+    lines = with_closing_events(tmp_path.joinpath("events.jsonl").read_bytes().splitlines())
     tmp_path.joinpath("events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     topics = make_topics(kafka_topics)
     kafka_broker.produce(topics["clickstream_topic"], lines, partition=0)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers import with_closing_events
 
 from config.settings import load_settings
 from flows.replay import ReplayOutputs, replay
@@ -30,19 +31,7 @@ def world(tmp_path: Path, customers: int = 150, days: int = 10) -> list[bytes]:
     """Simulated events plus one closing page view per customer far after the end, so that every
     timer of the simulated period is passed by an event both live and in replay."""
     generate(customers, days, 5, tmp_path)
-    lines = tmp_path.joinpath("events.jsonl").read_bytes().splitlines()
-    customers_seen = sorted({o["customer_id"] for o in map(_try_json, lines) if isinstance(o, dict)
-                             and isinstance(o.get("customer_id"), str)})
-    closing = [orjson.dumps({"event_id": f"close-{c}", "type": "page_view", "customer_id": c,
-                             "ts": "2027-06-01T00:00:00Z", "session_id": "closing"}) for c in customers_seen]
-    return lines + closing
-
-
-def _try_json(line: bytes):
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
+    return with_closing_events(tmp_path.joinpath("events.jsonl").read_bytes().splitlines())
 
 
 def replay_triggers(tmp_path: Path, lines: list[bytes]) -> dict[str, dict]:
