@@ -127,14 +127,33 @@ def customer_of(line: bytes) -> bytes:
     return line[j + 1:k] if 0 <= j < k else b""
 
 
-def owner(line: bytes, partitions: int) -> int:
-    return zlib.crc32(customer_of(line)) % partitions
+class Owners:
+    """Which partition owns a line: the Bytewax worker its customer's state lives on
+    (:func:`flows.routing.worker_of_bytes`), so that with one partition per worker an event is
+    read, decoded and processed on one worker and never crosses to another process."""
+
+    def __init__(self, partitions: int):
+        from flows.routing import worker_of_bytes
+
+        self.partitions = partitions
+        self.of = worker_of_bytes
+        self.cache: dict[bytes, int] = {}
+
+    def __call__(self, line: bytes) -> int:
+        customer = customer_of(line)
+        found = self.cache.get(customer)
+        if found is None:
+            if len(self.cache) >= 1 << 20:  # a bound on memory for logs with endless ids
+                self.cache.clear()
+            found = self.cache[customer] = self.of(customer, self.partitions)
+        return found
 
 
 class _LogPartition(StatefulSourcePartition):
     def __init__(self, paths: list[Path], decode: Decoder, index: int, partitions: int, end: Optional[ReplayEnd],
                  skip: int, batch: int, progress: Optional[Progress]):
-        owns = None if partitions == 1 else (lambda line: owner(line, partitions) == index)
+        owners = Owners(partitions)
+        owns = None if partitions == 1 else (lambda line: owners(line) == index)
         streams = [_lines(p, i, decode, progress if index == 0 else None, owns) for i, p in enumerate(paths)]
         self.merged = streams[0] if len(streams) == 1 else heapq.merge(*streams)
         self.index = index
@@ -172,8 +191,8 @@ class LogSource(FixedPartitionedSource):
     """Replays event logs merged by ``ts``, decoded here, in ``partitions`` partitions.
 
     With several partitions each reads every file but decodes only the lines of the customers it
-    owns (``crc32(customer_id) % partitions`` on the raw bytes), so decoding spreads over workers
-    while each customer's events stay in one partition, in order. At the end each partition
+    owns (:class:`Owners`: the worker that keeps the customer's state), so decoding spreads over
+    workers, each customer's events stay in one partition, in order, and stay on one worker. At the end each partition
     reports its latest event time to ``end`` (see :class:`ReplayEnd`).
     """
 
@@ -187,7 +206,9 @@ class LogSource(FixedPartitionedSource):
         self.partitions = partitions
 
     def list_parts(self) -> list[str]:
-        return [f"replay-{i}" for i in range(self.partitions)]
+        # zero-padded: Bytewax deals partitions to workers in sorted name order, so partition i runs
+        # on worker i (with one partition per worker) and owns the customers whose state is there
+        return [f"replay-{i:03d}" for i in range(self.partitions)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _LogPartition:
         index = int(for_part.rsplit("-", 1)[1])

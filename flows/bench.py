@@ -34,6 +34,7 @@ from bytewax.testing import run_main
 from config.settings import Settings, load_settings
 from connectors.files import LogSource
 from connectors.metrics import reset_telemetry
+from flows.runtime import engine_gc
 from flows.dataflow import Edges, build_flow, replay_decoder
 
 
@@ -142,9 +143,10 @@ def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Op
     edges = Edges(source=source, end=end, recovery=False, triggers=[(NullSink(), None)], deadletters=[(NullSink(), None)],
                   profiles=[(NullSink(), None)])
     flow = build_flow(settings, edges, shards=partitions, t=reset_telemetry())
-    if addresses is None:
-        return timed(lambda: run_main(flow))
-    return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
+    with engine_gc():
+        if addresses is None:
+            return timed(lambda: run_main(flow))
+        return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
 
 
 def cluster_run(path: Path, processes: int) -> float:

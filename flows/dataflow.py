@@ -11,6 +11,7 @@ import logging
 import pickle
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
@@ -24,9 +25,10 @@ from bytewax.outputs import Sink
 from config.settings import Settings
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
+from flows.routing import balanced_key, worker_of
 from models.metrics import publish
 from models.recs import ShardRecs
-from models.shard import ModelShard, shard_of
+from models.shard import ModelShard, shard_index
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
 from operators.policy import PolicyConfig, PolicyState
@@ -218,7 +220,8 @@ class ModelLogic(StatefulBatchLogic):
     """
 
     def __init__(self, settings: Settings, cfg: RuleConfig, t: Telemetry, resume: Optional[bytes],
-                 warm: Optional[dict] = None, profiles: bool = True):
+                 warm: Optional[dict] = None, profiles: bool = True, recovery: bool = True):
+        self.recovery = recovery
         self.cfg = cfg
         self.t = t
         self.profiles = profiles  # emit score updates for the profile view
@@ -277,7 +280,9 @@ class ModelLogic(StatefulBatchLogic):
                 c.payload["recommendations"] = self.recs.recommend(c.recs, c.event_ts)
             out.append(c)
 
-    def snapshot(self) -> bytes:
+    def snapshot(self) -> Optional[bytes]:
+        if not self.recovery:  # a shard pickles to megabytes: never without a reader
+            return None
         return pickle.dumps((self.shard, self.recs), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -295,9 +300,10 @@ class ProductLogic(StatefulBatchLogic):
     """Adapts :class:`ProductNeighbours`: co-occurrences in, a neighbour list out when it changed
     materially (broadcast to every model shard by the flow)."""
 
-    def __init__(self, cfg: RuleConfig, resume: Optional[bytes]):
+    def __init__(self, cfg: RuleConfig, resume: Optional[bytes], recovery: bool = True):
         self.state: Optional[ProductNeighbours] = pickle.loads(resume) if resume is not None else None
         self.cfg = cfg
+        self.recovery = recovery
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         if self.state is None:
@@ -311,15 +317,16 @@ class ProductLogic(StatefulBatchLogic):
         update = self.state.update(ts)
         return ([(update, pos)] if update is not None else []), StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+    def snapshot(self) -> Optional[bytes]:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL) if self.recovery else None
 
 
 # --------------------------------------------------------------------------- policy
 
 
 class PolicyLogic(StatefulBatchLogic):
-    def __init__(self, cfg: PolicyConfig, t: Telemetry, resume: Optional[bytes]):
+    def __init__(self, cfg: PolicyConfig, t: Telemetry, resume: Optional[bytes], recovery: bool = True):
+        self.recovery = recovery
         self.cfg = cfg
         self.t = t
         self.state = pickle.loads(resume) if resume is not None else PolicyState()
@@ -336,8 +343,8 @@ class PolicyLogic(StatefulBatchLogic):
                 out.append(result)
         return out, StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+    def snapshot(self) -> Optional[bytes]:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL) if self.recovery else None
 
 
 # --------------------------------------------------------------------------- the flow
@@ -371,10 +378,19 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     pairs = op.branch("split_pairs", profiled, lambda x: type(x) is PairMsg)
     by_product = op.key_on("key_product", pairs.trues, lambda m: m.product_id)
     updates = op.key_rm("products_unkey", op.stateful_batch("products", by_product,
-                                                            lambda r: ProductLogic(rules, r)))
+                                                            lambda r: ProductLogic(rules, r, edges.recovery)))
     n_shards = settings.models.shards or shards
+    # one key per shard, chosen so that shard j runs on worker j % workers (see flows.routing)
+    shard_keys = [balanced_key("models/", i) for i in range(n_shards)]
+    if settings.models.shards or n_shards == 1:
+        def shard_key(customer_id: str) -> str:
+            return shard_keys[shard_index(customer_id, n_shards)]
+    else:  # one shard per worker: the shard on the worker that keeps the customer, so nothing crosses
+        @lru_cache(maxsize=1 << 18)
+        def shard_key(customer_id: str) -> str:
+            return shard_keys[worker_of(customer_id, n_shards)]
     broadcast = op.flat_map("broadcast_recs", updates, lambda u: [
-        RecsUpdate(u[0], f"models/{i}", i == 0, u[1]) for i in range(n_shards)])
+        RecsUpdate(u[0], key, i == 0, u[1]) for i, key in enumerate(shard_keys)])
     failed = op.branch("split_failed", pairs.falses, lambda x: type(x) is DeadLetter)
     _outputs("failed_events", op.map("failed_json", failed.trues, lambda d: ("dlq", d.to_json())), edges.deadletters)
     is_profile = op.branch("split_profile", failed.falses, lambda x: type(x) is ProfileUpdate)
@@ -382,10 +398,11 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
 
     to_models = op.merge("to_models", is_profile.falses, broadcast)
     by_shard = op.key_on("key_shard", to_models,
-                         lambda x: x.shard if type(x) is RecsUpdate else shard_of(x.customer_id, n_shards))
+                         lambda x: x.shard if type(x) is RecsUpdate else shard_key(x.customer_id))
     scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard,
                                                        lambda r: ModelLogic(settings, rules, t, r, warm,
-                                                                                   profile_mode != "none")))
+                                                                                   profile_mode != "none",
+                                                                                   edges.recovery)))
     scored_split = op.branch("split_scores", scored, lambda x: type(x) is ProfileUpdate)
     profile_updates.append(scored_split.trues)
     tops = op.branch("split_recs", scored_split.falses, lambda x: type(x) is RecsTop)
@@ -394,7 +411,7 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
 
     by_customer2 = op.key_on("key_customer_policy", tops.falses, lambda x: x.customer_id)
     decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer2,
-                                                          lambda r: PolicyLogic(policy_cfg, t, r)))
+                                                          lambda r: PolicyLogic(policy_cfg, t, r, edges.recovery)))
     emitted = op.branch("split_emitted", decided, lambda x: type(x) is Candidate)
     rest = op.branch("split_suppressed", emitted.falses, lambda x: type(x) is Suppressed)
     profile_updates.append(rest.falses)

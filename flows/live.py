@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 from typing import Optional
@@ -15,6 +14,7 @@ from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kaf
 from connectors.metrics import serve_metrics, telemetry
 from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
 from flows.dataflow import Edges, build_flow
+from flows.runtime import engine_gc
 
 log = logging.getLogger("crm.run")
 
@@ -64,14 +64,11 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
     processes = len(addresses) if addresses else 1
     flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes,
                       warm=warm)
-    # Customer state is millions of long-lived objects: full collections of them stall the flow
-    # for hundreds of ms. Collect the young generation often and the old one rarely.
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
     try:
-        cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
-                 epoch_interval=settings.snapshot_interval,
-                 recovery_config=recovery_config(settings, workers * processes))
+        with engine_gc():
+            cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
+                     epoch_interval=settings.snapshot_interval,
+                     recovery_config=recovery_config(settings, workers * processes))
     finally:
         if tap is not None:
             tap.close()

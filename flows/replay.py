@@ -19,6 +19,7 @@ from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
 from flows.dataflow import Edges, build_flow, replay_decoder
+from flows.runtime import engine_gc
 
 
 @dataclass
@@ -56,7 +57,8 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     )
     flow = build_flow(settings, edges, shards=shards, t=t, warm=warm)
     try:
-        run_main(flow)
+        with engine_gc():
+            run_main(flow)
     finally:
         shutil.rmtree(end.directory, ignore_errors=True)
     refresh(t)

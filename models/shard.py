@@ -24,9 +24,13 @@ PENDING_MAX = 100_000  # predictions awaiting their label, per model and shard
 WARMUP = 50  # labels a model learns from before its scores are used (None until then)
 
 
-def shard_of(customer_id: str, shards: int) -> str:
+def shard_index(customer_id: str, shards: int) -> int:
     """Stable across processes and restarts (``hash()`` is salted per process)."""
-    return f"models/{zlib.crc32(customer_id.encode()) % shards}"
+    return zlib.crc32(customer_id.encode()) % shards
+
+
+def shard_of(customer_id: str, shards: int) -> str:
+    return f"models/{shard_index(customer_id, shards)}"
 
 
 def _model_setting(settings: Optional[Settings], name: str, default: Any) -> Any:
