@@ -312,7 +312,7 @@ class ProductLogic(StatefulBatchLogic):
         for msg in items:
             for pair in msg.pairs:
                 self.state.observe(pair)
-                ts = max(ts, pair.ts)
+                ts = max(ts, pair[3])
             pos = max(pos, msg.pos)
         update = self.state.update(ts)
         return ([(update, pos)] if update is not None else []), StatefulBatchLogic.RETAIN

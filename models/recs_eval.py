@@ -116,7 +116,7 @@ class RecsPipeline:
         touched = {}
         products = self.products
         for pair in pairs:
-            a = pair.product_id
+            a = pair[0]
             state = products.get(a)
             if state is None:
                 state = products[a] = ProductNeighbours(a, self.cfg)

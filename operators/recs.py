@@ -59,7 +59,8 @@ DEFAULT = RecsConfig()
 
 class Pair(NamedTuple):
     """One co-occurrence observation for ``product_id``'s key; ``other_id == product_id`` is a
-    self-occurrence (the product's own popularity count n(A))."""
+    self-occurrence (the product's own popularity count n(A)). The session flush emits plain
+    tuples of this shape: a million pairs are built, and pickled to other workers, much faster."""
 
     product_id: str
     other_id: str
@@ -170,22 +171,22 @@ class RecentItems:
         out: list[Pair] = []
         for items, w in ((self.views, cfg.view_weight), (self.carts, cfg.cart_weight)):
             for i, a in enumerate(items):
-                out.append(Pair(a, a, w, ts))
+                out.append((a, a, w, ts))
                 for b in items[i + 1:]:
-                    out.append(Pair(a, b, w, ts))
-                    out.append(Pair(b, a, w, ts))
+                    out.append((a, b, w, ts))
+                    out.append((b, a, w, ts))
         w = cfg.purchase_weight
         for products, t in self.orders:
             since = t - cfg.co_purchase_window
             earlier = list(dict.fromkeys(p for p, tb in self.bought if since <= tb < t and p not in products))
             for i, a in enumerate(products):
-                out.append(Pair(a, a, w, t))
+                out.append((a, a, w, t))
                 for b in products[i + 1:]:
-                    out.append(Pair(a, b, w, t))
-                    out.append(Pair(b, a, w, t))
+                    out.append((a, b, w, t))
+                    out.append((b, a, w, t))
                 for b in earlier:
-                    out.append(Pair(a, b, w, t))
-                    out.append(Pair(b, a, w, t))
+                    out.append((a, b, w, t))
+                    out.append((b, a, w, t))
         self.views = []
         self.carts = []
         self.orders = []
@@ -378,21 +379,24 @@ class ProductNeighbours:
         self.pub = frozenset(pub)
 
     def observe(self, pair: Pair) -> None:
+        """One pair: a :class:`Pair` or the plain 4-tuple the session flush emits (cheaper to build
+        and to pickle across workers)."""
+        _, other, weight, ts = pair
         sketch = self.sketch
         ref = sketch.ref
-        f = sketch.scale(pair.ts)
+        f = sketch.scale(ts)
         if ref is not None and sketch.ref != ref:  # rescaled: bring our own stored values along
             g = 2.0 ** (-(sketch.ref - ref) / sketch.half_life)
             self.n *= g
             self.n_pub *= g
             self.pub_min *= g
-        sw = pair.weight * f
+        sw = weight * f
         self.dirty = True
-        if pair.other_id == self.product_id:
+        if other == self.product_id:
             self.n += sw
             return
-        c = sketch.add_scaled(pair.other_id, sw)
-        if not self.changed and c > self.pub_min and pair.other_id not in self.pub:
+        c = sketch.add_scaled(other, sw)
+        if not self.changed and c > self.pub_min and other not in self.pub:
             self.changed = True
 
     def count(self, ts: int) -> float:
@@ -518,21 +522,22 @@ class PopularityBaseline:
     """Top sellers of the last ``window`` of event time (orders containing the product),
     in ``bucket``-sized steps. Memory: one counter per sold product plus one per bucket."""
 
-    __slots__ = ("window", "bucket", "buckets", "totals", "_cache")
+    __slots__ = ("window", "bucket", "buckets", "totals", "_cache", "_size")
 
     def __init__(self, window: int = 7 * DAY, bucket: int = 3_600_000) -> None:
         self.window = window
         self.bucket = bucket
         self.buckets: list[tuple[int, dict[str, int]]] = []  # (bucket index, counts), oldest first
         self.totals: dict[str, int] = {}
-        self._cache: Optional[list[str]] = None
+        self._cache: Optional[list[str]] = None  # the top ``_size`` products, best first
+        self._size = 0
 
     def __getstate__(self):
         return (self.window, self.bucket, self.buckets, self.totals)
 
     def __setstate__(self, s):
         self.window, self.bucket, self.buckets, self.totals = s
-        self._cache = None
+        self._cache, self._size = None, 0
 
     def _expire(self, ts: int) -> None:
         oldest = (ts - self.window) // self.bucket
@@ -552,16 +557,25 @@ class PopularityBaseline:
         if not self.buckets or self.buckets[-1][0] < b:
             self.buckets.append((b, {}))
         counts = self.buckets[-1][1]  # a late order counts in the newest bucket
+        totals = self.totals
+        cache = self._cache
         for p in dict.fromkeys(product_ids):
             counts[p] = counts.get(p, 0) + 1
-            self.totals[p] = self.totals.get(p, 0) + 1
-        self._cache = None
+            totals[p] = totals.get(p, 0) + 1
+            if cache is not None and p not in cache:
+                cache.append(p)
+        if cache is not None:
+            # Only these products gained, so the new top-N is within the old top-N and them: the
+            # ranking stays exact without a pass over every product (one per order, otherwise).
+            cache.sort(key=lambda q: (totals[q], q), reverse=True)
+            del cache[self._size:]
 
     def recommend(self, exclude: Collection[str] = (), k: int = 5, ts: Optional[int] = None) -> list[str]:
         if ts is not None:
             self._expire(ts)
-        if self._cache is None:
-            self._cache = [p for p, _c in heapq.nlargest(k + 64, self.totals.items(), key=lambda pc: (pc[1], pc[0]))]
+        if self._cache is None or self._size < k + 64:
+            self._size = k + 64
+            self._cache = [p for p, _c in heapq.nlargest(self._size, self.totals.items(), key=lambda pc: (pc[1], pc[0]))]
         out = [p for p in self._cache if p not in exclude][:k]
         if len(out) < k and len(self._cache) < len(self.totals):
             self._cache = None  # too much excluded: recompute with room to spare

@@ -76,7 +76,7 @@ def pair_messages(pairs: list) -> list[PairMsg]:
     """One message per product (a session closes into dozens of pairs over a few products)."""
     by_product: dict[str, list] = {}
     for p in pairs:
-        by_product.setdefault(p.product_id, []).append(p)
+        by_product.setdefault(p[0], []).append(p)
     return [PairMsg(product, tuple(ps)) for product, ps in by_product.items()]
 
 

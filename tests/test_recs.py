@@ -19,14 +19,14 @@ HL = DEFAULT.half_life
 def route(pairs, products, table, cfg=DEFAULT, ts=None):
     """The product step and the broadcast, in one process."""
     touched = {}
-    for pair in pairs:
+    for pair in map(Pair._make, pairs):  # the flush emits plain tuples
         state = products.get(pair.product_id)
         if state is None:
             state = products[pair.product_id] = ProductNeighbours(pair.product_id, cfg)
         state.observe(pair)
         touched[pair.product_id] = state
     for state in touched.values():
-        upd = state.update(ts if ts is not None else pairs[-1].ts)
+        upd = state.update(ts if ts is not None else pairs[-1][3])
         if upd is not None:
             table.apply(upd)
 
@@ -97,12 +97,12 @@ def test_pairs_of_a_session_come_when_it_closes():
     cust = RecentItems()
     assert session(cust, "s1", T0, views=["a", "b"], carts=["a", "b"]) == []  # open session: nothing yet
     pairs = cust.observe("product_view", ["x"], "s2", T0 + 2 * 60 * MIN)  # next session closes s1
-    got = sorted((p.product_id, p.other_id, p.weight) for p in pairs)
+    got = sorted(Pair(*p)[:3] for p in pairs)
     assert got == sorted([("a", "a", 1.0), ("b", "b", 1.0), ("a", "b", 1.0), ("b", "a", 1.0),
                           ("a", "a", 2.0), ("b", "b", 2.0), ("a", "b", 2.0), ("b", "a", 2.0)])
     # a refreshed page counts once per session
     cust.observe("product_view", ["x"], "s2", T0 + 2 * 60 * MIN + 1)
-    assert [(p.product_id, p.other_id) for p in cust.flush()] == [("x", "x")]
+    assert [Pair(*p)[:2] for p in cust.flush()] == [("x", "x")]
     assert cust.flush() == []
 
 
@@ -112,7 +112,7 @@ def test_order_pairs_with_earlier_orders_within_the_window():
     session(cust, "s2", T0 + 40 * DAY, order=["b"])  # > 30 days later: no co-purchase with a
     session(cust, "s3", T0 + 50 * DAY, order=["c", "d"])
     pairs = cust.flush()
-    got = {(p.product_id, p.other_id) for p in pairs if p.weight == DEFAULT.purchase_weight}
+    got = {p[:2] for p in map(Pair._make, pairs) if p.weight == DEFAULT.purchase_weight}
     assert got == {("c", "c"), ("d", "d"), ("c", "d"), ("d", "c"), ("c", "b"), ("b", "c"), ("d", "b"), ("b", "d")}
     assert cust.recently_bought(T0 + 50 * DAY) == {"b", "c", "d"}
     assert cust.interests(T0 + 50 * DAY, 2) == ["d", "c"]
