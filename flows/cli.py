@@ -188,6 +188,8 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
     skip_live: bool = typer.Option(False, help="skip the Kafka + Redis latency row"),
     skip_cluster: bool = typer.Option(False, help="skip the 2-process row"),
+    broker: str = typer.Option("mock", help="live row's broker: mock (librdkafka mock cluster) or tansu; "
+                                            "KAFKA_BOOTSTRAP_SERVERS overrides both"),
 ) -> None:
     """Throughput against the engine's own ceiling, side by side in one run (ratios, not absolutes)."""
     import tempfile
@@ -204,7 +206,10 @@ def bench(
         events = where / "events.jsonl"
     rows = {"decode", "reference", "full", "memory"} | (set() if skip_cluster else {"cluster"}) \
         | (set() if skip_live else {"live"})
-    report = run_bench(events, rows, console)
+    if broker not in ("mock", "tansu"):
+        console.print(f"[red]error:[/red] --broker must be mock or tansu, not {broker!r}")
+        raise typer.Exit(2)
+    report = run_bench(events, rows, console, broker=broker)
     table = Table(title=f"crm-stream bench: {report['events']:,} events", show_header=False)
     for name, row in report["rows"].items():
         table.add_row(name, f"{row['events_per_s']:,.0f} events/s")
@@ -213,7 +218,7 @@ def bench(
             table.add_row(key, str(report[key]))
     if "latency_ms" in report:
         lat = report["latency_ms"]
-        table.add_row("latency_ms", f"p50 {lat['p50']}  p99 {lat['p99']}  max {lat['max']}")
+        table.add_row("latency_ms", f"p50 {lat['p50']}  p99 {lat['p99']}  max {lat['max']} ({lat['broker']})")
     Console().print(table)
     if json_out:
         json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))

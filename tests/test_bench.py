@@ -1,0 +1,43 @@
+"""``crm-stream bench`` runs every row end to end on a small log (figures are never asserted:
+speed is measured by the benchmark, not by tests)."""
+
+from __future__ import annotations
+
+import orjson
+from typer.testing import CliRunner
+
+from flows.bench import run_bench
+from flows.cli import app
+from flows.simulation import generate
+
+
+def test_every_row_runs_and_reports_its_ratios(tmp_path):
+    generate(300, 4, 5, tmp_path)
+    events = tmp_path / "events.jsonl"
+    report = run_bench(events, {"decode", "reference", "full", "cluster", "memory", "live"},
+                       live_rate=400, live_seconds=4.0)
+    n = report["events"]
+    assert n > 5000
+    for row in ("decode", "reference", "full_1w", "full_2p"):
+        assert report["rows"][row]["events_per_s"] > 0
+    for ratio in ("full_vs_reference", "two_workers_vs_one", "reference_vs_decode"):
+        assert report[ratio] > 0
+    lat = report["latency_ms"]
+    assert lat["broker"] == "mock" or lat["broker"] == "external"
+    assert lat["triggers"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert report["memory"]["customers"] > 200
+    assert 0 < report["bytes_per_customer"] < 100_000
+
+
+def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
+    generate(100, 2, 6, tmp_path)
+    out = tmp_path / "bench.json"
+    runner = CliRunner()
+    bad = runner.invoke(app, ["bench", "--events", str(tmp_path / "events.jsonl"), "--broker", "kafka9"])
+    assert bad.exit_code == 2
+    ok = runner.invoke(app, ["bench", "--events", str(tmp_path / "events.jsonl"), "--skip-live", "--skip-cluster",
+                             "--json", str(out)])
+    assert ok.exit_code == 0, ok.output
+    report = orjson.loads(out.read_bytes())
+    assert set(report["rows"]) == {"decode", "reference", "full_1w"}
+    assert "full_vs_reference" in report and "bytes_per_customer" in report
