@@ -6,7 +6,9 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
    stateful_map counting per customer -> null sink);
 2. ``decode``: a plain Python loop decoding the same bytes with orjson;
 3. ``full_1w``: the whole crm-stream dataflow (decode, profile, models, policy) into null sinks;
-4. ``full_2p``: the same with 2 worker processes (a Bytewax cluster on this machine);
+4. ``full_2p``: the same with 2 worker processes (a Bytewax cluster on this machine), and
+   ``reference_2p``: the reference flow likewise, each process reading the lines its worker owns
+   (what Bytewax's own scaling is on this machine: the yardstick for ``two_workers_vs_one``);
 5. ``live``: the engine consuming from a Kafka-protocol broker at a fixed offered load and
    writing to a real redis-server: producer send -> Redis stream entry, p50/p99/max;
 6. ``memory``: resident state bytes per customer (snapshot size, and RSS growth).
@@ -32,19 +34,29 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 from config.settings import Settings, load_settings
-from connectors.files import LogSource
+from connectors.files import LogSource, Owners
 from connectors.metrics import reset_telemetry
 from flows.runtime import engine_gc
 from flows.dataflow import Edges, build_flow, replay_decoder
 
 
 class _Lines(StatefulSourcePartition):
-    def __init__(self, path: Path, batch: int):
+    def __init__(self, path: Path, batch: int, index: int = 0, partitions: int = 1):
         self.f = open(path, "rb")
         self.batch = batch
+        self.index = index
+        self.owners = Owners(partitions) if partitions > 1 else None
 
     def next_batch(self) -> list:
-        out = [line for _, line in zip(range(self.batch), self.f)]
+        if self.owners is None:
+            out = [line for _, line in zip(range(self.batch), self.f)]
+        else:  # the lines of the customers whose state is on this worker, as in the full flow
+            out, owners, index = [], self.owners, self.index
+            for line in self.f:
+                if owners(line) == index:
+                    out.append(line)
+                    if len(out) >= self.batch:
+                        break
         if not out:
             raise StopIteration()
         return out
@@ -57,17 +69,19 @@ class _Lines(StatefulSourcePartition):
 
 
 class LinesSource(FixedPartitionedSource):
-    """The raw lines of one file, in batches (the reference flow's input)."""
+    """The raw lines of one file, in batches (the reference flow's input); with several
+    partitions each keeps the lines its worker owns (:class:`connectors.files.Owners`)."""
 
-    def __init__(self, path: Path, batch: int = 2000):
+    def __init__(self, path: Path, batch: int = 2000, partitions: int = 1):
         self.path = path
         self.batch = batch
+        self.partitions = partitions
 
     def list_parts(self) -> list[str]:
-        return ["lines"]
+        return [f"lines-{i:03d}" for i in range(self.partitions)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _Lines:
-        return _Lines(self.path, self.batch)
+        return _Lines(self.path, self.batch, int(for_part.rsplit("-", 1)[1]), self.partitions)
 
 
 class _Null(StatelessSinkPartition):
@@ -96,9 +110,9 @@ def _count(n: Optional[int], _item: Any) -> tuple[int, int]:
     return n, n
 
 
-def reference_flow(path: Path) -> Dataflow:
+def reference_flow(path: Path, partitions: int = 1) -> Dataflow:
     flow = Dataflow("reference")
-    lines = op.input("in", flow, LinesSource(path))
+    lines = op.input("in", flow, LinesSource(path, partitions=partitions))
     objs = op.map("decode", lines, _loads)
     keyed = op.key_on("key", objs, _customer)
     counts = op.stateful_map("count", keyed, _count)
@@ -149,12 +163,23 @@ def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Op
         return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
 
 
-def cluster_run(path: Path, processes: int) -> float:
-    """The full dataflow as a Bytewax cluster of ``processes`` processes; the slowest one's seconds."""
+def reference_run(path: Path, partitions: int = 1, process_id: Optional[int] = None,
+                  addresses: Optional[list[str]] = None) -> float:
+    flow = reference_flow(path, partitions)
+    if addresses is None:
+        return timed(lambda: run_main(flow))
+    from bytewax.run import cli_main
+
+    return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
+
+
+def cluster_run(path: Path, processes: int, kind: str = "full") -> float:
+    """The full (or ``kind="reference"``) dataflow as a Bytewax cluster of ``processes`` processes;
+    the slowest one's seconds."""
     addresses = [f"127.0.0.1:{free_tcp_port()}" for _ in range(processes)]
     end_dir = Path(tempfile.mkdtemp(prefix="crm-bench-end-"))
     procs = [subprocess.Popen([sys.executable, "-m", "flows.bench", str(path), str(i), ";".join(addresses),
-                               str(end_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               str(end_dir), kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for i in range(processes)]
     times = []
     for p in procs:
@@ -204,10 +229,13 @@ def memory_per_customer(settings: Settings, path: Path) -> dict[str, float]:
             "heap_bytes_per_customer": round(heap / n, 1), "heap_mb_per_10k_customers": round(heap / n * 1e4 / 1e6, 2)}
 
 
-if __name__ == "__main__":  # one process of the cluster row: EVENTS PROCESS_ID ADDRESSES END_DIR
+if __name__ == "__main__":  # one process of a cluster row: EVENTS PROCESS_ID ADDRESSES END_DIR [full|reference]
     _path, _pid, _addrs, _end = sys.argv[1:5]
-    print(full_run(load_settings(), Path(_path), partitions=len(_addrs.split(";")), process_id=int(_pid),
-                   addresses=_addrs.split(";"), end_dir=Path(_end)))
+    if (sys.argv[5] if len(sys.argv) > 5 else "full") == "reference":
+        print(reference_run(Path(_path), len(_addrs.split(";")), int(_pid), _addrs.split(";")))
+    else:
+        print(full_run(load_settings(), Path(_path), partitions=len(_addrs.split(";")), process_id=int(_pid),
+                       addresses=_addrs.split(";"), end_dir=Path(_end)))
 
 
 def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "mock",
@@ -226,17 +254,21 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
     if "decode" in rows:
         row("decode", timed(lambda: decode_loop(events)))
     if "reference" in rows:
-        row("reference", timed(lambda: run_main(reference_flow(events))))
+        row("reference", reference_run(events))
     if "full" in rows:
         row("full_1w", full_run(settings, events))
     if "cluster" in rows:
         row("full_2p", cluster_run(events, 2))
+        if "reference" in rows:  # Bytewax's own scaling on this machine, for comparison
+            row("reference_2p", cluster_run(events, 2, "reference"))
     r = {k: v["events_per_s"] for k, v in report["rows"].items()}
     ratios = {}
     if "full_1w" in r and "reference" in r:
         ratios["full_vs_reference"] = round(r["full_1w"] / r["reference"], 3)
     if "full_2p" in r and "full_1w" in r:
         ratios["two_workers_vs_one"] = round(r["full_2p"] / r["full_1w"], 3)
+    if "reference_2p" in r and "reference" in r:
+        ratios["reference_two_workers_vs_one"] = round(r["reference_2p"] / r["reference"], 3)
     if "reference" in r and "decode" in r:
         ratios["reference_vs_decode"] = round(r["reference"] / r["decode"], 3)
     report.update(ratios)

@@ -18,9 +18,9 @@ def test_every_row_runs_and_reports_its_ratios(tmp_path):
                        live_rate=400, live_seconds=4.0)
     n = report["events"]
     assert n > 5000
-    for row in ("decode", "reference", "full_1w", "full_2p"):
+    for row in ("decode", "reference", "full_1w", "full_2p", "reference_2p"):
         assert report["rows"][row]["events_per_s"] > 0
-    for ratio in ("full_vs_reference", "two_workers_vs_one", "reference_vs_decode"):
+    for ratio in ("full_vs_reference", "two_workers_vs_one", "reference_two_workers_vs_one", "reference_vs_decode"):
         assert report[ratio] > 0
     lat = report["latency_ms"]
     assert lat["broker"] == "mock" or lat["broker"] == "external"
