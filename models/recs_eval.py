@@ -134,7 +134,7 @@ class RecsPipeline:
         items = cust.interests(ts, self.query_size + len(bought))
         if self.protocol == "previous_sessions":
             start = self.session_start.get(cid, (None, ts))[1]
-            recent = dict(cust.recent)
+            recent = cust.last_touched()
             items = [p for p in items if recent[p] < start][: self.query_size]
             return items, set(bought) - set(items)
         items = [p for p in items if p not in bought][: self.query_size]

@@ -11,8 +11,10 @@ before the new clock fire.
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any, Optional
 
+from operators.dedup import SeenIds
 from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, Event, format_ts, parse_ts
 from operators.features import History, churn_features, message_features, support_context
 from operators.rules import RuleConfig
@@ -22,6 +24,29 @@ from operators.text import cut
 from operators.triggers import Candidate, Notice, ProfileUpdate
 
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
+
+
+class _Empty(dict):
+    """The one empty mapping customers start with: most never fill their conversations, and many
+    have no open order or cart, while an empty dict costs 64 bytes each. It refuses writes (a
+    code path that forgot to make its own dict fails loudly instead of sharing state)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("the shared empty mapping is read-only: assign a new dict first")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return (_empty, ())
+
+
+EMPTY: dict = _Empty()
+
+
+def _empty() -> dict:
+    return EMPTY
 NEVER = 1 << 62
 
 
@@ -82,20 +107,22 @@ class CustomerState:
         self.clock: Optional[int] = None
         self.first_seen: Optional[int] = None
         self.last_seen: Optional[int] = None
-        self.seen: dict[str, int] = {}  # event_id -> ts, for the 7-day duplicate window
+        self.seen = SeenIds()  # event ids -> ts, for the 7-day duplicate window
         self.prune_at = 0
-        self.cart: dict[str, list] = {}  # product_id -> [quantity, price]
+        self.cart: dict[str, list] = EMPTY  # product_id -> [quantity, price]
         self.cart_last: Optional[int] = None
         self.cart_armed = False  # an episode is running and has not triggered
         self.currency: Optional[str] = None
-        self.orders: dict[str, Order] = {}
+        self.orders: dict[str, Order] = EMPTY
         self.closed: dict[str, int] = {}  # closed order/conversation ids -> close ts (no re-open)
         self.order_count = 0
         self.spend = 0.0
-        self.convs: dict[str, Conversation] = {}
+        self.convs: dict[str, Conversation] = EMPTY
         self.session_last: Optional[int] = None  # last clickstream ts of the open session
         self.help_views: list[int] = []
-        self.churn_pending: list[tuple[str, int, dict]] = []  # (decision_id, ts, features)
+        # (decision_id, ts, features); tuples, as most customers have none pending (the empty tuple
+        # is shared, an empty list costs 56 bytes each)
+        self.churn_pending: tuple[tuple[str, int, dict], ...] = ()
         self.rescore_n = 0
         self.history = History()
         self.dirty = False
@@ -123,7 +150,7 @@ class CustomerState:
         late = ts < self.clock - cfg.lateness
         if ts > self.clock and self.due < ts:
             self.advance(ts - 1, cfg, out)
-        self.seen[ev.event_id] = ts
+        self.seen.add(ev.event_id, ts)
         self._apply(ev, late, cfg, out)
         if ts > self.clock:
             self.clock = ts
@@ -197,7 +224,8 @@ class CustomerState:
 
     def _fire_churned(self, due: int, cfg: RuleConfig, out: list) -> None:
         while self.churn_pending and self.churn_pending[0][1] + cfg.churn_horizon <= due:
-            decision_id, ts, feats = self.churn_pending.pop(0)
+            decision_id, ts, feats = self.churn_pending[0]
+            self.churn_pending = self.churn_pending[1:]
             out.append(Label("churn", self.customer_id, decision_id, due, feats, 1, ts))
 
     def _fire_conversation_abandoned(self, due: int, cfg: RuleConfig, out: list) -> None:
@@ -250,7 +278,9 @@ class CustomerState:
         if t == "add_to_cart":
             line = self.cart.get(pid)
             if line is None:
-                self.cart[pid] = [qty, ev.get("price")]
+                if self.cart is EMPTY:
+                    self.cart = {}
+                self.cart[intern(pid)] = [qty, ev.get("price")]
             else:
                 line[0] += qty
                 line[1] = ev.get("price")
@@ -261,6 +291,8 @@ class CustomerState:
             line[0] -= qty
             if line[0] <= 0:
                 del self.cart[pid]
+                if not self.cart:
+                    self.cart = EMPTY
         if not self.cart:
             self.cart_armed = False  # emptied: the episode ends, the timer is cancelled
             self.cart_last = None
@@ -282,19 +314,23 @@ class CustomerState:
             if order is None:
                 out.append(self._recs_eval(bought, ts))  # scored before anything learns from it
                 out.extend(pair_messages(self.recent.observe(t, bought, None, ts)))
-            self.cart.clear()
+            self.cart = EMPTY
             self.cart_armed = False
             self.cart_last = None
             total = float(ev.get("total"))
             if order is None:
                 self.order_count += 1
                 self.spend += total
+                if self.orders is EMPTY:
+                    self.orders = {}
                 order = self.orders[oid] = Order(oid, ts, promised_ms, total)
             self._churn_decision(ts, "order_placed", cfg, out)
             return
         if t in ("return_requested", "refund_issued"):
             return
         if order is None:  # an order seen first through a later lifecycle event
+            if self.orders is EMPTY:
+                self.orders = {}
             order = self.orders[oid] = Order(oid, None, promised_ms, ev.get("total"))
         if promised_ms is not None and t in ("order_shipped", "order_delayed"):
             order.promised = promised_ms
@@ -303,6 +339,8 @@ class CustomerState:
                 self.history.late_orders += 1
             self.closed["o:" + oid] = ts
             del self.orders[oid]
+            if not self.orders:
+                self.orders = EMPTY
             return
         order.status = "delayed" if t == "order_delayed" else "shipped"
         if t == "order_delayed" and not order.apologized and not late:
@@ -324,6 +362,8 @@ class CustomerState:
         if conv is None:
             if late:
                 return  # a late message never re-opens (or opens) a conversation
+            if self.convs is EMPTY:
+                self.convs = {}
             conv = self.convs[cid] = Conversation(cid, ts)
             self.history.chats += 1
         sender, text = ev.get("sender"), ev.get("text")
@@ -415,9 +455,7 @@ class CustomerState:
         feats = churn_features(self, ts)
         feats["decision_" + why] = 1.0
         decision_id = f"{self.customer_id}|{ts}|{why}"
-        if len(self.churn_pending) >= cfg.max_pending:
-            self.churn_pending.pop(0)
-        self.churn_pending.append((decision_id, ts, feats))
+        self.churn_pending = (self.churn_pending + ((decision_id, ts, feats),))[-cfg.max_pending:]
         cand = self._outreach_candidate(ts, "churn_risk", cfg, threshold=cfg.churn_threshold)
         out.append(ScoreRequest("churn", self.customer_id, decision_id, ts, feats, cand))
 
@@ -429,18 +467,20 @@ class CustomerState:
                 out.append(Label("churn", self.customer_id, decision_id, ts, feats, 0, dts))
             else:
                 keep.append((decision_id, dts, feats))
-        self.churn_pending = keep
+        self.churn_pending = tuple(keep)
 
     def _close_conversation(self, conv: Conversation, ts: int, label: int, out: list) -> None:
         for decision_id, dts, feats in conv.pending:
             out.append(Label("frustration", self.customer_id, decision_id, ts, feats, label, dts))
         del self.convs[conv.conversation_id]
+        if not self.convs:
+            self.convs = EMPTY
         self.closed["c:" + conv.conversation_id] = ts
         out.append(Notice("conversation_closed", self.customer_id, ts, conv.conversation_id))
 
     def _prune(self, cfg: RuleConfig) -> None:
         horizon = self.clock - cfg.dedup_window
-        self.seen = {e: t for e, t in self.seen.items() if t >= horizon}
+        self.seen.prune(horizon)
         closed_horizon = self.clock - cfg.closed_memory
         self.closed = {k: t for k, t in self.closed.items() if t >= closed_horizon}
         self.prune_at = self.clock + 3_600_000

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from typing import TYPE_CHECKING, Optional
 
 MIN = 60_000
@@ -74,8 +75,8 @@ class History:
         self.active_days = 0
         self.last_day = -1
         self.decay_ts: Optional[int] = None
-        self.ew_visits = [0.0, 0.0, 0.0]  # exponentially decayed counts, time constants HORIZONS
-        self.ew_events = [0.0, 0.0, 0.0]
+        self.ew_visits = array("d", (0.0, 0.0, 0.0))  # exponentially decayed counts, time constants HORIZONS
+        self.ew_events = array("d", (0.0, 0.0, 0.0))  # (packed: a list of floats costs twice as much)
         self.ew_bad = 0.0
         self.order_log: list[tuple[int, float]] = []  # (ts in minutes, total), oldest first
         self.cart_adds = 0
@@ -83,7 +84,7 @@ class History:
         self.delays = 0
         self.cancels = 0
         self.delivered = 0
-        self.contacts: list[int] = []  # conversation starts, ts in minutes, oldest first
+        self.contacts: tuple[int, ...] = ()  # conversation starts, ts in minutes, oldest first (shared when empty)
         self.last_conv: Optional[str] = None
         self.messages = 0  # customer chat messages
         self.csat_sum = 0
@@ -122,8 +123,8 @@ class History:
             # of the event. Late events likewise count at the current decay time.
             return
         dt = (ts - self.decay_ts) / DAY
-        self.ew_visits = [v * math.exp(-dt / h) for v, h in zip(self.ew_visits, HORIZONS)]
-        self.ew_events = [v * math.exp(-dt / h) for v, h in zip(self.ew_events, HORIZONS)]
+        self.ew_visits = array("d", [v * math.exp(-dt / h) for v, h in zip(self.ew_visits, HORIZONS)])
+        self.ew_events = array("d", [v * math.exp(-dt / h) for v, h in zip(self.ew_events, HORIZONS)])
         self.ew_bad *= math.exp(-dt / BAD_TAU)
         self.decay_ts = ts
 
@@ -183,7 +184,7 @@ class History:
         cid = ev.get("conversation_id")
         if cid != self.last_conv:
             self.last_conv = cid
-            self.contacts = (self.contacts + [ev.ts // MIN])[-CONTACT_LOG:]
+            self.contacts = (self.contacts + (ev.ts // MIN,))[-CONTACT_LOG:]
         if ev.get("sender") == "customer":
             self.messages += 1
 

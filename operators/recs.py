@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from operator import itemgetter
+from sys import intern
 from typing import Collection, Iterable, NamedTuple, Optional, Sequence
 
 DAY = 86_400_000
@@ -95,7 +97,8 @@ class RecentItems:
     ``max_purchases`` purchases and ``max_recent`` recent products.
     """
 
-    __slots__ = ("cfg", "session", "last_ts", "views", "carts", "orders", "bought", "recent")
+    __slots__ = ("cfg", "session", "last_ts", "views", "carts", "orders", "bought", "bought_ts", "recent",
+                 "recent_ts")
 
     def __init__(self, config: RecsConfig = DEFAULT) -> None:
         self.cfg = config
@@ -103,16 +106,22 @@ class RecentItems:
         self.last_ts: Optional[int] = None  # last product event of the open session
         self.views: list[str] = []  # distinct products viewed in the open session
         self.carts: list[str] = []  # distinct products added to the cart in the open session
-        self.orders: list[tuple[tuple[str, ...], int]] = []  # orders of the open session
-        self.bought: list[tuple[str, int]] = []  # (product, ts) of purchases, oldest first
-        self.recent: list[tuple[str, int]] = []  # (product, last touch ts), oldest first, distinct
+        self.orders: tuple[tuple[tuple[str, ...], int], ...] = ()  # orders of the open session (usually none)
+        self.bought: list[str] = []  # products purchased, oldest first
+        self.bought_ts = array("q")  # when (packed, as recent_ts)
+        self.recent: list[str] = []  # products by last touch, oldest first, distinct
+        self.recent_ts = array("q")  # their last touch ts (packed: this is per customer)
 
     def __getstate__(self):
         return (tuple(self.cfg), self.session, self.last_ts, self.views, self.carts, self.orders,
-                self.bought, self.recent)
+                self.bought, self.bought_ts.tobytes(), self.recent, self.recent_ts.tobytes())
 
     def __setstate__(self, s):
-        cfg, self.session, self.last_ts, self.views, self.carts, self.orders, self.bought, self.recent = s
+        cfg, self.session, self.last_ts, self.views, self.carts, self.orders, self.bought, bts, self.recent, ts = s
+        self.recent_ts = array("q")
+        self.recent_ts.frombytes(ts)
+        self.bought_ts = array("q")
+        self.bought_ts.frombytes(bts)
         self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
 
     def observe(self, event_type: str, product_ids: Sequence[str], session_key: Optional[str],
@@ -124,16 +133,20 @@ class RecentItems:
         order joins the open session). Other event types are ignored.
         """
         cfg = self.cfg
+        # one string object per product across all customers, not one per event that named it
+        product_ids = [intern(p) for p in product_ids if type(p) is str]
         if event_type == "order_placed":
             out = self._close_if_idle(ts)
             products = tuple(dict.fromkeys(product_ids))
             if products:
-                self.orders.append((products, ts))
+                self.orders += ((products, ts),)
                 for a in products:
-                    self.bought.append((a, ts))
+                    self.bought.append(a)
+                    self.bought_ts.append(ts)
                     self._touch(a, ts)
                 if len(self.bought) > cfg.max_purchases:
                     del self.bought[:-cfg.max_purchases]
+                    del self.bought_ts[:-cfg.max_purchases]
                 self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
             return out
         if event_type == "product_view":
@@ -178,7 +191,8 @@ class RecentItems:
         w = cfg.purchase_weight
         for products, t in self.orders:
             since = t - cfg.co_purchase_window
-            earlier = list(dict.fromkeys(p for p, tb in self.bought if since <= tb < t and p not in products))
+            earlier = list(dict.fromkeys(p for p, tb in zip(self.bought, self.bought_ts)
+                                         if since <= tb < t and p not in products))
             for i, a in enumerate(products):
                 out.append((a, a, w, t))
                 for b in products[i + 1:]:
@@ -189,34 +203,44 @@ class RecentItems:
                     out.append((b, a, w, t))
         self.views = []
         self.carts = []
-        self.orders = []
+        self.orders = ()
         self.last_ts = None
         return out
 
     def _touch(self, product: str, ts: int) -> None:
-        recent = self.recent
-        for i in range(len(recent) - 1, -1, -1):
-            if recent[i][0] == product:
-                del recent[i]
-                break
-        recent.append((product, ts))
+        recent, stamps = self.recent, self.recent_ts
+        try:
+            i = recent.index(product)
+        except ValueError:
+            pass
+        else:
+            del recent[i]
+            del stamps[i]
+        recent.append(product)
+        stamps.append(ts)
         if len(recent) > self.cfg.max_recent:
             del recent[0]
+            del stamps[0]
 
     def interests(self, now: int, k: int = 10, max_age: int = 30 * DAY) -> list[str]:
         """Up to ``k`` products this customer touched within ``max_age``, most recent first."""
         since = now - max_age
         out = []
-        for p, t in reversed(self.recent):
-            if t < since or len(out) >= k:
+        recent, stamps = self.recent, self.recent_ts
+        for i in range(len(recent) - 1, -1, -1):
+            if stamps[i] < since or len(out) >= k:
                 break
-            out.append(p)
+            out.append(recent[i])
         return out
+
+    def last_touched(self) -> dict[str, int]:
+        """Product -> its last touch ts."""
+        return dict(zip(self.recent, self.recent_ts))
 
     def recently_bought(self, now: int, window: int = 30 * DAY) -> set[str]:
         """Products bought within ``window`` before ``now`` (never recommended)."""
         since = now - window
-        return {p for p, t in self.bought if t >= since}
+        return {p for p, t in zip(self.bought, self.bought_ts) if t >= since}
 
 
 # --------------------------------------------------------------------------------------------

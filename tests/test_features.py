@@ -77,7 +77,7 @@ def test_history_bad_experiences_and_chat_outcomes():
                 ev("chat_message", at(days=1), conversation_id="v2"),
                 ev("chat_closed", at(days=1, minutes=5), conversation_id="v2", csat=5, escalated=True))
     assert (h.delays, h.cancels) == (1, 1)
-    assert h.contacts == [ms_at(2) // 60_000, ms_at(days=1) // 60_000]
+    assert h.contacts == (ms_at(2) // 60_000, ms_at(days=1) // 60_000)
     assert h.messages == 2  # customer messages only
     assert (h.csat_sum, h.csat_n, h.escalations, h.bad_chats) == (7, 2, 1, 2)
     assert h.decayed(ms_at(days=1, minutes=5))[2] > 2.0

@@ -1,0 +1,62 @@
+"""The event ids a customer has seen in the duplicate window, packed tight.
+
+A dict of id strings to timestamps cost about 130 bytes per id: most of a customer's memory, as a
+customer sends dozens of events a week. Here each id is 16 bytes of one immutable ``bytes``: 8
+bytes of its BLAKE2b hash, then its ``ts``. Appending copies the blob (a few hundred bytes) but
+allocates exactly, where a growing buffer keeps spare capacity per customer. Two ids of one
+customer collide with probability about n^2 / 2^65 (n ids in the window): never, in practice.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+from typing import Optional
+
+_ENTRY = 16
+
+
+def _key(event_id: str) -> bytes:
+    return blake2b(event_id.encode(), digest_size=8).digest()
+
+
+class SeenIds:
+    __slots__ = ("blob",)
+
+    def __init__(self) -> None:
+        self.blob = b""  # (key, ts) entries of 16 bytes, in arrival order
+
+    def __getstate__(self):
+        return self.blob
+
+    def __setstate__(self, state) -> None:
+        self.blob = state
+
+    def __len__(self) -> int:
+        return len(self.blob) // _ENTRY
+
+    def _find(self, key: bytes) -> int:
+        blob = self.blob
+        i = blob.rfind(key)
+        while i > 0 and i % _ENTRY:  # a match across an entry's key and ts bytes: look further back
+            i = blob.rfind(key, 0, i + 7)
+        return -1 if i < 0 or i % _ENTRY else i
+
+    def get(self, event_id: str) -> Optional[int]:
+        """The ``ts`` the id was seen with, or ``None``."""
+        i = self._find(_key(event_id))
+        return None if i < 0 else int.from_bytes(self.blob[i + 8:i + _ENTRY], "little", signed=True)
+
+    def add(self, event_id: str, ts: int) -> None:
+        """Remember the id with ``ts`` (replacing the ``ts`` it had, if any)."""
+        key = _key(event_id)
+        i = self._find(key)
+        blob = self.blob if i < 0 else self.blob[:i] + self.blob[i + _ENTRY:]
+        self.blob = blob + key + ts.to_bytes(8, "little", signed=True)
+
+    def prune(self, horizon: int) -> None:
+        """Forget the ids seen with a ``ts`` before ``horizon``."""
+        blob = self.blob
+        entries = [blob[i:i + _ENTRY] for i in range(0, len(blob), _ENTRY)]
+        kept = [e for e in entries if int.from_bytes(e[8:], "little", signed=True) >= horizon]
+        if len(kept) != len(entries):
+            self.blob = b"".join(kept)
