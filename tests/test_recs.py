@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from hypothesis import given, strategies as st
 
 from operators.recs import (DAY, DEFAULT, NeighbourUpdate, Pair, PopularityBaseline, ProductNeighbours,
                             RecentItems, RecsConfig, RecsEvaluator, RecsTable, SpaceSaving)
@@ -284,3 +285,18 @@ def test_item_to_item_beats_popularity_on_a_generated_world(small_world):
     assert i2i["hit_rate_at_10"] > pop["hit_rate_at_10"]
     assert i2i["ndcg_at_10"] > pop["ndcg_at_10"]
     assert report["updates"] < report["pairs"] / 5  # material updates only
+
+
+@given(st.lists(st.tuples(st.lists(st.sampled_from([f"p{i}" for i in range(30)]), min_size=1, max_size=4),
+                          st.integers(0, 20 * DAY)), max_size=80),
+       st.integers(1, 12))
+def test_popularity_top_list_stays_exact_as_orders_arrive(orders, k):
+    """The cached top list is updated in place per order; it must equal a fresh ranking."""
+    pop = PopularityBaseline()
+    now = 0
+    for products, dt in orders:
+        now += dt // 20  # orders arrive in time order, some buckets expire
+        pop.observe(products, now)
+        got = pop.recommend((), k, now)
+        want = [p for p, _ in sorted(pop.totals.items(), key=lambda pc: (pc[1], pc[0]), reverse=True)][:k]
+        assert got == want
