@@ -19,6 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.metrics import telemetry
+from connectors.routing import worker_of_bytes
 
 Decoder = Callable[[bytes, str], Any]
 log = logging.getLogger("crm.files")
@@ -129,14 +130,11 @@ def customer_of(line: bytes) -> bytes:
 
 class Owners:
     """Which partition owns a line: the Bytewax worker its customer's state lives on
-    (:func:`flows.routing.worker_of_bytes`), so that with one partition per worker an event is
+    (:func:`connectors.routing.worker_of_bytes`), so that with one partition per worker an event is
     read, decoded and processed on one worker and never crosses to another process."""
 
     def __init__(self, partitions: int):
-        from flows.routing import worker_of_bytes
-
         self.partitions = partitions
-        self.of = worker_of_bytes
         self.cache: dict[bytes, int] = {}
 
     def __call__(self, line: bytes) -> int:
@@ -145,7 +143,7 @@ class Owners:
         if found is None:
             if len(self.cache) >= 1 << 20:  # a bound on memory for logs with endless ids
                 self.cache.clear()
-            found = self.cache[customer] = self.of(customer, self.partitions)
+            found = self.cache[customer] = worker_of_bytes(customer, self.partitions)
         return found
 
 

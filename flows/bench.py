@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,13 +121,6 @@ def reference_flow(path: Path, partitions: int = 1) -> Dataflow:
     return flow
 
 
-def full_flow(settings: Settings, path: Path, partitions: int = 1) -> Dataflow:
-    source = LogSource([path], replay_decoder(settings), lambda c, end, pos: None, partitions=partitions)
-    edges = Edges(source=source, triggers=[(NullSink(), None)], deadletters=[(NullSink(), None)],
-                  profiles=[(NullSink(), None)], suppressed=[(NullSink(), None)])
-    return build_flow(settings, edges, t=reset_telemetry())
-
-
 def timed(fn) -> float:
     gc.collect()
     t0 = time.perf_counter()
@@ -145,11 +139,20 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
+def _timed_run(flow: Dataflow, process_id: Optional[int], addresses: Optional[list[str]]) -> float:
+    """Seconds for ``flow`` in this process, or as process ``process_id`` of a cluster; under the
+    garbage-collector settings the engine runs with, for the reference as for the full flow."""
+    from bytewax.run import cli_main
+
+    with engine_gc():
+        if addresses is None:
+            return timed(lambda: run_main(flow))
+        return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
+
+
 def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Optional[int] = None,
              addresses: Optional[list[str]] = None, end_dir: Optional[Path] = None) -> float:
     """Seconds for the full dataflow over ``path`` into null sinks (in this process)."""
-    from bytewax.run import cli_main
-
     from connectors.files import ReplayEnd
 
     end = ReplayEnd(end_dir or Path(tempfile.mkdtemp(prefix="crm-bench-end-")), partitions=partitions)
@@ -157,20 +160,16 @@ def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Op
     edges = Edges(source=source, end=end, recovery=False, triggers=[(NullSink(), None)], deadletters=[(NullSink(), None)],
                   profiles=[(NullSink(), None)])
     flow = build_flow(settings, edges, shards=partitions, t=reset_telemetry())
-    with engine_gc():
-        if addresses is None:
-            return timed(lambda: run_main(flow))
-        return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
+    try:
+        return _timed_run(flow, process_id, addresses)
+    finally:
+        if end_dir is None:
+            shutil.rmtree(end.directory, ignore_errors=True)
 
 
 def reference_run(path: Path, partitions: int = 1, process_id: Optional[int] = None,
                   addresses: Optional[list[str]] = None) -> float:
-    flow = reference_flow(path, partitions)
-    if addresses is None:
-        return timed(lambda: run_main(flow))
-    from bytewax.run import cli_main
-
-    return timed(lambda: cli_main(flow, process_id=process_id, addresses=addresses))
+    return _timed_run(reference_flow(path, partitions), process_id, addresses)
 
 
 def cluster_run(path: Path, processes: int, kind: str = "full") -> float:
@@ -182,11 +181,14 @@ def cluster_run(path: Path, processes: int, kind: str = "full") -> float:
                                str(end_dir), kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for i in range(processes)]
     times = []
-    for p in procs:
-        out, err = p.communicate()
-        if p.returncode != 0:
-            raise RuntimeError(f"bench worker failed: {err.decode()[-2000:]}")
-        times.append(float(out.decode().strip().splitlines()[-1]))
+    try:
+        for p in procs:
+            out, err = p.communicate()
+            if p.returncode != 0:
+                raise RuntimeError(f"bench worker failed: {err.decode()[-2000:]}")
+            times.append(float(out.decode().strip().splitlines()[-1]))
+    finally:
+        shutil.rmtree(end_dir, ignore_errors=True)
     return max(times)
 
 

@@ -25,7 +25,7 @@ from bytewax.outputs import Sink
 from config.settings import Settings
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
-from flows.routing import balanced_key, worker_of
+from connectors.routing import balanced_key, worker_of
 from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
@@ -380,7 +380,7 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     updates = op.key_rm("products_unkey", op.stateful_batch("products", by_product,
                                                             lambda r: ProductLogic(rules, r, edges.recovery)))
     n_shards = settings.models.shards or shards
-    # one key per shard, chosen so that shard j runs on worker j % workers (see flows.routing)
+    # one key per shard, chosen so that shard j runs on worker j % workers (see connectors.routing)
     shard_keys = [balanced_key("models/", i) for i in range(n_shards)]
     if settings.models.shards or n_shards == 1:
         def shard_key(customer_id: str) -> str:

@@ -24,6 +24,7 @@ from operators.text import cut
 from operators.triggers import Candidate, Notice, ProfileUpdate
 
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
+NEVER = 1 << 62
 
 
 class _Empty(dict):
@@ -47,7 +48,6 @@ EMPTY: dict = _Empty()
 
 def _empty() -> dict:
     return EMPTY
-NEVER = 1 << 62
 
 
 class Order:

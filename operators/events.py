@@ -148,7 +148,7 @@ def _number(obj: dict, field: str, required: bool) -> None:
     v = _present(obj, field, required)
     if v is _MISSING:
         return
-    if type(v) not in (int, float) or v < 0 or v != v or v == float("inf"):
+    if type(v) not in (int, float) or v < 0 or v != v or v == _INF:
         raise Invalid("wrong_type", field)
 
 

@@ -114,14 +114,11 @@ class RecentItems:
 
     def __getstate__(self):
         return (tuple(self.cfg), self.session, self.last_ts, self.views, self.carts, self.orders,
-                self.bought, self.bought_ts.tobytes(), self.recent, self.recent_ts.tobytes())
+                self.bought, self.bought_ts, self.recent, self.recent_ts)
 
     def __setstate__(self, s):
-        cfg, self.session, self.last_ts, self.views, self.carts, self.orders, self.bought, bts, self.recent, ts = s
-        self.recent_ts = array("q")
-        self.recent_ts.frombytes(ts)
-        self.bought_ts = array("q")
-        self.bought_ts.frombytes(bts)
+        (cfg, self.session, self.last_ts, self.views, self.carts, self.orders, self.bought, self.bought_ts,
+         self.recent, self.recent_ts) = s
         self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
 
     def observe(self, event_type: str, product_ids: Sequence[str], session_key: Optional[str],

@@ -83,8 +83,3 @@ def worker_of_bytes(key: bytes, workers: int) -> int:
     """:func:`worker_of` for a key given as its UTF-8 bytes."""
     return siphash13(key + b"\xff") % workers
 
-
-def partition_worker(names: list[str], name: str, workers: int) -> int:
-    """The worker Bytewax 0.21 builds a ``FixedPartitionedSource`` partition on: partitions are
-    dealt round-robin in sorted name order."""
-    return sorted(names).index(name) % workers
