@@ -35,6 +35,7 @@ from typing import Collection, Iterable, NamedTuple, Optional, Sequence
 DAY = 86_400_000
 _RENORM_EXP = 64.0  # half-lives between renormalisations (2**64 is far from float overflow)
 _second = itemgetter(1)
+LN2 = math.log(2.0)
 
 
 class RecsConfig(NamedTuple):
@@ -453,28 +454,34 @@ class ProductNeighbours:
 class RecsTable:
     """The latest neighbour list of every product, normalised, for scoring in the models step.
 
-    ``apply`` is O(M); ``recommend`` is O(len(items) * M + k log). Memory: one entry per product
-    with an update, M (id, score) pairs each.
+    ``apply`` is O(1): it records n(A) and keeps the raw list. A list is normalised, O(M), the
+    first time something reads it (``recommend``, ``top_k``), with the neighbours' counts known
+    then. Every shard receives every update but reads only the products its own customers touch,
+    so normalising on first use spares each shard the lists it never reads (with two workers that
+    halved the cost of the broadcast). ``recommend`` is O(len(items) * M + k log). Memory: one
+    entry per product with an update, M (id, score) pairs each.
     """
 
-    __slots__ = ("cfg", "counts", "sims", "max_age")
+    __slots__ = ("cfg", "counts", "sims", "raw", "max_age")
 
     def __init__(self, config: RecsConfig = DEFAULT, max_age: Optional[int] = None) -> None:
         self.cfg = config
         self.counts: dict[str, tuple[float, int]] = {}  # product -> (n at ts, ts)
         self.sims: dict[str, tuple[int, list[tuple[str, float]]]] = {}  # product -> (ts, [(B, score)] desc)
+        self.raw: dict[str, NeighbourUpdate] = {}  # product -> latest update, not normalised yet
         # neighbour lists not refreshed for this long are ignored (stale products)
         self.max_age = max_age if max_age is not None else 8 * config.half_life
 
     def __getstate__(self):
-        return (tuple(self.cfg), self.counts, self.sims, self.max_age)
+        return (tuple(self.cfg), self.counts, self.sims, self.max_age, self.raw)
 
     def __setstate__(self, s):
-        cfg, self.counts, self.sims, self.max_age = s
+        cfg, self.counts, self.sims, self.max_age = s[:4]
+        self.raw = s[4] if len(s) > 4 else {}
         self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
 
     def __len__(self) -> int:
-        return len(self.sims)
+        return len(self.sims.keys() | self.raw.keys())
 
     def _count_at(self, product: str, ts: int) -> Optional[float]:
         nt = self.counts.get(product)
@@ -483,15 +490,24 @@ class RecsTable:
         return nt[0] * 2.0 ** (-(ts - nt[1]) / self.cfg.half_life)
 
     def apply(self, update: NeighbourUpdate) -> None:
-        a, ts, n_a = update.product_id, update.ts, update.count
-        self.counts[a] = (n_a, ts)
-        if n_a <= 0.0:
-            return
+        self.counts[update.product_id] = (update.count, update.ts)
+        if update.count > 0.0:  # an empty product keeps the list it had
+            self.raw[update.product_id] = update
+
+    def _entry(self, a: str) -> Optional[tuple[int, list[tuple[str, float]]]]:
+        """A's normalised list, normalising the pending update first."""
+        update = self.raw.pop(a, None)
+        if update is None:
+            return self.sims.get(a)
+        ts, n_a = update.ts, update.count
         norm = self.cfg.normalisation
+        counts = self.counts
+        decay = -LN2 / self.cfg.half_life
         scored = []
         for b, c in update.neighbours:
-            n_b = self._count_at(b, ts)
-            if n_b is None or n_b < c:
+            nt = counts.get(b)
+            n_b = c if nt is None else nt[0] * math.exp(decay * (ts - nt[1]))
+            if n_b < c:
                 n_b = c  # not seen yet (or stale): c(A,B) <= n(B) holds by construction
             if n_b <= 0.0:
                 continue
@@ -505,10 +521,11 @@ class RecsTable:
                 raise ValueError(f"unknown normalisation {norm!r}")
             scored.append((b, s))
         scored.sort(key=_second, reverse=True)
-        self.sims[a] = (ts, scored)
+        entry = self.sims[a] = (ts, scored)
+        return entry
 
     def neighbours(self, product_id: str) -> list[tuple[str, float]]:
-        entry = self.sims.get(product_id)
+        entry = self._entry(product_id)
         return entry[1] if entry else []
 
     def top_k(self, product_id: str, k: Optional[int] = None) -> list[tuple[str, float]]:
@@ -521,10 +538,10 @@ class RecsTable:
         (optionally weighted), never one of ``items`` or ``exclude``. ``[]`` while cold."""
         scores: dict[str, float] = {}
         get = scores.get
-        sims = self.sims
+        sims, raw = self.sims, self.raw
         since = None if ts is None else ts - self.max_age
         for i, a in enumerate(items):
-            entry = sims.get(a)
+            entry = self._entry(a) if a in raw else sims.get(a)
             if entry is None or (since is not None and entry[0] < since):
                 continue
             w = 1.0 if weights is None else weights[i]

@@ -101,16 +101,16 @@ class RecsEval:
 
 
 class RecsUpdate:
-    """A product's neighbour list, broadcast to every model shard; ``write`` on the copy for the
-    shard that also writes ``crm:recs:{product_id}``."""
+    """Products' new neighbour lists, broadcast to every model shard; ``write`` on the copy for
+    the shard that also writes ``crm:recs:{product_id}``."""
 
-    __slots__ = ("update", "shard", "write", "pos")
+    __slots__ = ("updates", "shard", "write", "pos")
 
-    def __init__(self, update, shard: str, write: bool, pos: int):
-        self.update = update
+    def __init__(self, updates: list, shard: str, write: bool, pos: int):
+        self.updates = updates
         self.shard = shard
         self.write = write
         self.pos = pos
 
     def __reduce__(self):
-        return (RecsUpdate, (self.update, self.shard, self.write, self.pos))
+        return (RecsUpdate, (self.updates, self.shard, self.write, self.pos))
