@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import Callable
 
-from river import compose, forest, linear_model, naive_bayes, optim, preprocessing, tree
+from river import compose, forest, linear_model, naive_bayes, optim, tree
+
+from models.scaler import StandardScaler
 
 
 def _logreg(lr: float = 0.01, l2: float = 0.0):
     return lambda: compose.Pipeline(
-        preprocessing.StandardScaler(),
+        StandardScaler(),
         linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2),
     )
 
 
 def _logreg_adagrad():
-    return compose.Pipeline(preprocessing.StandardScaler(),
+    return compose.Pipeline(StandardScaler(),
                             linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.05)))
 
 
@@ -32,7 +34,7 @@ def _arf(n: int = 10):
 
 
 def _gaussian_nb():
-    return compose.Pipeline(preprocessing.StandardScaler(), naive_bayes.GaussianNB())
+    return compose.Pipeline(StandardScaler(), naive_bayes.GaussianNB())
 
 
 ESTIMATORS: dict[str, Callable[[], object]] = {
