@@ -141,7 +141,7 @@ class CustomerState:
     def process(self, ev: Event, cfg: RuleConfig) -> tuple[list, str]:
         """Apply one event; return (outputs, status) with status ok / late / duplicate."""
         ts = ev.ts
-        seen_ts = self.seen.get(ev.event_id)
+        seen_key, seen_at, seen_ts = self.seen.lookup(ev.event_id)
         if seen_ts is not None and abs(ts - seen_ts) <= cfg.dedup_window:
             return [], DUPLICATE
         out: list = []
@@ -150,7 +150,7 @@ class CustomerState:
         late = ts < self.clock - cfg.lateness
         if ts > self.clock and self.due < ts:
             self.advance(ts - 1, cfg, out)
-        self.seen.add(ev.event_id, ts)
+        self.seen.put(seen_key, seen_at, ts)  # advance() above never touches seen ids
         self._apply(ev, late, cfg, out)
         if ts > self.clock:
             self.clock = ts

@@ -9,10 +9,12 @@ customer collide with probability about n^2 / 2^65 (n ids in the window): never,
 
 from __future__ import annotations
 
+import sys
 from hashlib import blake2b
 from typing import Optional
 
 _ENTRY = 16
+_LITTLE = sys.byteorder == "little"  # the ts bytes read as native int64s in prune()
 
 
 def _key(event_id: str) -> bytes:
@@ -41,6 +43,17 @@ class SeenIds:
             i = blob.rfind(key, 0, i + 7)
         return -1 if i < 0 or i % _ENTRY else i
 
+    def lookup(self, event_id: str) -> tuple[bytes, int, Optional[int]]:
+        """(key, where, ts seen with or ``None``): check an id, then :meth:`put` it, hashing once."""
+        key = _key(event_id)
+        i = self._find(key)
+        return key, i, None if i < 0 else int.from_bytes(self.blob[i + 8:i + _ENTRY], "little", signed=True)
+
+    def put(self, key: bytes, i: int, ts: int) -> None:
+        """:meth:`add` for a ``(key, where)`` from :meth:`lookup` (nothing added in between)."""
+        blob = self.blob if i < 0 else self.blob[:i] + self.blob[i + _ENTRY:]
+        self.blob = blob + key + ts.to_bytes(8, "little", signed=True)
+
     def get(self, event_id: str) -> Optional[int]:
         """The ``ts`` the id was seen with, or ``None``."""
         i = self._find(_key(event_id))
@@ -56,7 +69,7 @@ class SeenIds:
     def prune(self, horizon: int) -> None:
         """Forget the ids seen with a ``ts`` before ``horizon``."""
         blob = self.blob
+        if not blob or (_LITTLE and min(memoryview(blob).cast("q")[1::2]) >= horizon):
+            return  # the usual case, read in place: nothing to drop
         entries = [blob[i:i + _ENTRY] for i in range(0, len(blob), _ENTRY)]
-        kept = [e for e in entries if int.from_bytes(e[8:], "little", signed=True) >= horizon]
-        if len(kept) != len(entries):
-            self.blob = b"".join(kept)
+        self.blob = b"".join(e for e in entries if int.from_bytes(e[8:], "little", signed=True) >= horizon)

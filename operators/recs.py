@@ -35,6 +35,13 @@ from typing import Collection, Iterable, NamedTuple, Optional, Sequence
 DAY = 86_400_000
 _RENORM_EXP = 64.0  # half-lives between renormalisations (2**64 is far from float overflow)
 _second = itemgetter(1)
+
+
+def _top(k: int, pairs) -> list:
+    """``heapq.nlargest(k, pairs, key=second)``, which is defined as this stable sort: for the few
+    hundred pairs ranked here the C sort beats the heap, which runs in Python."""
+    return sorted(pairs, key=_second, reverse=True)[:k]
+
 LN2 = math.log(2.0)
 
 
@@ -343,9 +350,9 @@ class SpaceSaving:
         """The ``k`` items of largest guaranteed weight ``count - error``, in stored units."""
         errors = self.errors
         if not errors:
-            return heapq.nlargest(k, self.counts.items(), key=_second)
+            return _top(k, self.counts.items())
         get = errors.get
-        return heapq.nlargest(k, ((i, c - get(i, 0.0)) for i, c in self.counts.items()), key=_second)
+        return _top(k, [(i, c - get(i, 0.0)) for i, c in self.counts.items()])
 
     def top(self, k: int, ts: int) -> list[tuple[str, float]]:
         """The ``k`` heaviest items with their guaranteed decayed weights at ``ts``."""
@@ -553,7 +560,7 @@ class RecsTable:
             scores.pop(a, None)
         if not scores:
             return []
-        return [b for b, _s in heapq.nlargest(k, scores.items(), key=_second)]
+        return [b for b, _s in _top(k, scores.items())]
 
 
 class PopularityBaseline:

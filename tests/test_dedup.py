@@ -26,13 +26,19 @@ def test_get_add_prune_and_pickle():
        st.integers(-(1 << 50), 1 << 50))
 def test_same_answers_as_a_dict(ops, horizon):
     seen, model = SeenIds(), {}
-    for event_id, ts in ops:
+    for n, (event_id, ts) in enumerate(ops):
         assert seen.get(event_id) == model.get(event_id)
-        seen.add(event_id, ts)
+        if n % 2:  # the engine's path: look up once, then put where it looked
+            key, where, seen_ts = seen.lookup(event_id)
+            assert seen_ts == model.get(event_id)
+            seen.put(key, where, ts)
+        else:
+            seen.add(event_id, ts)
         model[event_id] = ts
-    seen.prune(horizon)
+    seen.prune(horizon + 1)
+    seen.prune(horizon)  # nothing more to drop: the blob stays as it is
     # a dict pruned by ts, where an id keeps only its latest ts
-    model = {e: t for e, t in model.items() if t >= horizon}
+    model = {e: t for e, t in model.items() if t >= horizon + 1}
     for event_id, _ in ops:
         assert seen.get(event_id) == model.get(event_id)
 
