@@ -5,7 +5,8 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
 1. ``reference``: the same bytes through a minimal Bytewax flow (orjson decode -> key_on ->
    stateful_map counting per customer -> null sink);
 2. ``decode``: a plain Python loop decoding the same bytes with orjson;
-3. ``full_1w``: the whole crm-stream dataflow (decode, profile, models, policy) into null sinks;
+3. ``full_1w``: the whole crm-stream dataflow (decode, profile, models, policy) into null sinks,
+   and ``core_1w``: the same step classes in a plain loop without Bytewax (the logic's own floor);
 4. ``full_2p``: the same with 2 worker processes (a Bytewax cluster on this machine), and
    ``reference_2p``: the reference flow likewise, each process reading the lines its worker owns
    (what Bytewax's own scaling is on this machine: the yardstick for ``two_workers_vs_one``);
@@ -167,6 +168,90 @@ def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Op
             shutil.rmtree(end.directory, ignore_errors=True)
 
 
+def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional[dict] = None) -> float:
+    """Seconds for the full dataflow's own logic without the engine: the same step classes
+    (profile per customer, product shards, model shard, policy per customer) fed by a plain loop,
+    batch by batch as the source cuts the input, with the replay's end of input. What is left
+    when Bytewax costs nothing: the floor under ``full_1w``. ``counts`` receives the number of
+    triggers (a test checks it equals a replay's)."""
+    from flows.dataflow import (PRODUCT_SHARDS, ModelLogic, PolicyLogic, ProductsLogic, ProfileLogic,
+                                RecsTop, bundle_pairs)
+    from operators.events import DeadLetter
+    from operators.policy import PolicyConfig
+    from operators.rules import RuleConfig
+    from operators.scoring import PairMsg, RecsUpdate
+    from operators.triggers import Candidate, ProfileUpdate
+
+    class End:  # the replay's end of input: timers due by the latest event time fire
+        drain = False
+        latest = -(1 << 62)
+
+        def read(self) -> int:
+            return self.latest
+
+    t = reset_telemetry()
+    rules, policy_cfg = RuleConfig(settings), PolicyConfig(settings)
+    decode = replay_decoder(settings)
+    keys = [f"products/{j}" for j in range(PRODUCT_SHARDS)]
+    bundle = bundle_pairs(keys)
+    end = End()
+    profiles: dict[str, ProfileLogic] = {}
+    products = {k: ProductsLogic(rules, None, recovery=False) for k in keys}
+    model = ModelLogic(settings, rules, t, None, profiles=False, recovery=False, write_recs=False)
+    policies: dict[str, PolicyLogic] = {}
+    triggers = 0
+
+    def downstream(outputs: list) -> None:
+        """What the profile step emitted for one batch: products, then models, then policy."""
+        nonlocal triggers
+        pairs, to_model = [], []
+        for o in outputs:
+            k = type(o)
+            if k is PairMsg:
+                pairs.append(o)
+            elif k is not ProfileUpdate and k is not DeadLetter:
+                to_model.append(o)
+        for key, value in bundle(pairs):
+            for updates, upos in products[key].on_batch([value])[0]:
+                to_model.append(RecsUpdate(updates, "models/0", True, upos))
+        for o in model.on_batch(to_model)[0]:
+            if type(o) is ProfileUpdate or type(o) is RecsTop:
+                continue
+            p = policies.get(o.customer_id)
+            if p is None:
+                p = policies[o.customer_id] = PolicyLogic(policy_cfg, t, None, recovery=False)
+            triggers += sum(type(r) is Candidate for r in p.on_batch([o])[0])
+
+    def run() -> None:
+        pos = 0
+        with open(path, "rb") as f:
+            while True:
+                lines = [line for _, line in zip(range(batch), f)]
+                if not lines:
+                    break
+                outputs: list = []
+                for line in lines:
+                    pos += 1
+                    ev = decode(line.rstrip(b"\n"), "bench")
+                    if type(ev) is DeadLetter:
+                        continue
+                    ev.pos = pos
+                    if ev.ts > end.latest:
+                        end.latest = ev.ts
+                    logic = profiles.get(ev.customer_id)
+                    if logic is None:
+                        logic = profiles[ev.customer_id] = ProfileLogic(rules, False, t, None, end, "none", False)
+                    outputs += logic.on_batch([ev])[0]
+                downstream(outputs)
+        downstream([o for logic in profiles.values() for o in logic.on_eof()[0]])
+
+    with engine_gc():
+        seconds = timed(run)
+    if counts is not None:
+        counts["triggers"] = triggers
+    return seconds
+
+
 def reference_run(path: Path, partitions: int = 1, process_id: Optional[int] = None,
                   addresses: Optional[list[str]] = None) -> float:
     return _timed_run(reference_flow(path, partitions), process_id, addresses)
@@ -278,6 +363,8 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         row("reference", reference_run(events))
     if "full" in rows:
         row("full_1w", full_run(settings, events))
+    if "core" in rows:
+        row("core_1w", core_run(settings, events))
     if "cluster" in rows:
         row("full_2p", cluster_run(events, 2))
         if "reference" in rows:  # Bytewax's own scaling on this machine, for comparison
@@ -286,6 +373,8 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
     ratios = {}
     if "full_1w" in r and "reference" in r:
         ratios["full_vs_reference"] = round(r["full_1w"] / r["reference"], 3)
+    if "core_1w" in r and "reference" in r:  # what full_vs_reference could be if the engine cost nothing
+        ratios["core_vs_reference"] = round(r["core_1w"] / r["reference"], 3)
     if "full_2p" in r and "full_1w" in r:
         ratios["two_workers_vs_one"] = round(r["full_2p"] / r["full_1w"], 3)
     if "reference_2p" in r and "reference" in r:

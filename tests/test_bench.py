@@ -14,19 +14,35 @@ from flows.simulation import generate
 def test_every_row_runs_and_reports_its_ratios(tmp_path):
     generate(300, 4, 5, tmp_path)
     events = tmp_path / "events.jsonl"
-    report = run_bench(events, {"decode", "reference", "full", "cluster", "memory", "live"},
+    report = run_bench(events, {"decode", "reference", "full", "core", "cluster", "memory", "live"},
                        live_rate=400, live_seconds=4.0)
     n = report["events"]
     assert n > 5000
-    for row in ("decode", "reference", "full_1w", "full_2p", "reference_2p"):
+    for row in ("decode", "reference", "full_1w", "core_1w", "full_2p", "reference_2p"):
         assert report["rows"][row]["events_per_s"] > 0
-    for ratio in ("full_vs_reference", "two_workers_vs_one", "reference_two_workers_vs_one", "reference_vs_decode"):
+    for ratio in ("full_vs_reference", "core_vs_reference", "two_workers_vs_one", "reference_two_workers_vs_one", "reference_vs_decode"):
         assert report[ratio] > 0
     lat = report["latency_ms"]
     assert lat["broker"] == "mock" or lat["broker"] == "external"
     assert lat["triggers"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
     assert report["memory"]["customers"] > 200
     assert 0 < report["bytes_per_customer"] < 100_000
+
+
+def test_the_core_row_does_the_flows_work(tmp_path):
+    """core_1w (the step classes without Bytewax) must not be a cheaper job: same triggers as a replay."""
+    from config.settings import load_settings
+    from flows.bench import core_run
+    from flows.replay import ReplayOutputs, replay
+
+    generate(300, 6, 11, tmp_path)
+    events = tmp_path / "events.jsonl"
+    counts: dict = {}
+    assert core_run(load_settings(), events, counts=counts) > 0
+    out = ReplayOutputs(tmp_path / "t.jsonl", tmp_path / "d.jsonl", tmp_path / "s.json")
+    summary = replay(load_settings(), [events], out)
+    replayed = sum(1 for _ in open(out.triggers, "rb"))
+    assert replayed > 20 and counts["triggers"] == replayed, summary
 
 
 def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
@@ -39,5 +55,5 @@ def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
                              "--json", str(out)])
     assert ok.exit_code == 0, ok.output
     report = orjson.loads(out.read_bytes())
-    assert set(report["rows"]) == {"decode", "reference", "full_1w"}
+    assert set(report["rows"]) == {"decode", "reference", "full_1w", "core_1w"}
     assert "full_vs_reference" in report and "bytes_per_customer" in report
