@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timezone
@@ -305,7 +304,7 @@ PRODUCT_SHARDS = 8  # product-state keys: each lands on worker j % w for any w <
 
 @lru_cache(maxsize=1 << 16)
 def product_shard(product_id: str) -> int:
-    return zlib.crc32(product_id.encode()) % PRODUCT_SHARDS
+    return shard_index(product_id, PRODUCT_SHARDS)
 
 
 def bundle_pairs(keys: list[str]) -> Callable[[list], list]:

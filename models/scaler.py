@@ -59,14 +59,18 @@ class StandardScaler(preprocessing.StandardScaler):
         self._layouts[keys] = layout
         return layout
 
-    def learn_one(self, x: dict) -> None:
-        if not x:
-            return
+    def _columns(self, x: dict) -> tuple[tuple, object, np.ndarray]:
+        """(keys, their columns, values as an array) of a non-empty feature dict."""
         keys = tuple(x)
         cols = self._layouts.get(keys)
         if cols is None:
             cols = self._layout(keys)
-        xv = np.fromiter(x.values(), dtype=float, count=len(keys))
+        return keys, cols, np.fromiter(x.values(), dtype=float, count=len(keys))
+
+    def learn_one(self, x: dict) -> None:
+        if not x:
+            return
+        _keys, cols, xv = self._columns(x)
         n = self._n[cols] + 1.0
         old = self._mean[cols]  # a view when cols is a slice: read everything before writing
         delta = xv - old
@@ -82,11 +86,7 @@ class StandardScaler(preprocessing.StandardScaler):
     def transform_one(self, x: dict) -> dict:
         if not x:
             return {}
-        keys = tuple(x)
-        cols = self._layouts.get(keys)
-        if cols is None:
-            cols = self._layout(keys)
-        xv = np.fromiter(x.values(), dtype=float, count=len(keys))
+        keys, cols, xv = self._columns(x)
         centred = xv - self._mean[cols]
         if not self.with_std:
             return dict(zip(keys, centred.tolist()))

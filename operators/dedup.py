@@ -56,15 +56,12 @@ class SeenIds:
 
     def get(self, event_id: str) -> Optional[int]:
         """The ``ts`` the id was seen with, or ``None``."""
-        i = self._find(_key(event_id))
-        return None if i < 0 else int.from_bytes(self.blob[i + 8:i + _ENTRY], "little", signed=True)
+        return self.lookup(event_id)[2]
 
     def add(self, event_id: str, ts: int) -> None:
         """Remember the id with ``ts`` (replacing the ``ts`` it had, if any)."""
         key = _key(event_id)
-        i = self._find(key)
-        blob = self.blob if i < 0 else self.blob[:i] + self.blob[i + _ENTRY:]
-        self.blob = blob + key + ts.to_bytes(8, "little", signed=True)
+        self.put(key, self._find(key), ts)
 
     def prune(self, horizon: int) -> None:
         """Forget the ids seen with a ``ts`` before ``horizon``."""

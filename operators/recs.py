@@ -42,8 +42,6 @@ def _top(k: int, pairs) -> list:
     hundred pairs ranked here the C sort beats the heap, which runs in Python."""
     return sorted(pairs, key=_second, reverse=True)[:k]
 
-LN2 = math.log(2.0)
-
 
 class RecsConfig(NamedTuple):
     """Settings of the recommender (all durations in ms of event time)."""
@@ -508,13 +506,10 @@ class RecsTable:
             return self.sims.get(a)
         ts, n_a = update.ts, update.count
         norm = self.cfg.normalisation
-        counts = self.counts
-        decay = -LN2 / self.cfg.half_life
         scored = []
         for b, c in update.neighbours:
-            nt = counts.get(b)
-            n_b = c if nt is None else nt[0] * math.exp(decay * (ts - nt[1]))
-            if n_b < c:
+            n_b = self._count_at(b, ts)
+            if n_b is None or n_b < c:
                 n_b = c  # not seen yet (or stale): c(A,B) <= n(B) holds by construction
             if n_b <= 0.0:
                 continue
