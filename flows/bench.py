@@ -6,7 +6,9 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
    stateful_map counting per customer -> null sink);
 2. ``decode``: a plain Python loop decoding the same bytes with orjson;
 3. ``full_1w``: the whole crm-stream dataflow (decode, profile, models, policy) into null sinks,
-   and ``core_1w``: the same step classes in a plain loop without Bytewax (the logic's own floor);
+   and ``core_1w``: the same step classes in a plain loop without Bytewax (the logic's own floor),
+   with ``river``: the seconds the core row spent inside River's ``predict_proba_one`` and
+   ``learn_one`` (the contract's decision points and labels: the models' own floor);
 4. ``full_2p``: the same with 2 worker processes (a Bytewax cluster on this machine), and
    ``reference_2p``: the reference flow likewise, each process reading the lines its worker owns
    (what Bytewax's own scaling is on this machine: the yardstick for ``two_workers_vs_one``);
@@ -216,7 +218,8 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     (profile per customer, product shards, model shard, policy per customer) fed by a plain loop,
     batch by batch as the source cuts the input, with the replay's end of input. What is left
     when Bytewax costs nothing: the floor under ``full_1w``. ``counts`` receives the number of
-    triggers (a test checks it equals a replay's)."""
+    triggers (a test checks it equals a replay's), the number of River calls (the churn and
+    frustration pipelines' ``predict_proba_one`` and ``learn_one``) and the seconds spent in them."""
     from flows.dataflow import (PRODUCT_SHARDS, ModelLogic, PolicyLogic, ProductsLogic, ProfileLogic,
                                 RecsTop, bundle_pairs)
     from operators.events import DeadLetter
@@ -241,6 +244,10 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     profiles: dict[str, ProfileLogic] = {}
     products = {k: ProductsLogic(rules, None, recovery=False) for k in keys}
     model = ModelLogic(settings, rules, t, None, profiles=False, recovery=False, write_recs=False)
+    river = _CallClock()
+    for m in model.shard.models.values():  # the River pipelines' own time, for the ``models`` row
+        m.pipeline.predict_proba_one = river.wrap(m.pipeline.predict_proba_one)
+        m.pipeline.learn_one = river.wrap(m.pipeline.learn_one)
     policies: dict[str, PolicyLogic] = {}
     triggers = 0
 
@@ -292,7 +299,30 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
         seconds = timed(run)
     if counts is not None:
         counts["triggers"] = triggers
+        counts["river_calls"] = river.calls
+        counts["river_seconds"] = river.seconds
     return seconds
+
+
+class _CallClock:
+    """Seconds spent inside wrapped calls (two clock reads a call, ~0.1 us)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+
+    def wrap(self, fn):
+        clock = time.perf_counter
+
+        def call(*args):
+            t0 = clock()
+            try:
+                return fn(*args)
+            finally:
+                self.seconds += clock() - t0
+                self.calls += 1
+
+        return call
 
 
 def reference_run(path: Path, partitions: int = 1, process_id: Optional[int] = None,
@@ -408,7 +438,12 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
     if "full" in rows:
         row("full_1w", full_run(settings, events))
     if "core" in rows:
-        row("core_1w", core_run(settings, events))
+        core: dict = {}
+        row("core_1w", core_run(settings, events, counts=core))
+        # The flow with nothing but its River calls (predict at each decision point, learn at each
+        # label, as the contract asks), timed inside the core row: the models' own floor.
+        row("river", core["river_seconds"])
+        report["rows"]["river"]["calls"] = core["river_calls"]
     if "cluster" in rows:
         row("full_2p", cluster_run(events, 2))
         if "reference" in rows:  # Bytewax's own scaling on this machine, for comparison
@@ -419,6 +454,8 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         ratios["full_vs_reference"] = round(r["full_1w"] / r["reference"], 3)
     if "core_1w" in r and "reference" in r:  # what full_vs_reference could be if the engine cost nothing
         ratios["core_vs_reference"] = round(r["core_1w"] / r["reference"], 3)
+    if "river" in r and "reference" in r:  # the River calls alone, against the reference's whole flow
+        ratios["river_vs_reference"] = round(r["river"] / r["reference"], 3)
     if "full_2p" in r and "full_1w" in r:
         ratios["two_workers_vs_one"] = round(r["full_2p"] / r["full_1w"], 3)
     if "reference_2p" in r and "reference" in r:

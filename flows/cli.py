@@ -216,7 +216,8 @@ def bench(
     table = Table(title=f"crm-stream bench: {report['events']:,} events", show_header=False)
     for name, row in report["rows"].items():
         table.add_row(name, f"{row['events_per_s']:,.0f} events/s")
-    for key in ("full_vs_reference", "core_vs_reference", "two_workers_vs_one", "reference_two_workers_vs_one", "reference_vs_decode",
+    for key in ("full_vs_reference", "core_vs_reference", "river_vs_reference", "two_workers_vs_one",
+                "reference_two_workers_vs_one", "reference_vs_decode",
                 "bytes_per_customer"):
         if key in report:
             table.add_row(key, str(report[key]))

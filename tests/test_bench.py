@@ -18,9 +18,10 @@ def test_every_row_runs_and_reports_its_ratios(tmp_path):
                        live_rate=400, live_seconds=4.0)
     n = report["events"]
     assert n > 5000
-    for row in ("decode", "reference", "full_1w", "core_1w", "full_2p", "reference_2p"):
+    for row in ("decode", "reference", "full_1w", "core_1w", "river", "full_2p", "reference_2p"):
         assert report["rows"][row]["events_per_s"] > 0
-    for ratio in ("full_vs_reference", "core_vs_reference", "two_workers_vs_one", "reference_two_workers_vs_one", "reference_vs_decode"):
+    for ratio in ("full_vs_reference", "core_vs_reference", "river_vs_reference", "two_workers_vs_one",
+                  "reference_two_workers_vs_one", "reference_vs_decode"):
         assert report[ratio] > 0
     lat = report["latency_ms"]
     assert lat["broker"] == "mock" or lat["broker"] == "external"
@@ -43,6 +44,11 @@ def test_the_core_row_does_the_flows_work(tmp_path):
     summary = replay(load_settings(), [events], out)
     replayed = sum(1 for _ in open(out.triggers, "rb"))
     assert replayed > 20 and counts["triggers"] == replayed, summary
+    # the river row times exactly the model calls a replay makes: a prediction per scored
+    # decision point, a learning step per label
+    calls = sum(m["predictions"] + m["labels"] for m in summary["models"].values())
+    assert calls > 100 and counts["river_calls"] == calls, summary["models"]
+    assert 0 < counts["river_seconds"]
 
 
 def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
@@ -55,5 +61,5 @@ def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
                              "--json", str(out)])
     assert ok.exit_code == 0, ok.output
     report = orjson.loads(out.read_bytes())
-    assert set(report["rows"]) == {"decode", "reference", "full_1w", "core_1w"}
+    assert set(report["rows"]) == {"decode", "reference", "full_1w", "core_1w", "river"}
     assert "full_vs_reference" in report and "bytes_per_customer" in report
