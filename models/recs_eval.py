@@ -19,7 +19,7 @@ Protocols (what "previous items" means):
   the order's products that are among them (re-buys, resumed carts) are not targets.
 
     python -m models.recs_eval DIR_OR_EVENTS_JSONL [--normalisation cosine|lift|confidence]
-    python -m models.recs_eval --generate 5000 60 3 /tmp/sim
+    crm-stream generate --customers 5000 --days 60 --seed 3 --out /tmp/sim   # a log to evaluate on
 """
 
 from __future__ import annotations
@@ -183,19 +183,12 @@ def evaluate(events_path: Path, config: RecsConfig = DEFAULT, protocol: str = "l
 
 def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("path", nargs="?", help="events.jsonl or a directory holding it")
-    ap.add_argument("--generate", nargs=4, metavar=("CUSTOMERS", "DAYS", "SEED", "DIR"))
+    ap.add_argument("path", help="events.jsonl or a directory holding it")
     ap.add_argument("--normalisation", default=DEFAULT.normalisation)
     ap.add_argument("--protocol", default="leave_out", choices=("leave_out", "previous_sessions"))
     ap.add_argument("--half-life-days", type=float, default=DEFAULT.half_life / DAY)
     args = ap.parse_args(argv)
     path = args.path
-    if args.generate:
-        from flows.simulation import generate
-
-        c, d, s, out = args.generate
-        generate(int(c), int(d), int(s), Path(out))
-        path = out
     cfg = DEFAULT._replace(normalisation=args.normalisation, half_life=int(args.half_life_days * DAY))
     print(json.dumps(evaluate(Path(path), cfg, args.protocol), indent=2))
 

@@ -1,0 +1,54 @@
+"""ARCHITECTURE.md's folder table, enforced: which of our packages each folder may import (at
+module level or inside a function), and that the functional core knows no engine or client."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OURS = {"config", "operators", "models", "connectors", "flows"}
+MAY_IMPORT = {
+    "config": set(),
+    "operators": {"config"},
+    "models": {"operators", "config"},
+    "connectors": {"config"},
+    "flows": OURS,
+}
+# "Nothing in operators/ knows Kafka, Redis or Bytewax exists."
+ENGINE_AND_CLIENTS = {"bytewax", "confluent_kafka", "redis", "prometheus_client"}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def modules(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("folder", sorted(MAY_IMPORT))
+def test_a_folder_imports_only_what_the_architecture_allows(folder):
+    assert modules(folder), folder
+    wrong = {str(p.relative_to(ROOT)): sorted((imported_roots(p) & OURS) - MAY_IMPORT[folder] - {folder})
+             for p in modules(folder)}
+    assert not {k: v for k, v in wrong.items() if v}
+
+
+def test_the_functional_core_knows_no_engine_or_client():
+    wrong = {str(p.relative_to(ROOT)): sorted(imported_roots(p) & ENGINE_AND_CLIENTS) for p in modules("operators")}
+    assert not {k: v for k, v in wrong.items() if v}
+
+
+def test_the_checker_sees_an_import_inside_a_function(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def g():\n    from flows.simulation import generate\n    import redis.client\n")
+    assert imported_roots(f) == {"flows", "redis"}
