@@ -148,6 +148,9 @@ class KafkaSettings(_Group):
                                  description="where a first run starts (later runs resume from recovery)")
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
     fetch_wait_ms: int = Field(10, ge=0, description="longest a consumer fetch waits on the broker when idle (latency)")
+    retry_give_up: Duration = Field(timedelta(minutes=10),
+                                    description="how long the trigger and dead-letter producers wait for an "
+                                                "unreachable broker before the worker stops")
     extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka properties")
 
     @property

@@ -1,7 +1,10 @@
 """Kafka edges: the input topics as ``(value bytes, "topic/partition/offset")`` items, and sinks.
 
 Built on Bytewax's own connector (partitions assigned directly, no consumer group: offsets live
-in Bytewax recovery). Consumer errors are counted and logged, never fatal.
+in Bytewax recovery). Consumer errors are counted and logged, never fatal. A broker outage is
+ridden out: the consumer reconnects by itself, and the producers keep what they could not deliver
+and wait for it at each snapshot (logging and counting retries) until ``kafka.retry_give_up``
+has passed; only then does the worker stop, to be restarted from its last snapshot.
 """
 
 from __future__ import annotations
@@ -106,10 +109,13 @@ class KafkaEventSource(FixedPartitionedSource):
 
 
 class _ProducerPartition(StatefulSinkPartition):
-    def __init__(self, config: dict, topic: str, name: str):
+    FLUSH_STEP_S = 5.0  # how often a wait for an unreachable broker says so
+
+    def __init__(self, config: dict, topic: str, name: str, give_up_s: float):
         self.producer = Producer(config)
         self.topic = topic
         self.name = name
+        self.give_up_s = give_up_s
         self.failed = 0
 
     def _delivered(self, err, _msg) -> None:
@@ -131,11 +137,20 @@ class _ProducerPartition(StatefulSinkPartition):
 
     def snapshot(self) -> None:
         # Before Bytewax commits a snapshot everything written so far must be acknowledged:
-        # this is what keeps the sink at-least-once across a crash.
-        remaining = self.producer.flush(60)
+        # this is what keeps the sink at-least-once across a crash. While the broker is away the
+        # flow waits here (nothing is lost: the messages stay in the producer's queue).
+        deadline = time.monotonic() + self.give_up_s
+        remaining = self.producer.flush(min(self.FLUSH_STEP_S, self.give_up_s))
+        while remaining and not self.failed and time.monotonic() < deadline:
+            telemetry().sink_retries.labels(self.name).inc()
+            log.warning("kafka sink %s: %d messages not yet acknowledged (broker unreachable?); retrying",
+                        self.topic, remaining)
+            remaining = self.producer.flush(max(0.0, min(self.FLUSH_STEP_S, deadline - time.monotonic())))
         if remaining or self.failed:
             failed, self.failed = self.failed, 0
-            raise RuntimeError(f"kafka sink {self.topic}: {remaining} undelivered, {failed} failed")
+            raise RuntimeError(f"kafka sink {self.topic}: {remaining} undelivered after "
+                               f"{self.give_up_s:.0f} s, {failed} failed; giving up (restart resumes "
+                               f"from the last snapshot)")
         return None
 
     def close(self) -> None:
@@ -147,7 +162,11 @@ class KafkaProducerSink(FixedPartitionedSink):
     sat on the latency of every later event); acks are awaited when Bytewax takes a snapshot."""
 
     def __init__(self, cfg: KafkaSettings, topic: str, name: str):
-        self.config = {"bootstrap.servers": cfg.bootstrap_servers, "linger.ms": "5", **cfg.extra}
+        give_up_ms = int(cfg.retry_give_up.total_seconds() * 1000)
+        # librdkafka must not expire a queued message before we give up on the broker ourselves
+        self.config = {"bootstrap.servers": cfg.bootstrap_servers, "linger.ms": "5",
+                       "message.timeout.ms": str(give_up_ms), **cfg.extra}
+        self.give_up_s = int(self.config["message.timeout.ms"]) / 1000
         self.topic = topic
         self.name = name
 
@@ -158,7 +177,7 @@ class KafkaProducerSink(FixedPartitionedSink):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ProducerPartition:
-        return _ProducerPartition(dict(self.config), self.topic, self.name)
+        return _ProducerPartition(dict(self.config), self.topic, self.name, self.give_up_s)
 
 
 def kafka_sink(cfg: KafkaSettings, topic: str, name: str = "kafka") -> KafkaProducerSink:

@@ -174,10 +174,25 @@ def run(
                  addresses=addresses.split(";") if addresses else None, archive=archive, model_in=model_in)
     except KeyboardInterrupt:
         logging.getLogger("crm.run").info("interrupted: stopping (state resumes from the last snapshot)")
-    except Exception as exc:  # Bytewax reports SIGINT/SIGTERM as a runtime error
-        if "signal received" not in str(exc):
-            raise
-        logging.getLogger("crm.run").info("stopped by a signal (state resumes from the last snapshot)")
+    except Exception as exc:
+        causes = _causes(exc)
+        # Bytewax reports SIGINT/SIGTERM as a runtime error, or wraps the KeyboardInterrupt it raised
+        if "signal received" in str(exc) or any(isinstance(c, KeyboardInterrupt) for c in causes):
+            logging.getLogger("crm.run").info("stopped by a signal (state resumes from the last snapshot)")
+            return
+        # one structured line with the root cause (the JSON log keeps the whole traceback), exit 1:
+        # a supervisor restarts the worker and Bytewax recovery resumes from the last snapshot
+        root = causes[-1]
+        logging.getLogger("crm.run").error("worker stopped: %s: %s", type(root).__name__, root, exc_info=exc)
+        raise typer.Exit(1) from None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, outermost first."""
+    out = [exc]
+    while out[-1].__cause__ is not None and len(out) < 20:
+        out.append(out[-1].__cause__)
+    return out
 
 
 class Broker(str, Enum):

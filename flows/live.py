@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -64,11 +66,17 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
     processes = len(addresses) if addresses else 1
     flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes,
                       warm=warm)
+    # SIGTERM (systemd, Kubernetes, docker stop) stops the worker as Ctrl-C does: Bytewax checks for
+    # the interrupt between steps and the CLI exits 0; state resumes from the last snapshot.
+    main = threading.current_thread() is threading.main_thread()  # only there can handlers be set
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
     try:
         with engine_gc():
             cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
                      epoch_interval=settings.snapshot_interval,
                      recovery_config=recovery_config(settings, workers * processes))
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if tap is not None:
             tap.close()

@@ -67,9 +67,9 @@ class Engine:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGINT) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -183,3 +183,103 @@ def test_redis_down_for_a_while_then_everything_is_delivered(tmp_path, kafka_bro
     ids = [e[1][b"trigger_id"].decode() for e in client.xrange("crm:triggers")]
     assert len(ids) == len(set(ids)) and set(ids) == expected
     assert "retrying" in engine.log.read_text(errors="replace")  # the outage was seen and ridden out
+
+
+def test_broker_frozen_for_a_while_then_everything_is_delivered(tmp_path, redis_client, redis_url):
+    """The broker stops answering mid-stream (SIGSTOP: connections stay open, nothing is acked, as
+    in a network partition or a long GC pause) and comes back: the engine waits at its snapshot
+    for the trigger acks instead of dying, then delivers every trigger, once to Redis and at
+    least once to Kafka. A broker of this test's own (Tansu, a separate process) is frozen, so the
+    shared one stays untouched."""
+    import infra
+
+    lines = world(tmp_path, customers=250, days=7)
+    expected = replay_ids(tmp_path, lines)
+    broker = infra.KafkaBroker("tansu").start()
+    try:
+        topics = {"clickstream_topic": "in", "orders_topic": "orders", "chat_topic": "chat",
+                  "triggers_topic": "triggers", "deadletter_topic": "dlq"}
+        broker.create_topics(list(topics.values()), partitions=1)
+        broker.produce(topics["clickstream_topic"], lines, partition=0)
+        # small polls: the engine is still working through the prefetched input when the broker freezes
+        engine = Engine(tmp_path, broker, redis_url, topics, CRM_KAFKA__BATCH_SIZE="20")
+        try:
+            engine.start()
+            wait_for(lambda: redis_client.xlen("crm:triggers") >= 0.05 * len(expected), 120, engine,
+                     "the first triggers")
+            os.kill(broker.proc.pid, signal.SIGSTOP)
+            try:
+                time.sleep(float(os.environ.get("CRM_TEST_BROKER_OUTAGE_S", "12")))
+                assert engine.alive(), engine.tail()
+                during = redis_client.xlen("crm:triggers")
+            finally:
+                os.kill(broker.proc.pid, signal.SIGCONT)
+            assert during < len(expected)  # the outage held delivery up: the engine waited for acks
+            wait_for(lambda: redis_client.xlen("crm:triggers") >= len(expected), 120, engine, "all triggers")
+            kafka_ids: set = set()
+
+            def kafka_has_all() -> bool:
+                msgs = broker.consume_all(topics["triggers_topic"], timeout=30)
+                kafka_ids.update(orjson.loads(m.value())["trigger_id"] for m in msgs)
+                return kafka_ids >= expected
+
+            wait_for(kafka_has_all, 60, engine, "all triggers on Kafka")
+            engine.stop(signal.SIGTERM)  # as Kubernetes or systemd stop it: a clean exit
+            assert engine.proc.returncode == 0, engine.tail()
+        finally:
+            engine.stop()
+        ids = [e[1][b"trigger_id"].decode() for e in redis_client.xrange("crm:triggers")]
+        assert len(ids) == len(set(ids)) and set(ids) == expected
+        assert kafka_ids == expected
+        # the outage was seen: a snapshot waited for unacknowledged triggers and said so
+        assert "not yet acknowledged (broker unreachable?); retrying" in engine.log.read_text(errors="replace")
+    finally:
+        broker.stop()
+
+
+def test_broker_away_past_the_give_up_stops_the_worker_and_a_restart_delivers_all(tmp_path, redis_client,
+                                                                                 redis_url):
+    """Past ``kafka.retry_give_up`` the worker stops with a clear message instead of hanging; the
+    restart resumes from the last snapshot, whose triggers had all been acknowledged: nothing is
+    lost, Redis still holds each trigger once."""
+    import infra
+
+    lines = world(tmp_path, customers=250, days=7)
+    expected = replay_ids(tmp_path, lines)
+    broker = infra.KafkaBroker("tansu").start()
+    try:
+        topics = {"clickstream_topic": "in", "orders_topic": "orders", "chat_topic": "chat",
+                  "triggers_topic": "triggers", "deadletter_topic": "dlq"}
+        broker.create_topics(list(topics.values()), partitions=1)
+        broker.produce(topics["clickstream_topic"], lines, partition=0)
+        engine = Engine(tmp_path, broker, redis_url, topics, CRM_KAFKA__BATCH_SIZE="20",
+                        CRM_KAFKA__RETRY_GIVE_UP="3")
+        try:
+            engine.start()
+            wait_for(lambda: redis_client.xlen("crm:triggers") >= 0.05 * len(expected), 120, engine,
+                     "the first triggers")
+            os.kill(broker.proc.pid, signal.SIGSTOP)
+            try:
+                engine.proc.wait(60)
+            finally:
+                os.kill(broker.proc.pid, signal.SIGCONT)
+            assert engine.proc.returncode != 0
+            log = engine.log.read_text(errors="replace")
+            assert "undelivered after 3 s" in log and "giving up" in log, log[-3000:]
+            engine.start()
+            wait_for(lambda: redis_client.xlen("crm:triggers") >= len(expected), 120, engine, "all triggers")
+            kafka_ids: set = set()
+
+            def kafka_has_all() -> bool:
+                msgs = broker.consume_all(topics["triggers_topic"], timeout=30)
+                kafka_ids.update(orjson.loads(m.value())["trigger_id"] for m in msgs)
+                return kafka_ids >= expected
+
+            wait_for(kafka_has_all, 60, engine, "all triggers on Kafka")
+        finally:
+            engine.stop()
+        ids = [e[1][b"trigger_id"].decode() for e in redis_client.xrange("crm:triggers")]
+        assert len(ids) == len(set(ids)) and set(ids) == expected
+        assert kafka_ids == expected
+    finally:
+        broker.stop()
