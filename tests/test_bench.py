@@ -62,4 +62,8 @@ def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
     assert ok.exit_code == 0, ok.output
     report = orjson.loads(out.read_bytes())
     assert set(report["rows"]) == {"decode", "reference", "full_1w", "core_1w", "river"}
+    # two rounds by default: every row keeps both, and reports the better one
+    for row in report["rows"].values():
+        assert len(row["runs"]) == 2 and row["seconds"] == min(row["runs"])
+        assert row["events_per_s"] == round(report["events"] / row["seconds"], 1)
     assert "full_vs_reference" in report and "bytes_per_customer" in report
