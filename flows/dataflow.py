@@ -308,29 +308,41 @@ def product_shard(product_id: str) -> int:
 
 
 def bundle_pairs(keys: list[str]) -> Callable[[list], list]:
-    """A batch of :class:`PairMsg` -> one ``(shard key, (pos, pairs))`` item per product shard.
+    """A batch of :class:`PairMsg` -> one ``(shard key, (pos, blocks))`` item per product shard.
 
-    Co-occurrences are the busiest traffic between workers (about two pairs per event). As one
+    Co-occurrences are the busiest traffic between workers (about 2.7 pairs per event). As one
     Bytewax item each they cost a routing decision and, half of them, a pickle across processes;
     bundled per batch they cost a few items (measured: with two workers, the recommendation path
-    was a third of each worker's time, most of it that per-item overhead)."""
+    was a third of each worker's time, most of it that per-item overhead). A block whose products
+    live on several shards is split by its ``products``; each part keeps all the ``others``."""
 
     def bundle(msgs: list) -> list:
         out: dict[int, list] = {}
         pos = 0
         for m in msgs:
-            out.setdefault(product_shard(m.product_id), []).extend(m.pairs)
+            for block in m.blocks:
+                products = block[0]
+                j = product_shard(products[0])
+                if len(products) > 1:
+                    parts: dict[int, list] = {}
+                    for p in products:
+                        parts.setdefault(product_shard(p), []).append(p)
+                    if len(parts) > 1:
+                        for j, mine in parts.items():
+                            out.setdefault(j, []).append((tuple(mine), block[1], block[2], block[3]))
+                        continue
+                out.setdefault(j, []).append(block)
             if m.pos > pos:
                 pos = m.pos
-        return [(keys[j], (pos, pairs)) for j, pairs in out.items()]
+        return [(keys[j], (pos, blocks)) for j, blocks in out.items()]
 
     return bundle
 
 
 class ProductsLogic(StatefulBatchLogic):
-    """Adapts the :class:`ProductNeighbours` of one product shard: co-occurrences in, the neighbour
-    lists that changed materially out (one list of updates per batch, broadcast to every model
-    shard by the flow)."""
+    """Adapts the :class:`ProductNeighbours` of one product shard: co-occurrence blocks in, the
+    neighbour lists that changed materially out (one list of updates per batch, broadcast to every
+    model shard by the flow)."""
 
     def __init__(self, cfg: RuleConfig, resume: Optional[bytes], recovery: bool = True):
         self.products: dict[str, ProductNeighbours] = pickle.loads(resume) if resume is not None else {}
@@ -341,17 +353,17 @@ class ProductsLogic(StatefulBatchLogic):
         products, recs = self.products, self.cfg.recs
         touched: dict[str, int] = {}  # product -> latest pair ts in this batch
         pos = 0
-        for p, pairs in items:
+        for p, blocks in items:
             if p > pos:
                 pos = p
-            for pair in pairs:
-                a = pair[0]
-                state = products.get(a)
-                if state is None:
-                    state = products[a] = ProductNeighbours(a, recs)
-                state.observe(pair)
-                if pair[3] > touched.get(a, 0):
-                    touched[a] = pair[3]
+            for mine, others, weight, ts in blocks:
+                for a in mine:
+                    state = products.get(a)
+                    if state is None:
+                        state = products[a] = ProductNeighbours(a, recs)
+                    state.observe_block(others, weight, ts)
+                    if ts > touched.get(a, 0):
+                        touched[a] = ts
         updates = [u for u in (products[a].update(ts) for a, ts in touched.items()) if u is not None]
         return ([(updates, pos)] if updates else []), StatefulBatchLogic.RETAIN
 

@@ -2,7 +2,7 @@
 
 Streams an ``events.jsonl`` (from ``flows/simulation.py``) through the same pieces, in the same
 order, as the dataflow: decode and de-duplicate, :class:`RecentItems` per customer ->
-:class:`Pair` s to :class:`ProductNeighbours` per product -> a :class:`NeighbourUpdate` only when
+:class:`Block` s to :class:`ProductNeighbours` per product -> a :class:`NeighbourUpdate` only when
 material -> :class:`RecsTable`. For each ``order_placed``, before anything learns from it, the
 customer's previous items are the query; hit rate@10 and NDCG@10 are computed against the
 products bought, for item-to-item and for :class:`PopularityBaseline` (top sellers of the last
@@ -90,15 +90,15 @@ class RecsPipeline:
         if t == "order_placed":
             products = [it["product_id"] for it in ev.get("items") or ()]
             self.evaluate(cid, cust, products, ts)
-            pairs = cust.observe(t, products, None, ts)
+            blocks = cust.observe(t, products, None, ts)
             self.popularity.observe(products, ts)
         else:
             sid = ev.get("session_id")
             cur = self.session_start.get(cid)
             if cur is None or cur[0] != sid:
                 self.session_start[cid] = (sid, ts)
-            pairs = cust.observe(t, (ev.get("product_id"),), sid, ts)
-        self.route(pairs, ts)
+            blocks = cust.observe(t, (ev.get("product_id"),), sid, ts)
+        self.route(blocks, ts)
         if cust.last_ts is not None:
             heapq.heappush(self.timers, (cust.last_ts + self.cfg.session_gap, cid))
 
@@ -111,18 +111,18 @@ class RecsPipeline:
             if cust.last_ts is not None and cust.last_ts + self.cfg.session_gap == due:
                 self.route(cust.flush(), due)
 
-    def route(self, pairs, ts: int) -> None:
-        """The product step: each pair to its key, then an update if material."""
+    def route(self, blocks, ts: int) -> None:
+        """The product step: each block to its products, then an update if material."""
         touched = {}
         products = self.products
-        for pair in pairs:
-            a = pair[0]
-            state = products.get(a)
-            if state is None:
-                state = products[a] = ProductNeighbours(a, self.cfg)
-            state.observe(pair)
-            touched[a] = state
-        self.pairs += len(pairs)
+        for mine, others, weight, t in blocks:
+            for a in mine:
+                state = products.get(a)
+                if state is None:
+                    state = products[a] = ProductNeighbours(a, self.cfg)
+                state.observe_block(others, weight, t)
+                touched[a] = state
+            self.pairs += len(mine) * len(others)
         for state in touched.values():
             upd = state.update(ts)
             if upd is not None:

@@ -256,9 +256,9 @@ class CustomerState:
         if not late and (self.session_last is None or ts > self.session_last):
             self.session_last = ts
         if t == "product_view" or t == "add_to_cart":
-            pairs = self.recent.observe(t, (ev.get("product_id"),), ev.get("session_id"), ts)
-            if pairs:
-                out.extend(pair_messages(pairs))
+            blocks = self.recent.observe(t, (ev.get("product_id"),), ev.get("session_id"), ts)
+            if blocks:
+                out.extend(pair_messages(blocks))
         if t in CART_ACTIVITY:
             self._apply_cart(ev, late)
         elif t == "help_view" and not late:

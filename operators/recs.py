@@ -3,11 +3,13 @@
 Where each piece lives in the dataflow (a DAG, state keyed):
 
 * :class:`RecentItems` sits inside the customer state (``profile`` step, keyed by customer).
-  ``observe(event_type, product_ids, session_key, ts)`` returns :class:`Pair` observations; the
-  flow routes each one to the ``product`` step keyed by ``pair.product_id``.
+  ``observe(event_type, product_ids, session_key, ts)`` returns the co-occurrences of the session
+  it closed as :class:`Block` s (a session of n products is one block, not n * n pairs); the flow
+  routes each block to the ``product`` step's shards of its products.
 * :class:`ProductNeighbours` is the state of the ``product`` step (keyed by product):
-  ``observe(pair)`` is O(1) amortised; ``update(ts)`` returns a :class:`NeighbourUpdate` only
-  when the product's neighbourhood changed materially (rule in :meth:`ProductNeighbours.update`).
+  ``observe_block(others, weight, ts)`` is O(len(others)) amortised; ``update(ts)`` returns a
+  :class:`NeighbourUpdate` only when the product's neighbourhood changed materially (rule in
+  :meth:`ProductNeighbours.update`).
   Updates are broadcast to every model shard and written to Redis (``crm:recs:{product_id}``).
 * :class:`RecsTable` is read-only state in every ``models`` shard: ``apply(update)``, then
   ``recommend(items, exclude, k, ts)`` fills trigger payloads; ``top_k`` gives the Redis set.
@@ -67,13 +69,31 @@ DEFAULT = RecsConfig()
 
 class Pair(NamedTuple):
     """One co-occurrence observation for ``product_id``'s key; ``other_id == product_id`` is a
-    self-occurrence (the product's own popularity count n(A)). The session flush emits plain
-    tuples of this shape: a million pairs are built, and pickled to other workers, much faster."""
+    self-occurrence (the product's own popularity count n(A))."""
 
     product_id: str
     other_id: str
     weight: float
     ts: int
+
+
+class Block(NamedTuple):
+    """A closed session's co-occurrences, unexpanded: every product of ``products`` observed with
+    every one of ``others``, in that order (itself among them: its self-occurrence), at ``weight``
+    and ``ts``. :func:`expand` gives the pairs; each product sees the same sequence of pairs as a
+    pairwise flush would give it, so counts and sketches come out the same. A session of n
+    products is one block of 2n ids instead of n * n pairs: cheaper to build, to route and to
+    pickle to the worker that holds a product. The flush emits plain tuples of this shape."""
+
+    products: tuple[str, ...]
+    others: tuple[str, ...]
+    weight: float
+    ts: int
+
+
+def expand(blocks: Iterable[tuple]) -> list[tuple]:
+    """The :class:`Pair` s (as plain tuples) of ``blocks``, product by product."""
+    return [(a, b, w, ts) for products, others, w, ts in blocks for a in products for b in others]
 
 
 class NeighbourUpdate(NamedTuple):
@@ -128,8 +148,8 @@ class RecentItems:
         self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
 
     def observe(self, event_type: str, product_ids: Sequence[str], session_key: Optional[str],
-                ts: int) -> list[Pair]:
-        """Record an event; return the pairs of a session that this event closed (else ``[]``).
+                ts: int) -> list[Block]:
+        """Record an event; return the blocks of a session that this event closed (else ``[]``).
 
         ``product_view``/``add_to_cart``: ``product_ids`` is the one product, ``session_key`` its
         ``session_id``. ``order_placed``: the order's product ids (``session_key`` ignored: the
@@ -172,38 +192,35 @@ class RecentItems:
                     del seen[0]
         return out
 
-    def _close_if_idle(self, ts: int) -> list[Pair]:
+    def _close_if_idle(self, ts: int) -> list[Block]:
         if self.last_ts is not None and ts - self.last_ts > self.cfg.session_gap:
             return self.flush()
         return []
 
-    def flush(self) -> list[Pair]:
-        """Close the open session: its pairs (both directions, plus one self pair per product and
-        kind) for the product keys. Call it from the session-end timer."""
+    def flush(self) -> list[Block]:
+        """Close the open session: its co-occurrences as blocks (every pair of products viewed
+        together, and carted together, in both directions plus one self pair per product and
+        kind; an order's products with each other and with the customer's purchases of the
+        window before it). Call it from the session-end timer."""
         ts = self.last_ts
         if ts is None:
             return []
         cfg = self.cfg
-        out: list[Pair] = []
+        out: list[Block] = []
         for items, w in ((self.views, cfg.view_weight), (self.carts, cfg.cart_weight)):
-            for i, a in enumerate(items):
-                out.append((a, a, w, ts))
-                for b in items[i + 1:]:
-                    out.append((a, b, w, ts))
-                    out.append((b, a, w, ts))
+            if items:
+                group = tuple(items)
+                out.append((group, group, w, ts))
         w = cfg.purchase_weight
         for products, t in self.orders:
             since = t - cfg.co_purchase_window
-            earlier = list(dict.fromkeys(p for p, tb in zip(self.bought, self.bought_ts)
-                                         if since <= tb < t and p not in products))
-            for i, a in enumerate(products):
-                out.append((a, a, w, t))
-                for b in products[i + 1:]:
-                    out.append((a, b, w, t))
-                    out.append((b, a, w, t))
-                for b in earlier:
-                    out.append((a, b, w, t))
-                    out.append((b, a, w, t))
+            earlier = tuple(dict.fromkeys(p for p, tb in zip(self.bought, self.bought_ts)
+                                          if since <= tb < t and p not in products))
+            # an order's product: itself, the order's others, the earlier purchases; an earlier
+            # purchase: the order's products (it is not counted again for itself)
+            out.append((products, products + earlier, w, t))
+            if earlier:
+                out.append((earlier, products, w, t))
         self.views = []
         self.carts = []
         self.orders = ()
@@ -406,9 +423,12 @@ class ProductNeighbours:
         self.pub = frozenset(pub)
 
     def observe(self, pair: Pair) -> None:
-        """One pair: a :class:`Pair` or the plain 4-tuple the session flush emits (cheaper to build
-        and to pickle across workers)."""
-        _, other, weight, ts = pair
+        """One pair (a :class:`Pair` or a plain 4-tuple) for this product."""
+        self.observe_block((pair[1],), pair[2], pair[3])
+
+    def observe_block(self, others: Sequence[str], weight: float, ts: int) -> None:
+        """This product's pairs of a :class:`Block`: the same as observing ``(self, other, weight,
+        ts)`` for each of ``others`` in order (the decay factor at ``ts`` is the same for all)."""
         sketch = self.sketch
         ref = sketch.ref
         f = sketch.scale(ts)
@@ -419,12 +439,14 @@ class ProductNeighbours:
             self.pub_min *= g
         sw = weight * f
         self.dirty = True
-        if other == self.product_id:
-            self.n += sw
-            return
-        c = sketch.add_scaled(other, sw)
-        if not self.changed and c > self.pub_min and other not in self.pub:
-            self.changed = True
+        me = self.product_id
+        for other in others:
+            if other == me:
+                self.n += sw
+                continue
+            c = sketch.add_scaled(other, sw)
+            if not self.changed and c > self.pub_min and other not in self.pub:
+                self.changed = True
 
     def count(self, ts: int) -> float:
         """n(A) decayed to ``ts``."""

@@ -59,25 +59,22 @@ class Label:
 
 
 class PairMsg:
-    """Co-occurrence observations for one product's key (see :mod:`operators.recs`)."""
+    """The co-occurrences of a closed session, as :class:`operators.recs.Block` s, for the product
+    step (the flow splits the blocks by product shard)."""
 
-    __slots__ = ("product_id", "pairs", "pos")
+    __slots__ = ("blocks", "pos")
 
-    def __init__(self, product_id: str, pairs: tuple, pos: int = 0):
-        self.product_id = product_id
-        self.pairs = pairs
+    def __init__(self, blocks: tuple, pos: int = 0):
+        self.blocks = blocks
         self.pos = pos
 
     def __reduce__(self):
-        return (PairMsg, (self.product_id, self.pairs, self.pos))
+        return (PairMsg, (self.blocks, self.pos))
 
 
-def pair_messages(pairs: list) -> list[PairMsg]:
-    """One message per product (a session closes into dozens of pairs over a few products)."""
-    by_product: dict[str, list] = {}
-    for p in pairs:
-        by_product.setdefault(p[0], []).append(p)
-    return [PairMsg(product, tuple(ps)) for product, ps in by_product.items()]
+def pair_messages(blocks: list) -> list[PairMsg]:
+    """One message per closed session (none when it closed empty)."""
+    return [PairMsg(tuple(blocks))] if blocks else []
 
 
 class RecsEval:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
+from flows.dataflow import PRODUCT_SHARDS, bundle_pairs, product_shard
 from operators.recs import (DAY, DEFAULT, NeighbourUpdate, Pair, PopularityBaseline, ProductNeighbours,
-                            RecentItems, RecsConfig, RecsEvaluator, RecsTable, SpaceSaving)
+                            RecentItems, RecsConfig, RecsEvaluator, RecsTable, SpaceSaving, expand)
+from operators.scoring import PairMsg
 
 T0 = 1_767_607_200_000  # 2026-01-05T10:00Z
 MIN = 60_000
@@ -33,6 +35,7 @@ def route(pairs, products, table, cfg=DEFAULT, ts=None):
 
 
 def session(cust: RecentItems, sid: str, ts: int, views=(), carts=(), order=None) -> list[Pair]:
+    """The pairs of the sessions these events closed."""
     out = []
     for i, p in enumerate(views):
         out += cust.observe("product_view", [p], sid, ts + i * MIN)
@@ -40,7 +43,7 @@ def session(cust: RecentItems, sid: str, ts: int, views=(), carts=(), order=None
         out += cust.observe("add_to_cart", [p], sid, ts + (len(views) + i) * MIN)
     if order:
         out += cust.observe("order_placed", order, None, ts + 30 * MIN)
-    return out
+    return expand(out)
 
 
 # ------------------------------------------------------------------ sketch
@@ -97,13 +100,13 @@ def test_renormalisation_keeps_values():
 def test_pairs_of_a_session_come_when_it_closes():
     cust = RecentItems()
     assert session(cust, "s1", T0, views=["a", "b"], carts=["a", "b"]) == []  # open session: nothing yet
-    pairs = cust.observe("product_view", ["x"], "s2", T0 + 2 * 60 * MIN)  # next session closes s1
+    pairs = expand(cust.observe("product_view", ["x"], "s2", T0 + 2 * 60 * MIN))  # next session closes s1
     got = sorted(Pair(*p)[:3] for p in pairs)
     assert got == sorted([("a", "a", 1.0), ("b", "b", 1.0), ("a", "b", 1.0), ("b", "a", 1.0),
                           ("a", "a", 2.0), ("b", "b", 2.0), ("a", "b", 2.0), ("b", "a", 2.0)])
     # a refreshed page counts once per session
     cust.observe("product_view", ["x"], "s2", T0 + 2 * 60 * MIN + 1)
-    assert [Pair(*p)[:2] for p in cust.flush()] == [("x", "x")]
+    assert [Pair(*p)[:2] for p in expand(cust.flush())] == [("x", "x")]
     assert cust.flush() == []
 
 
@@ -112,7 +115,7 @@ def test_order_pairs_with_earlier_orders_within_the_window():
     session(cust, "s1", T0, order=["a"])
     session(cust, "s2", T0 + 40 * DAY, order=["b"])  # > 30 days later: no co-purchase with a
     session(cust, "s3", T0 + 50 * DAY, order=["c", "d"])
-    pairs = cust.flush()
+    pairs = expand(cust.flush())
     got = {p[:2] for p in map(Pair._make, pairs) if p.weight == DEFAULT.purchase_weight}
     assert got == {("c", "c"), ("d", "d"), ("c", "d"), ("d", "c"), ("c", "b"), ("b", "c"), ("d", "b"), ("b", "d")}
     assert cust.recently_bought(T0 + 50 * DAY) == {"b", "c", "d"}
@@ -171,15 +174,15 @@ def toy_world(norm: str = "cosine"):
     t = T0
     for i in range(100):
         cust = RecentItems(cfg)
-        route(session(cust, "s", t, views=["S", f"filler{i}"]) + cust.flush(), products, table, cfg)
+        route(session(cust, "s", t, views=["S", f"filler{i}"]) + expand(cust.flush()), products, table, cfg)
         t += MIN
     for i in range(12):
         cust = RecentItems(cfg)
-        route(session(cust, "s", t, views=["P", "S"]) + cust.flush(), products, table, cfg)
+        route(session(cust, "s", t, views=["P", "S"]) + expand(cust.flush()), products, table, cfg)
         t += MIN
     for i in range(8):
         cust = RecentItems(cfg)
-        route(session(cust, "s", t, views=["P", "C"]) + cust.flush(), products, table, cfg)
+        route(session(cust, "s", t, views=["P", "C"]) + expand(cust.flush()), products, table, cfg)
         t += MIN
     for state in products.values():  # publish everything pending
         state.changed = True
@@ -232,7 +235,7 @@ def test_pickle_round_trips():
     cust = RecentItems()
     session(cust, "s1", T0, views=["a", "b"], carts=["a"], order=["a"])
     products, table = {}, RecsTable()
-    route(cust.flush(), products, table)
+    route(expand(cust.flush()), products, table)
     pop = PopularityBaseline()
     pop.observe(["a"], T0)
     ev = RecsEvaluator()
@@ -300,3 +303,110 @@ def test_popularity_top_list_stays_exact_as_orders_arrive(orders, k):
         got = pop.recommend((), k, now)
         want = [p for p, _ in sorted(pop.totals.items(), key=lambda pc: (pc[1], pc[0]), reverse=True)][:k]
         assert got == want
+
+
+# ------------------------------------------------------------------ blocks: the same pairs, per product
+
+
+def _pairwise_flush(cust: RecentItems) -> list[tuple]:
+    """The session flush as it was before blocks: every pair spelled out (the reference)."""
+    ts, cfg = cust.last_ts, cust.cfg
+    if ts is None:
+        return []
+    out = []
+    for items, w in ((cust.views, cfg.view_weight), (cust.carts, cfg.cart_weight)):
+        for i, a in enumerate(items):
+            out.append((a, a, w, ts))
+            for b in items[i + 1:]:
+                out.append((a, b, w, ts))
+                out.append((b, a, w, ts))
+    w = cfg.purchase_weight
+    for products, t in cust.orders:
+        since = t - cfg.co_purchase_window
+        earlier = list(dict.fromkeys(p for p, tb in zip(cust.bought, cust.bought_ts)
+                                     if since <= tb < t and p not in products))
+        for i, a in enumerate(products):
+            out.append((a, a, w, t))
+            for b in products[i + 1:]:
+                out.append((a, b, w, t))
+                out.append((b, a, w, t))
+            for b in earlier:
+                out.append((a, b, w, t))
+                out.append((b, a, w, t))
+    return out
+
+
+def by_product(pairs) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for p in pairs:
+        out.setdefault(p[0], []).append(tuple(p))
+    return out
+
+
+class _Checked(RecentItems):
+    """Every flush (also the ones ``observe`` makes) checked against the pairwise reference."""
+
+    flushes = 0
+
+    def flush(self):
+        reference = _pairwise_flush(self)
+        blocks = super().flush()
+        assert by_product(expand(blocks)) == by_product(reference)
+        assert all(b[0] and b[1] for b in blocks)  # no empty block travels
+        _Checked.flushes += bool(blocks)
+        return blocks
+
+
+_customer_events = st.lists(st.tuples(st.sampled_from(["product_view", "add_to_cart", "order_placed"]),
+                                      st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=4),
+                                      st.sampled_from(["s1", "s2", "s3"]),
+                                      st.integers(0, 50 * DAY)), max_size=40)
+
+
+@given(_customer_events)
+def test_blocks_give_each_product_the_pairs_the_pairwise_flush_gave(events):
+    cust = _Checked()
+    for t, products, sid, dt in sorted(events, key=lambda e: e[3]):
+        cust.observe(t, products if t == "order_placed" else products[:1], sid, T0 + dt)
+    cust.flush()
+
+
+def test_the_block_check_sees_flushes():
+    _Checked.flushes = 0
+    cust = _Checked()
+    session(cust, "s1", T0, views=["a", "b", "c"], carts=["b"], order=["a", "d"])
+    session(cust, "s2", T0 + DAY, views=["e"], order=["e"])
+    cust.flush()
+    assert _Checked.flushes == 2
+
+
+@given(st.lists(st.tuples(st.lists(st.sampled_from("abcdefghij"), min_size=1, max_size=6),
+                          st.sampled_from([1.0, 2.0, 3.0]), st.integers(0, 400 * DAY)), max_size=30))
+def test_observing_a_block_is_observing_its_pairs_in_order(blocks):
+    """The same floats, sketch and publication state (decay rescales included: 400 days is
+    beyond the 64 half-lives that trigger one)."""
+    one, each = ProductNeighbours("a", DEFAULT), ProductNeighbours("a", DEFAULT)
+    for others, w, dt in sorted(blocks, key=lambda b: b[2]):
+        one.observe_block(others, w, T0 + dt)
+        for o in others:
+            each.observe(("a", o, w, T0 + dt))
+        assert one.update(T0 + dt) == each.update(T0 + dt)
+    assert pickle.dumps(one) == pickle.dumps(each)
+
+
+@given(st.lists(st.tuples(st.lists(st.text("pqrstuvwxyz", min_size=1, max_size=3), min_size=1, max_size=6),
+                          st.lists(st.text("pqrstuvwxyz", min_size=1, max_size=3), min_size=1, max_size=6)),
+                max_size=12))
+def test_bundles_split_blocks_by_product_shard_and_keep_each_products_pairs(specs):
+    keys = [f"products/{j}" for j in range(PRODUCT_SHARDS)]
+    msgs = [PairMsg(((tuple(mine), tuple(others), 1.0, T0 + i),), pos=i + 1) for i, (mine, others) in enumerate(specs)]
+    out = bundle_pairs(keys)(msgs)
+    assert len({k for k, _ in out}) == len(out)
+    got: dict[str, list] = {}
+    for key, (pos, blocks) in out:
+        assert pos == len(specs)
+        for b in blocks:
+            assert all(keys[product_shard(p)] == key for p in b[0])
+        for product, pairs in by_product(expand(blocks)).items():
+            got.setdefault(product, []).extend(pairs)
+    assert got == by_product(expand(b for m in msgs for b in m.blocks))
