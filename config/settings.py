@@ -149,8 +149,8 @@ class KafkaSettings(_Group):
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
     fetch_wait_ms: int = Field(10, ge=0, description="longest a consumer fetch waits on the broker when idle (latency)")
     retry_give_up: Duration = Field(timedelta(minutes=10),
-                                    description="how long the trigger and dead-letter producers wait for an "
-                                                "unreachable broker before the worker stops")
+                                    description="how long the engine waits for an unreachable broker (at "
+                                                "start, and for trigger and dead-letter acks) before it stops")
     extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka properties")
 
     @property

@@ -83,6 +83,41 @@ class _Partition(StatefulSourcePartition):
         self.inner.close()
 
 
+class KafkaUnavailable(RuntimeError):
+    """No broker answered within ``kafka.retry_give_up``."""
+
+
+def wait_for_brokers(cfg: KafkaSettings, step_s: float = 1.0) -> int:
+    """Return the number of brokers once the cluster answers a metadata request.
+
+    Bytewax lists the input partitions with no timeout: with no broker reachable, a start would
+    hang there for ever, deaf to SIGTERM. This asks first, in short steps (a signal is handled
+    between them), logging a warning every few seconds, for at most ``kafka.retry_give_up``."""
+    from confluent_kafka.admin import AdminClient
+
+    give_up = cfg.retry_give_up.total_seconds()
+    deadline = time.monotonic() + give_up
+    # librdkafka's own connection errors would repeat every 50 ms: its log stays quiet, we say it
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers, "log_level": "0",
+                         **{k: v for k, v in cfg.extra.items() if not k.startswith(("fetch.", "group."))}})
+    said = 0.0
+    while True:
+        try:
+            brokers = len(admin.list_topics(timeout=step_s).brokers)
+            if brokers:
+                return brokers
+            problem = "no broker in the metadata"
+        except KafkaException as exc:
+            problem = str(exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc)
+        now = time.monotonic()
+        if now >= deadline:
+            raise KafkaUnavailable(f"no Kafka broker at {cfg.bootstrap_servers} answered for {give_up:.0f} s "
+                                   f"({problem}); giving up")
+        if now - said >= 5.0:
+            said = now
+            log.warning("no Kafka broker at %s answers yet (%s); retrying", cfg.bootstrap_servers, problem)
+
+
 class KafkaEventSource(FixedPartitionedSource):
     """Every partition of the input topics as ``(value, "topic/partition/offset", offset)`` items;
     ``tail=False`` stops at the current end (tests, replay)."""

@@ -12,7 +12,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from config.settings import Settings
-from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink
+from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink, wait_for_brokers
 from connectors.metrics import serve_metrics, telemetry
 from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
 from flows.dataflow import Edges, build_flow
@@ -71,6 +71,7 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
     main = threading.current_thread() is threading.main_thread()  # only there can handlers be set
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
     try:
+        wait_for_brokers(settings.kafka)  # Bytewax would wait for them with no timeout, deaf to signals
         with engine_gc():
             cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
                      epoch_interval=settings.snapshot_interval,

@@ -283,3 +283,32 @@ def test_broker_away_past_the_give_up_stops_the_worker_and_a_restart_delivers_al
         assert kafka_ids == expected
     finally:
         broker.stop()
+
+
+def test_no_broker_at_start_gives_up_with_a_message_and_hears_sigterm(tmp_path, redis_url):
+    """Bytewax lists the input partitions with no timeout: without the check before it, a start
+    with no broker reachable hung for ever, deaf to SIGTERM, with only librdkafka's log lines."""
+    from types import SimpleNamespace
+
+    import infra
+
+    nobody = SimpleNamespace(bootstrap=f"127.0.0.1:{infra.free_port()}")  # nothing listens there
+    topics = {"clickstream_topic": "in", "orders_topic": "orders", "chat_topic": "chat",
+              "triggers_topic": "triggers", "deadletter_topic": "dlq"}
+    engine = Engine(tmp_path, nobody, redis_url, topics, CRM_KAFKA__RETRY_GIVE_UP="3")
+    engine.start()
+    assert engine.proc.wait(60) == 1
+    log = engine.log.read_text(errors="replace")
+    assert "answers yet" in log and f"no Kafka broker at {nobody.bootstrap} answered for 3 s" in log, log[-2000:]
+
+    (tmp_path / "second").mkdir()
+    waiting = Engine(tmp_path / "second", nobody, redis_url, topics)  # the default give-up: 10 min
+    waiting.start()
+    try:
+        wait_for(lambda: "answers yet" in waiting.log.read_text(errors="replace"), 30, waiting, "the retry warning")
+        t0 = time.monotonic()
+        waiting.proc.send_signal(signal.SIGTERM)
+        assert waiting.proc.wait(15) == 0, waiting.tail()
+        assert time.monotonic() - t0 < 5
+    finally:
+        waiting.stop()
