@@ -33,7 +33,7 @@ from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
-from operators.recs import ProductNeighbours
+from operators.recs import ProductNeighbours, observe_blocks
 from operators.scoring import Label, PairMsg, RecsEval, RecsUpdate, ScoreRequest
 from operators.triggers import Candidate, ProfileUpdate, Suppressed
 
@@ -350,20 +350,13 @@ class ProductsLogic(StatefulBatchLogic):
         self.recovery = recovery
 
     def on_batch(self, items: list) -> tuple[list, bool]:
-        products, recs = self.products, self.cfg.recs
+        products = self.products
         touched: dict[str, int] = {}  # product -> latest pair ts in this batch
         pos = 0
         for p, blocks in items:
             if p > pos:
                 pos = p
-            for mine, others, weight, ts in blocks:
-                for a in mine:
-                    state = products.get(a)
-                    if state is None:
-                        state = products[a] = ProductNeighbours(a, recs)
-                    state.observe_block(others, weight, ts)
-                    if ts > touched.get(a, 0):
-                        touched[a] = ts
+            observe_blocks(products, blocks, self.cfg.recs, touched)
         updates = [u for u in (products[a].update(ts) for a, ts in touched.items()) if u is not None]
         return ([(updates, pos)] if updates else []), StatefulBatchLogic.RETAIN
 

@@ -33,7 +33,7 @@ from typing import Optional
 
 from operators.events import Event, decode
 from operators.recs import (DAY, DEFAULT, PopularityBaseline, ProductNeighbours, RecentItems, RecsConfig,
-                            RecsEvaluator, RecsTable)
+                            RecsEvaluator, RecsTable, observe_blocks)
 
 PRODUCT_EVENTS = ("product_view", "add_to_cart", "order_placed")
 DEDUP_WINDOW = 7 * DAY
@@ -113,18 +113,11 @@ class RecsPipeline:
 
     def route(self, blocks, ts: int) -> None:
         """The product step: each block to its products, then an update if material."""
-        touched = {}
-        products = self.products
-        for mine, others, weight, t in blocks:
-            for a in mine:
-                state = products.get(a)
-                if state is None:
-                    state = products[a] = ProductNeighbours(a, self.cfg)
-                state.observe_block(others, weight, t)
-                touched[a] = state
-            self.pairs += len(mine) * len(others)
-        for state in touched.values():
-            upd = state.update(ts)
+        touched: dict[str, int] = {}
+        observe_blocks(self.products, blocks, self.cfg, touched)
+        self.pairs += sum(len(mine) * len(others) for mine, others, _w, _t in blocks)
+        for a in touched:
+            upd = self.products[a].update(ts)
             if upd is not None:
                 self.updates += 1
                 self.table.apply(upd)

@@ -473,6 +473,20 @@ class ProductNeighbours:
         return NeighbourUpdate(self.product_id, ts, self.n * f, tuple((b, c * f) for b, c in best))
 
 
+def observe_blocks(products: dict[str, ProductNeighbours], blocks: Iterable[tuple], cfg: RecsConfig,
+                   touched: dict[str, int]) -> None:
+    """The product step: each block's pairs to the state of each of its ``products`` (made on
+    first sight); ``touched`` gets every product observed, with its latest block ``ts``."""
+    for mine, others, weight, ts in blocks:
+        for a in mine:
+            state = products.get(a)
+            if state is None:
+                state = products[a] = ProductNeighbours(a, cfg)
+            state.observe_block(others, weight, ts)
+            if ts > touched.get(a, 0):
+                touched[a] = ts
+
+
 # --------------------------------------------------------------------------------------------
 # Per model shard
 # --------------------------------------------------------------------------------------------
