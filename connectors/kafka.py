@@ -98,8 +98,7 @@ def wait_for_brokers(cfg: KafkaSettings, step_s: float = 1.0) -> int:
     give_up = cfg.retry_give_up.total_seconds()
     deadline = time.monotonic() + give_up
     # librdkafka's own connection errors would repeat every 50 ms: its log stays quiet, we say it
-    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers, "log_level": "0",
-                         **{k: v for k, v in cfg.extra.items() if not k.startswith(("fetch.", "group."))}})
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers, **cfg.extra, "log_level": "0"})
     said = 0.0
     while True:
         try:

@@ -245,7 +245,7 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     products = {k: ProductsLogic(rules, None, recovery=False) for k in keys}
     model = ModelLogic(settings, rules, t, None, profiles=False, recovery=False, write_recs=False)
     river = _CallClock()
-    for m in model.shard.models.values():  # the River pipelines' own time, for the ``models`` row
+    for m in model.shard.models.values():  # the River pipelines' own time, for the ``river`` row
         m.pipeline.predict_proba_one = river.wrap(m.pipeline.predict_proba_one)
         m.pipeline.learn_one = river.wrap(m.pipeline.learn_one)
     policies: dict[str, PolicyLogic] = {}

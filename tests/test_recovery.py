@@ -92,6 +92,27 @@ def wait_for(predicate, timeout: float, engine: Engine, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}:\n{engine.tail()}")
 
 
+# the topics of a broker a test starts for itself (nothing else uses it)
+OWN_TOPICS = {"clickstream_topic": "in", "orders_topic": "orders", "chat_topic": "chat",
+              "triggers_topic": "triggers", "deadletter_topic": "dlq"}
+
+
+def wait_for_kafka_ids(broker, topic: str, expected: set, engine: "Engine", timeout: float = 120) -> set:
+    """The trigger ids on ``topic`` once they include every one of ``expected``."""
+    ids: set = set()
+
+    def has_all() -> bool:
+        ids.update(orjson.loads(m.value())["trigger_id"] for m in broker.consume_all(topic, timeout=30))
+        return ids >= expected
+
+    wait_for(has_all, timeout, engine, "all triggers on Kafka")
+    return ids
+
+
+def redis_trigger_ids(client) -> list[str]:
+    return [e[1][b"trigger_id"].decode() for e in client.xrange("crm:triggers")]
+
+
 def topics_for(kafka_topics) -> dict:
     return {"clickstream_topic": kafka_topics("in", partitions=1), "orders_topic": kafka_topics("orders"),
             "chat_topic": kafka_topics("chat"), "triggers_topic": kafka_topics("triggers"),
@@ -117,14 +138,7 @@ def test_sigkill_and_restart_loses_and_duplicates_nothing(tmp_path, kafka_broker
             engine.kill()
         engine.start()
         wait_for(lambda: redis_client.xlen("crm:triggers") >= len(expected), 120, engine, "all triggers")
-        kafka_ids: set = set()
-
-        def kafka_has_all() -> bool:
-            msgs = kafka_broker.consume_all(topics["triggers_topic"], timeout=30)
-            kafka_ids.update(orjson.loads(m.value())["trigger_id"] for m in msgs)
-            return kafka_ids >= expected
-
-        wait_for(kafka_has_all, 120, engine, "all triggers on Kafka")
+        wait_for_kafka_ids(kafka_broker, topics["triggers_topic"], expected, engine)
         time.sleep(1.0)  # anything extra would show up now
     finally:
         engine.stop()
@@ -152,7 +166,7 @@ def test_archive_replays_to_the_live_triggers(tmp_path, kafka_broker, kafka_topi
         wait_for(lambda: redis_client.xlen("crm:triggers") >= len(expected), 120, engine, "all triggers")
     finally:
         engine.stop()
-    live = {e[1][b"trigger_id"].decode() for e in redis_client.xrange("crm:triggers")}
+    live = set(redis_trigger_ids(redis_client))
     assert live == expected
     files = sorted(archive.rglob("*.jsonl.gz"))
     assert files and all(f.parent.name == topics["clickstream_topic"] for f in files)
@@ -180,7 +194,7 @@ def test_redis_down_for_a_while_then_everything_is_delivered(tmp_path, kafka_bro
         wait_for(lambda: client.xlen("crm:triggers") >= len(expected), 120, engine, "delivery after the outage")
     finally:
         engine.stop()
-    ids = [e[1][b"trigger_id"].decode() for e in client.xrange("crm:triggers")]
+    ids = redis_trigger_ids(client)
     assert len(ids) == len(set(ids)) and set(ids) == expected
     assert "retrying" in engine.log.read_text(errors="replace")  # the outage was seen and ridden out
 
@@ -197,8 +211,7 @@ def test_broker_frozen_for_a_while_then_everything_is_delivered(tmp_path, redis_
     expected = replay_ids(tmp_path, lines)
     broker = infra.KafkaBroker("tansu").start()
     try:
-        topics = {"clickstream_topic": "in", "orders_topic": "orders", "chat_topic": "chat",
-                  "triggers_topic": "triggers", "deadletter_topic": "dlq"}
+        topics = OWN_TOPICS
         broker.create_topics(list(topics.values()), partitions=1)
         broker.produce(topics["clickstream_topic"], lines, partition=0)
         # small polls: the engine is still working through the prefetched input when the broker freezes
@@ -216,19 +229,12 @@ def test_broker_frozen_for_a_while_then_everything_is_delivered(tmp_path, redis_
                 os.kill(broker.proc.pid, signal.SIGCONT)
             assert during < len(expected)  # the outage held delivery up: the engine waited for acks
             wait_for(lambda: redis_client.xlen("crm:triggers") >= len(expected), 120, engine, "all triggers")
-            kafka_ids: set = set()
-
-            def kafka_has_all() -> bool:
-                msgs = broker.consume_all(topics["triggers_topic"], timeout=30)
-                kafka_ids.update(orjson.loads(m.value())["trigger_id"] for m in msgs)
-                return kafka_ids >= expected
-
-            wait_for(kafka_has_all, 60, engine, "all triggers on Kafka")
+            kafka_ids = wait_for_kafka_ids(broker, topics["triggers_topic"], expected, engine, timeout=60)
             engine.stop(signal.SIGTERM)  # as Kubernetes or systemd stop it: a clean exit
             assert engine.proc.returncode == 0, engine.tail()
         finally:
             engine.stop()
-        ids = [e[1][b"trigger_id"].decode() for e in redis_client.xrange("crm:triggers")]
+        ids = redis_trigger_ids(redis_client)
         assert len(ids) == len(set(ids)) and set(ids) == expected
         assert kafka_ids == expected
         # the outage was seen: a snapshot waited for unacknowledged triggers and said so
@@ -248,8 +254,7 @@ def test_broker_away_past_the_give_up_stops_the_worker_and_a_restart_delivers_al
     expected = replay_ids(tmp_path, lines)
     broker = infra.KafkaBroker("tansu").start()
     try:
-        topics = {"clickstream_topic": "in", "orders_topic": "orders", "chat_topic": "chat",
-                  "triggers_topic": "triggers", "deadletter_topic": "dlq"}
+        topics = OWN_TOPICS
         broker.create_topics(list(topics.values()), partitions=1)
         broker.produce(topics["clickstream_topic"], lines, partition=0)
         engine = Engine(tmp_path, broker, redis_url, topics, CRM_KAFKA__BATCH_SIZE="20",
@@ -268,17 +273,10 @@ def test_broker_away_past_the_give_up_stops_the_worker_and_a_restart_delivers_al
             assert "undelivered after 3 s" in log and "giving up" in log, log[-3000:]
             engine.start()
             wait_for(lambda: redis_client.xlen("crm:triggers") >= len(expected), 120, engine, "all triggers")
-            kafka_ids: set = set()
-
-            def kafka_has_all() -> bool:
-                msgs = broker.consume_all(topics["triggers_topic"], timeout=30)
-                kafka_ids.update(orjson.loads(m.value())["trigger_id"] for m in msgs)
-                return kafka_ids >= expected
-
-            wait_for(kafka_has_all, 60, engine, "all triggers on Kafka")
+            kafka_ids = wait_for_kafka_ids(broker, topics["triggers_topic"], expected, engine, timeout=60)
         finally:
             engine.stop()
-        ids = [e[1][b"trigger_id"].decode() for e in redis_client.xrange("crm:triggers")]
+        ids = redis_trigger_ids(redis_client)
         assert len(ids) == len(set(ids)) and set(ids) == expected
         assert kafka_ids == expected
     finally:
@@ -293,8 +291,7 @@ def test_no_broker_at_start_gives_up_with_a_message_and_hears_sigterm(tmp_path, 
     import infra
 
     nobody = SimpleNamespace(bootstrap=f"127.0.0.1:{infra.free_port()}")  # nothing listens there
-    topics = {"clickstream_topic": "in", "orders_topic": "orders", "chat_topic": "chat",
-              "triggers_topic": "triggers", "deadletter_topic": "dlq"}
+    topics = OWN_TOPICS
     engine = Engine(tmp_path, nobody, redis_url, topics, CRM_KAFKA__RETRY_GIVE_UP="3")
     engine.start()
     assert engine.proc.wait(60) == 1
