@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import orjson
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource
@@ -22,24 +22,42 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
+from connectors.watermark import PartitionClock
 
 log = logging.getLogger("crm.kafka")
 
 Tap = Callable[[str, int, int, bytes], None]  # (topic, partition, timestamp ms, value): the archive
+Decoder = Callable[[bytes, str], Any]  # (value, "topic/partition/offset") -> event or dead letter
 
 
 class _Partition(StatefulSourcePartition):
-    def __init__(self, inner: StatefulSourcePartition, tap: Optional[Tap], topic: str, partition: int):
+    def __init__(self, inner: StatefulSourcePartition, tap: Optional[Tap], topic: str, partition: int,
+                 decode: Optional[Decoder] = None, clock: Optional[PartitionClock] = None):
         self.inner = inner
         self.tap = tap
         self.topic = topic
         self.partition = partition
         self.next_offset = -1
         self.lag_at = 0.0
+        self.decode = decode
+        self.clock = clock
+        self.finished = False
+        self.polled = 0  # messages in the last poll
+        self.event_lag = telemetry().event_lag.observe
 
     def next_batch(self) -> list:
-        out = self._batch()
+        try:
+            out = self._batch()
+        except StopIteration:
+            if self.clock is None or self.finished:
+                raise
+            self.finished = True  # the end of a bounded read: say so before stopping
+            return [self.clock.finish()]
         now = time.monotonic()
+        if self.clock is not None:
+            wm = self.clock.polled(self.polled, now)
+            if wm is not None:
+                out.append(wm)  # after the events it covers, on the same path to every worker
         if now - self.lag_at >= 1.0:
             self.lag_at = now
             self._report_lag()
@@ -59,6 +77,8 @@ class _Partition(StatefulSourcePartition):
 
     def _batch(self) -> list:
         out = []
+        self.polled = 0
+        decode, clock = self.decode, self.clock
         for msg in self.inner.next_batch():
             if hasattr(msg, "err"):  # bytewax KafkaError: count it, keep going
                 telemetry().sink_errors.labels("kafka_consumer").inc()
@@ -67,8 +87,19 @@ class _Partition(StatefulSourcePartition):
             value = msg.value if msg.value is not None else b""
             if self.tap is not None:
                 self.tap(msg.topic, msg.partition, msg.timestamp[1], value)
-            out.append((value, f"{msg.topic}/{msg.partition}/{msg.offset}", msg.offset))
+            source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+            if decode is None:
+                out.append((value, source, msg.offset))
+            else:  # decoded here, where the partition's event time is known
+                item = decode(value, source)
+                ts = getattr(item, "ts", None)
+                if ts is not None:
+                    item.pos = msg.offset
+                    clock.observe(ts)
+                    self.event_lag(max(0.0, time.time() - ts / 1000.0))
+                out.append(item)
             self.next_offset = msg.offset + 1
+        self.polled = len(out)
         return out
 
     def next_awake(self):
@@ -77,7 +108,9 @@ class _Partition(StatefulSourcePartition):
     def snapshot(self):
         if self.tap is not None and hasattr(self.tap, "flush"):
             self.tap.flush()  # what the snapshot's offset says was consumed is on disk
-        return self.inner.snapshot()
+        if self.clock is None:
+            return self.inner.snapshot()
+        return (self.inner.snapshot(), self.clock.max_ts)  # a restart knows its event time at once
 
     def close(self) -> None:
         self.inner.close()
@@ -119,10 +152,15 @@ def wait_for_brokers(cfg: KafkaSettings, step_s: float = 1.0) -> int:
 
 class KafkaEventSource(FixedPartitionedSource):
     """Every partition of the input topics as ``(value, "topic/partition/offset", offset)`` items;
-    ``tail=False`` stops at the current end (tests, replay)."""
+    ``tail=False`` stops at the current end (tests, replay).
+
+    With ``decode`` (bytes, source -> item), items come decoded (an event's ``pos`` is its offset)
+    and each partition adds a :class:`~connectors.watermark.Watermark` after a poll that moved its
+    event time, when it turns idle after ``kafka.idle_after`` without messages, and at its end."""
 
     def __init__(self, cfg: KafkaSettings, tail: bool = True, tap: Optional[Tap] = None,
-                 topics: Optional[list[str]] = None, starting_offset: Optional[int] = None):
+                 topics: Optional[list[str]] = None, starting_offset: Optional[int] = None,
+                 decode: Optional[Decoder] = None):
         start = starting_offset
         if start is None:
             start = OFFSET_BEGINNING if cfg.starting_offset == "beginning" else OFFSET_END
@@ -133,13 +171,41 @@ class KafkaEventSource(FixedPartitionedSource):
                                  starting_offset=start, add_config=consumer, batch_size=cfg.batch_size,
                                  raise_on_errors=False)
         self.tap = tap
+        self.decode = decode
+        self.idle_after_s = cfg.idle_after.total_seconds()
+        self.parts: Optional[list[str]] = None
 
     def list_parts(self) -> list[str]:
-        return self.inner.list_parts()
+        self.parts = self.inner.list_parts()  # every worker lists them before any partition is built
+        return self.parts
 
     def build_part(self, step_id: str, for_part: str, resume_state):
         idx, topic = for_part.split("-", 1)
-        return _Partition(self.inner.build_part(step_id, for_part, resume_state), self.tap, topic, int(idx))
+        max_ts = None
+        if isinstance(resume_state, tuple):  # (offset, event time reached); a bare offset: older
+            resume_state, max_ts = resume_state
+        inner = self.inner.build_part(step_id, for_part, resume_state)
+        clock = None
+        if self.decode is not None:
+            parts = len(self.parts if self.parts is not None else self.list_parts())
+            clock = PartitionClock(for_part, parts, self.idle_after_s, max_ts,
+                                   caught_up=_caught_up(inner, topic, int(idx), resume_state))
+        return _Partition(inner, self.tap, topic, int(idx), self.decode, clock)
+
+
+def _caught_up(inner: StatefulSourcePartition, topic: str, idx: int, offset: Optional[int]) -> bool:
+    """Whether the partition has nothing to read at its start (asked once; False when unsure)."""
+    consumer = getattr(inner, "_consumer", None)  # bytewax keeps its consumer private
+    start = getattr(inner, "_offset", offset)
+    if consumer is None or start is None:
+        return False
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, idx), timeout=5)
+    except Exception:  # noqa: BLE001 - only a shortcut at start: without it the partition waits idle_after
+        return False
+    if start == OFFSET_BEGINNING:
+        return high <= low
+    return start == OFFSET_END or start >= high
 
 
 class _ProducerPartition(StatefulSinkPartition):
