@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
-from connectors.watermark import PartitionClock
+from connectors.watermark import PartitionClock, Watermarks
 
 log = logging.getLogger("crm.kafka")
 
@@ -31,8 +32,11 @@ Decoder = Callable[[bytes, str], Any]  # (value, "topic/partition/offset") -> ev
 
 
 class _Partition(StatefulSourcePartition):
+    PAUSE = timedelta(milliseconds=5)  # how often a paused partition looks again
+
     def __init__(self, inner: StatefulSourcePartition, tap: Optional[Tap], topic: str, partition: int,
-                 decode: Optional[Decoder] = None, clock: Optional[PartitionClock] = None):
+                 decode: Optional[Decoder] = None, clock: Optional[PartitionClock] = None,
+                 watermarks: Optional[Watermarks] = None, ahead_ms: int = 0):
         self.inner = inner
         self.tap = tap
         self.topic = topic
@@ -44,8 +48,23 @@ class _Partition(StatefulSourcePartition):
         self.finished = False
         self.polled = 0  # messages in the last poll
         self.event_lag = telemetry().event_lag.observe
+        self.watermarks = watermarks if clock is not None else None
+        self.ahead_ms = ahead_ms
+        self.paused = False
+
+    def _wait(self) -> bool:
+        """Whether to skip this poll: ahead of the frontier, or wake-ups are due first."""
+        frontier = self.watermarks.here()  # this worker's (the source runs on its thread)
+        clock = self.clock  # never before its first report: the frontier would wait for it for ever
+        ahead = clock.sent is not None and clock.max_ts is not None and clock.max_ts > frontier.value + self.ahead_ms
+        self.paused = ahead or frontier.has_ready()
+        if self.paused:
+            clock.quiet_since = time.monotonic()  # a pause is not a quiet partition
+        return self.paused
 
     def next_batch(self) -> list:
+        if self.watermarks is not None and not self.finished and self._wait():
+            return []
         try:
             out = self._batch()
         except StopIteration:
@@ -103,6 +122,8 @@ class _Partition(StatefulSourcePartition):
         return out
 
     def next_awake(self):
+        if self.paused:
+            return datetime.now(timezone.utc) + self.PAUSE
         return self.inner.next_awake()
 
     def snapshot(self):
@@ -156,11 +177,14 @@ class KafkaEventSource(FixedPartitionedSource):
 
     With ``decode`` (bytes, source -> item), items come decoded (an event's ``pos`` is its offset)
     and each partition adds a :class:`~connectors.watermark.Watermark` after a poll that moved its
-    event time, when it turns idle after ``kafka.idle_after`` without messages, and at its end."""
+    event time, when it turns idle after ``kafka.idle_after`` without messages, and at its end.
+    With ``watermarks`` too, a partition more than ``ahead_ms`` ahead of its worker's frontier
+    pauses until the others catch up (Flink's watermark alignment), and no partition reads while
+    customers the frontier has released still wait for their tick (they go first, in input order)."""
 
     def __init__(self, cfg: KafkaSettings, tail: bool = True, tap: Optional[Tap] = None,
                  topics: Optional[list[str]] = None, starting_offset: Optional[int] = None,
-                 decode: Optional[Decoder] = None):
+                 decode: Optional[Decoder] = None, watermarks: Optional[Watermarks] = None, ahead_ms: int = 0):
         start = starting_offset
         if start is None:
             start = OFFSET_BEGINNING if cfg.starting_offset == "beginning" else OFFSET_END
@@ -172,6 +196,8 @@ class KafkaEventSource(FixedPartitionedSource):
                                  raise_on_errors=False)
         self.tap = tap
         self.decode = decode
+        self.watermarks = watermarks
+        self.ahead_ms = ahead_ms
         self.idle_after_s = cfg.idle_after.total_seconds()
         self.parts: Optional[list[str]] = None
 
@@ -188,24 +214,8 @@ class KafkaEventSource(FixedPartitionedSource):
         clock = None
         if self.decode is not None:
             parts = len(self.parts if self.parts is not None else self.list_parts())
-            clock = PartitionClock(for_part, parts, self.idle_after_s, max_ts,
-                                   caught_up=_caught_up(inner, topic, int(idx), resume_state))
-        return _Partition(inner, self.tap, topic, int(idx), self.decode, clock)
-
-
-def _caught_up(inner: StatefulSourcePartition, topic: str, idx: int, offset: Optional[int]) -> bool:
-    """Whether the partition has nothing to read at its start (asked once; False when unsure)."""
-    consumer = getattr(inner, "_consumer", None)  # bytewax keeps its consumer private
-    start = getattr(inner, "_offset", offset)
-    if consumer is None or start is None:
-        return False
-    try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, idx), timeout=5)
-    except Exception:  # noqa: BLE001 - only a shortcut at start: without it the partition waits idle_after
-        return False
-    if start == OFFSET_BEGINNING:
-        return high <= low
-    return start == OFFSET_END or start >= high
+            clock = PartitionClock(for_part, parts, self.idle_after_s, max_ts)
+        return _Partition(inner, self.tap, topic, int(idx), self.decode, clock, self.watermarks, self.ahead_ms)
 
 
 class _ProducerPartition(StatefulSinkPartition):

@@ -77,15 +77,13 @@ class PartitionClock:
     """
 
     def __init__(self, part: str, parts: int, idle_after_s: float, max_ts: Optional[int] = None,
-                 now: Optional[float] = None, caught_up: bool = False):
+                 now: Optional[float] = None):
         self.part = part
         self.parts = parts
         self.idle_after_s = idle_after_s
         self.max_ts = max_ts  # from the snapshot: a restart knows at once how far the partition got
         self.quiet_since = time.monotonic() if now is None else now
-        # Nothing read yet and nothing to read at the start (an empty topic): it knows no time to
-        # hold the others at, and waiting idle_after for it would hold every start up.
-        self.idle = caught_up and max_ts is None
+        self.idle = False  # an empty topic at the start too: it may be one whose producer is late
         self.sent: Optional[int] = None
 
     def value(self) -> int:
@@ -158,6 +156,10 @@ class Frontier:
                 del waiting[key]
                 out.append(key)
         return out
+
+    def has_ready(self) -> bool:
+        """Someone waits for a frontier already reached (the ticker has yet to wake them)."""
+        return bool(self.heap) and self.heap[0][0] <= self.value
 
     def finished(self) -> bool:
         """Every partition has reported :data:`DONE` and nobody waits (bounded input only)."""

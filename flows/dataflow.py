@@ -162,8 +162,7 @@ class ProfileLogic(StatefulBatchLogic):
             return [], StatefulBatchLogic.DISCARD
         out: list = []
         woken = False
-        if self.held:  # the frontier may have moved since: what waited goes first
-            self._release(out)
+        events = []
         for item in items:
             if type(item) is Tick:
                 woken = True
@@ -173,14 +172,18 @@ class ProfileLogic(StatefulBatchLogic):
                 self.t.customers.inc()
                 if self.profiles == "batch":
                     out.append(self.state.profile_defaults())
-            if frontier is not None and (self.held or not self._admit(item, out)):
+            events.append(item)
+        if frontier is None:
+            for item in events:
+                self._process(item, out)
+        elif len(events) == 1 and not self.held and self._admit(events[0], out):
+            self._process(events[0], out)  # the common case: nothing waits, nothing to merge
+        else:  # merged with what waits (by event time across partitions), then as far as admitted
+            for item in events:
                 self._hold(item)
-                continue
-            self._process(item, out)
+            self._release(out)
         if woken:
             return self.on_notify(out)
-        if self.held:
-            self._release(out)
         return self._emit(out)
 
     def _process(self, item: Any, out: list) -> None:

@@ -11,7 +11,7 @@ from typing import Optional
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from config.settings import Settings
+from config.settings import Settings, ms
 from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink, wait_for_brokers
 from connectors.metrics import serve_metrics, telemetry
 from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
@@ -28,7 +28,8 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
     watermarks = Watermarks()
     return Edges(
         recovery=settings.recovery_dir is not None,
-        source=KafkaEventSource(k, tail=tail, tap=tap, decode=replay_decoder(settings)),
+        source=KafkaEventSource(k, tail=tail, tap=tap, decode=replay_decoder(settings), watermarks=watermarks,
+                                ahead_ms=ms(settings.time.lateness)),
         watermarks=watermarks,
         ticks=TickSource(watermarks, tail=tail),
         workers=workers,
