@@ -206,7 +206,7 @@ class TickSource(DynamicSource):
     passed, checked every ``interval_s``; with ``tail=False`` it ends once every input partition
     is :data:`DONE` and nobody waits."""
 
-    def __init__(self, watermarks: Watermarks, tail: bool = True, interval_s: float = 0.02):
+    def __init__(self, watermarks: Watermarks, tail: bool = True, interval_s: float = 0.01):
         self.watermarks = watermarks
         self.tail = tail
         self.interval_s = interval_s

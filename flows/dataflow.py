@@ -204,24 +204,19 @@ class ProfileLogic(StatefulBatchLogic):
 
     def _admit(self, ev: Any, out: list) -> bool:
         """May ``ev`` be applied now? First fires the timers due before it that the frontier has
-        passed (what ``process`` would fire first anyway)."""
+        passed (what ``process`` would fire first anyway; due too when ``ev`` itself must wait)."""
         w = self.frontier.value
         ts = ev.ts
-        if ts > w + self.cfg.lateness:  # would make an input's coming events late: wait
-            return False
         st = self.state
         due = st.next_deadline(self.cfg)
-        if due is None:
-            return True
-        limit = ts if st.clock is None or ts > st.clock else st.clock  # process() works up to here
-        if due > limit:
-            return True
-        if due > w:
+        if due is not None and due <= w and due < ts:
+            fired = st.advance(min(w, ts - 1), self.cfg)
+            if fired:
+                out.extend(_at(ev.pos, fired))
+            due = st.next_deadline(self.cfg)
+        if ts > w + self.cfg.lateness:  # would make an input's coming events late: wait
             return False
-        fired = st.advance(min(w, ts - 1), self.cfg)
-        if fired:
-            out.extend(_at(ev.pos, fired))
-        due = st.next_deadline(self.cfg)
+        limit = ts if st.clock is None or ts > st.clock else st.clock  # process() works up to here
         return due is None or due > limit or due <= w
 
     def _hold(self, ev: Any) -> None:
@@ -290,10 +285,11 @@ class ProfileLogic(StatefulBatchLogic):
         ``w``: it can now, as when its inbox key raised the frontier after its batch ran)."""
         wake = due
         if self.held:
-            head = self.held[0][0] - self.cfg.lateness
+            head = self.held[0][2].ts
             blocked = self.state.next_deadline(self.cfg)
-            need = head if head > w else (blocked if blocked is not None and blocked > w else w)
-            wake = need if wake is None else min(wake, need)
+            need = [t for t in (head - self.cfg.lateness, blocked) if t is not None and t > w and t <= head]
+            first = min(need) if need else w
+            wake = first if wake is None else min(wake, first)
         return wake
 
     def on_notify(self, out: Optional[list] = None) -> tuple[list, bool]:
