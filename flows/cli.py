@@ -100,7 +100,7 @@ def replay(
     settings = _settings(config, "replay")
     logs = expand_logs(logs or [])
     if kafka:
-        logs.append(_export_kafka_range(settings, from_ts, to_ts, triggers_out.parent))
+        logs.extend(_export_kafka_range(settings, from_ts, to_ts, triggers_out.parent))
     if not logs:
         console.print("[red]error:[/red] give event logs, or --kafka --from TS")
         raise typer.Exit(2)
@@ -113,7 +113,8 @@ def replay(
     _print_summary(result, time.perf_counter() - t0)
 
 
-def _export_kafka_range(settings: Settings, from_ts: Optional[str], to_ts: Optional[str], where: Path) -> Path:
+def _export_kafka_range(settings: Settings, from_ts: Optional[str], to_ts: Optional[str], where: Path) -> List[Path]:
+    """The range as one file per input partition (the replay merges them by event time)."""
     from connectors.kafka import export_range
     from operators.events import Invalid, parse_ts
 
@@ -126,10 +127,10 @@ def _export_kafka_range(settings: Settings, from_ts: Optional[str], to_ts: Optio
     except Invalid as exc:
         console.print(f"[red]error:[/red] --from/--to: {exc.detail} (use e.g. 2026-11-23T10:00:00Z)")
         raise typer.Exit(2)
-    path = where / "kafka-range.jsonl"
-    n = export_range(settings.kafka, start, end, path)
+    files = export_range(settings.kafka, start, end, where / "kafka-range")
+    n = sum(sum(1 for _ in open(f, "rb")) for f in files)
     console.print(f"read {n} messages from {', '.join(settings.kafka.input_topics)} in [{from_ts}, {to_ts or 'now'})")
-    return path
+    return files
 
 
 @app.command()

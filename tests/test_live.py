@@ -15,6 +15,7 @@ from helpers import with_closing_events
 from config.settings import load_settings
 from connectors.redis_sink import read_profile
 from flows.live import run_live
+from flows.replay import ReplayOutputs, replay
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +183,40 @@ def test_replay_a_time_range_straight_from_kafka(kafka_broker, kafka_topics, tmp
     assert kafka_broker.consume_all(topics["triggers_topic"]) == []
 
 
+def test_replay_from_kafka_merges_the_topics_by_event_time(kafka_broker, kafka_topics, tmp_path):
+    """Add to cart, the order 2 min later on crm.orders, a page view 2 h later on the clickstream,
+    the clickstream produced first: `replay --kafka` sends what the file replay sends, nothing (it
+    once sorted by Kafka timestamp, i.e. production time, and reminded of the item just bought)."""
+    topics = make_topics(kafka_topics)
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    clicks = [{"event_id": "k1", "type": "add_to_cart", "customer_id": "b1", "ts": iso(t0), "session_id": "s",
+               "product_id": "p1", "price": 5.0},
+              {"event_id": "k2", "type": "page_view", "customer_id": "b1", "ts": iso(t0 + timedelta(hours=2)),
+               "session_id": "s2"}]
+    orders = [{"event_id": "k3", "type": "order_placed", "customer_id": "b1", "ts": iso(t0 + timedelta(minutes=2)),
+               "order_id": "ob1", "total": 5.0, "promised_delivery_ts": iso(t0 + timedelta(days=9))}]
+    since = iso(datetime.now(timezone.utc) - timedelta(minutes=1))
+    produce(kafka_broker, topics["clickstream_topic"], clicks)
+    produce(kafka_broker, topics["orders_topic"], orders)
+    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "CRM_METRICS_PORT": "0",
+           **{f"CRM_KAFKA__{k.upper()}": v for k, v in topics.items()}}
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "flows.cli", "replay", "--kafka", "--from", since,
+                    "--triggers-out", str(out / "t.jsonl"), "--dlq-out", str(out / "d.jsonl"),
+                    "--summary", str(out / "s.json"), "--profiles-out", str(out / "p.jsonl")],
+                   env=env, check=True, capture_output=True, cwd=tmp_path)
+    assert orjson.loads((out / "s.json").read_bytes())["events_read"] == 3
+    assert (out / "t.jsonl").read_bytes() == b""
+    [profile] = [orjson.loads(x) for x in (out / "p.jsonl").read_bytes().splitlines()]
+    assert profile["order_count"] == 1 and profile["cart"] == []
+
+    log = tmp_path / "same.jsonl"  # the file replay of the same events agrees
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sorted(clicks + orders, key=lambda e: e["ts"])))
+    file_out = ReplayOutputs(tmp_path / "ft.jsonl", tmp_path / "fd.jsonl", tmp_path / "fs.json")
+    replay(load_settings(), [log], file_out)
+    assert file_out.triggers.read_bytes() == b""
+
+
 def test_recommendations_reach_redis_and_abandoned_cart_payloads(kafka_broker, kafka_topics, redis_client,
                                                                   redis_url, tmp_path):
     from flows.simulation import generate
@@ -215,7 +250,6 @@ def test_two_workers_give_the_same_triggers_exactly_once(kafka_broker, kafka_top
     it holds the first events until every partition has reported), so model-driven triggers differ
     and, through the policy's cooldowns, so could rule-driven ones. Without them every trigger
     must match."""
-    from flows.replay import ReplayOutputs, replay
     from flows.simulation import generate
 
     generate(120, 7, 9, tmp_path)
