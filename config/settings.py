@@ -50,6 +50,8 @@ class TimeSettings(_Group):
     lateness: Duration = Field(timedelta(minutes=5), description="events older than the customer's clock by more than this are late")
     dedup_window: Duration = Field(timedelta(days=7), description="a repeated event_id within this much event time is a duplicate")
     max_event_bytes: int = Field(65536, gt=0, description="larger messages are dead letters (reason `oversized`)")
+    service_fast_path: bool = Field(True, description="send an escalation asked for in words and a carrier's delay apology at arrival, not `lateness` later (exact event-time order otherwise)")
+    max_future_skew: Duration = Field(timedelta(minutes=15), description="an event further ahead of the wall clock (live) or of its log's event-time frontier (replay) is a dead letter (reason `future_ts`)")
 
 
 class AbandonedCartSettings(_Group):
@@ -103,6 +105,10 @@ class PolicySettings(_Group):
     cooldown: dict[str, Duration] = Field(
         default_factory=lambda: {"abandoned_cart": timedelta(hours=24), "proactive_outreach": timedelta(days=7)},
         description="per marketing type: no second one of the type within this",
+    )
+    purchase_quiet: dict[str, Duration] = Field(
+        default_factory=lambda: {"abandoned_cart": timedelta(hours=2)},
+        description="per marketing type: none due within this after an `order_placed`",
     )
 
 

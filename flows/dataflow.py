@@ -153,11 +153,15 @@ class ProfileLogic(StatefulBatchLogic):
         return self._emit(out)
 
     def on_eof(self) -> tuple[list, bool]:
-        """End of a replay: fire every timer due by the latest event time (all of them with drain)."""
-        if self.end is None or self.state is None:
+        """End of a replay: fire every timer due by the latest event time (all of them with drain).
+        End of a bounded live run (``run --no-tail``): apply what the reorder buffer holds; timers
+        stay on the wall clock."""
+        if self.state is None:
             return [], StatefulBatchLogic.RETAIN
+        if self.end is None:
+            return self._emit(_at(1 << 61, self.state.flush(None, self.cfg)))
         now = NEVER - 1 if self.end.drain else self.end.read()
-        out = _at(1 << 61, self.state.advance(now, self.cfg))
+        out = _at(1 << 61, self.state.flush(now, self.cfg))
         if self.profiles == "end":
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)

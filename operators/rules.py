@@ -13,6 +13,7 @@ class RuleConfig:
     def __init__(self, s: Settings | None = None):
         s = s or Settings()
         self.lateness = ms(s.time.lateness)
+        self.fast_service = s.time.service_fast_path
         self.dedup_window = ms(s.time.dedup_window)
         self.cart_idle = ms(s.abandoned_cart.idle)
         self.currency = s.abandoned_cart.currency

@@ -48,8 +48,12 @@ def ev(type: str, ts: str, customer: str = "c1", **fields) -> Event:
 class Machine:
     """A customer state machine plus everything it emitted, for assertions."""
 
-    def __init__(self, cfg: RuleConfig | None = None, customer: str = "c1"):
+    def __init__(self, cfg: RuleConfig | None = None, customer: str = "c1", lateness_ms: int | None = 0):
+        """``lateness_ms`` 0 (the default here): each event applies as it is fed, so a rule test
+        reads as the rule; ``None`` keeps the settings' reorder buffer."""
         self.cfg = cfg or RuleConfig()
+        if lateness_ms is not None:
+            self.cfg.lateness = lateness_ms
         self.state = CustomerState(customer)
         self.out: list = []
 
@@ -62,7 +66,8 @@ class Machine:
         return statuses
 
     def advance(self, ts_ms: int) -> None:
-        self.state.advance(ts_ms, self.cfg, self.out)
+        """Input is over up to ``ts_ms``: apply what is held, fire the timers due by then."""
+        self.state.flush(ts_ms, self.cfg, self.out)
 
     def candidates(self, type: str | None = None) -> list[Candidate]:
         from operators.scoring import ScoreRequest

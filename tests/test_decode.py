@@ -575,6 +575,7 @@ def test_exact_repeat_is_duplicate_and_counted_once():
     state = CustomerState("cust-1")
     assert state.process(decode(raw), CFG)[1] == "ok"
     assert state.process(decode(raw), CFG)[1] == "duplicate"
+    state.flush(None, CFG)
     assert state.cart["p1"][0] == 2
 
 

@@ -15,8 +15,8 @@ def run(*events, until=None):
     out = []
     for e in events:
         out.extend(state.process(e, CFG)[0])
-    if until is not None:
-        out.extend(state.advance(until, CFG))
+    # end of input (a replay's end): what is held applies, timers due by ``until`` fire
+    out.extend(state.flush(max(e.ts for e in events) if until is None else until, CFG))
     return state, out
 
 

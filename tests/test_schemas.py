@@ -261,7 +261,7 @@ def test_triggers_from_the_state_machine_validate():
     outs: list = []
     for ev in events:
         outs += state.process(ev, cfg)[0]
-    outs += state.advance(parse_ts("2026-11-25T00:00:00Z"), cfg)
+    outs += state.flush(parse_ts("2026-11-25T00:00:00Z"), cfg)
     candidates = [o for o in outs if isinstance(o, Candidate)]
     candidates += [o.candidate for o in outs if isinstance(o, ScoreRequest) and o.candidate is not None]
     # fill the model scores the way the model step does
