@@ -209,7 +209,7 @@ def _check_order(t: str, obj: dict) -> None:
     placed = t == "order_placed"
     _number(obj, "total", placed)
     _check_items(obj)
-    promised = _present(obj, "promised_delivery_ts", placed)
+    promised = _present(obj, "promised_delivery_ts", False)  # digital goods: a purchase with no promise
     if promised is not _MISSING:
         parse_ts(promised)
     _str(obj, "reason", False)

@@ -124,7 +124,6 @@ INVALID_EVENTS = {
     "negative-price": ({**EVENTS[3], "price": -1}, "wrong_type"),
     "quantity-0": ({**EVENTS[3], "quantity": 0}, "wrong_type"),
     "placed-no-total": ({k: v for k, v in EVENTS[8].items() if k != "total"}, "missing_field"),
-    "placed-no-promise": ({k: v for k, v in EVENTS[8].items() if k != "promised_delivery_ts"}, "missing_field"),
     "promise-no-offset": ({**EVENTS[9], "promised_delivery_ts": "2026-11-26T18:00:00"}, "invalid_ts"),
     "item-no-product": ({**EVENTS[8], "items": [{"quantity": 1}]}, "wrong_type"),  # a malformed line item: the items field has the wrong shape
     "message-no-sender": ({k: v for k, v in EVENTS[15].items() if k != "sender"}, "missing_field"),
