@@ -22,13 +22,14 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from config.settings import Settings
+from config.settings import Settings, ms
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
 from connectors.routing import balanced_key, worker_of
 from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
+from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
 from operators.policy import PolicyConfig, PolicyState
@@ -74,6 +75,7 @@ def _source_label(source: str) -> str:
 def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
     """Raw input (bytes with where they came from, or an already decoded replay item) -> typed item."""
     max_bytes = settings.time.max_event_bytes
+    skew = ms(settings.time.max_future_skew)
     lag = t.event_lag.observe
 
     def decode_item(item: Any) -> Any:
@@ -81,8 +83,12 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
             value, source, pos = item
             item = decode(value, source, max_bytes)
             if type(item) is Event:
-                item.pos = pos
-                lag(max(0.0, time.time() - item.ts / 1000.0))  # live only: a replay's lag means nothing
+                now = time.time()
+                if ahead_of_wall(item.ts, int(now * 1000), skew):  # a wrong clock must not move the customer's
+                    item = future_dead_letter(value, item, int(now * 1000))
+                else:
+                    item.pos = pos
+                    lag(max(0.0, now - item.ts / 1000.0))  # live only: a replay's lag means nothing
         if type(item) is Event:
             t.read(_source_label(item.source), item.type)
         else:
@@ -91,6 +97,12 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
         return item
 
     return decode_item
+
+
+def future_guard(settings: Settings) -> Callable[[], FutureGuard]:
+    """Per replayed file: events too far ahead of the log around them are ``future_ts`` dead letters."""
+    skew = ms(settings.time.max_future_skew)
+    return lambda: FutureGuard(skew)
 
 
 def replay_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
@@ -148,6 +160,7 @@ class ProfileLogic(StatefulBatchLogic):
                 self.t.status(status)
             if res or item.type not in BROWSING:
                 self.material = True
+            self._count_failures(res)
             out.extend(_at(item.pos, res))
             self.wall_at_clock = time.time()
         return self._emit(out)
@@ -159,12 +172,21 @@ class ProfileLogic(StatefulBatchLogic):
         if self.state is None:
             return [], StatefulBatchLogic.RETAIN
         if self.end is None:
-            return self._emit(_at(1 << 61, self.state.flush(None, self.cfg)))
+            res = self.state.flush(None, self.cfg)
+            self._count_failures(res)
+            return self._emit(_at(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
-        out = _at(1 << 61, self.state.flush(now, self.cfg))
+        res = self.state.flush(now, self.cfg)
+        self._count_failures(res)
+        out = _at(1 << 61, res)
         if self.profiles == "end":
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)
+
+    def _count_failures(self, res: list) -> None:
+        for o in res:
+            if type(o) is DeadLetter:  # a held event the core could not apply (its safety net)
+                self.t.dead_letter(o.reason)
 
     def _emit(self, out: list) -> tuple[list, bool]:
         if self.state is None:
@@ -191,7 +213,9 @@ class ProfileLogic(StatefulBatchLogic):
 
     def on_notify(self) -> tuple[list, bool]:
         now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
-        return self._emit(_at(1 << 62, self.state.advance(now, self.cfg)))
+        res = self.state.advance(now, self.cfg)
+        self._count_failures(res)
+        return self._emit(_at(1 << 62, res))
 
     def snapshot(self) -> Optional[bytes]:
         if not self.recovery:  # nothing will ever resume from it: skip the pickling
@@ -206,7 +230,8 @@ def _pos(item: Any) -> int:
 def _at(pos: int, outputs: list) -> list:
     """Tag what an input caused with the input's position (see :class:`ModelLogic`)."""
     for o in outputs:
-        o.pos = pos
+        if type(o) is not DeadLetter:  # dead letters leave the flow here: no order to keep
+            o.pos = pos
     return outputs
 
 

@@ -17,11 +17,15 @@ delay apology, at arrival instead; the exact path then only confirms it.
 from __future__ import annotations
 
 import heapq
+import json
+import logging
 from sys import intern
 from typing import Any, Optional
 
+import orjson
+
 from operators.dedup import SeenIds
-from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, Event, format_ts, parse_ts
+from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, DeadLetter, Event, format_ts, parse_ts
 from operators.features import History, churn_features, message_features, support_context
 from operators.rules import RuleConfig
 from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
@@ -32,6 +36,7 @@ from operators.triggers import Candidate, Notice, ProfileUpdate
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
 FAST_REASONS = frozenset({"human_requested", "carrier_reported"})  # what the service fast path sends
 NEVER = 1 << 62
+log = logging.getLogger("crm.customer")
 MAX_MONEY = 1e15  # a bound on sums of money: far beyond any real order book, far from overflow
 
 
@@ -237,8 +242,7 @@ class CustomerState:
         while True:
             due, fire = self._next_timer(cfg)
             if held and held[0][0] <= frontier and due >= held[0][0]:
-                ev = heapq.heappop(held)[2]
-                self._apply(ev, False, cfg, out)
+                self._apply_safely(heapq.heappop(held)[2], cfg, out)
             elif due < frontier or (inclusive and due == frontier):
                 fire(due, cfg, out)
             else:
@@ -248,6 +252,15 @@ class CustomerState:
         if held and held[0][0] + cfg.lateness < nxt:
             nxt = held[0][0] + cfg.lateness
         self.due = nxt
+
+    def _apply_safely(self, ev: Event, cfg: RuleConfig, out: list) -> None:
+        """A bug must cost one event, not the flow: the event becomes a ``processing_error`` dead
+        letter (its source in the log line, never its content) and the customer goes on."""
+        try:
+            self._apply(ev, False, cfg, out)
+        except Exception as exc:
+            log.exception("processing %s failed", ev.source)
+            out.append(DeadLetter(_raw(ev), ev.source, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
 
     # ------------------------------------------------------------------ timers
 
@@ -726,6 +739,13 @@ class CustomerState:
         }
         self.dirty = False
         return ProfileUpdate(self.customer_id, fields)
+
+
+def _raw(ev: Event) -> bytes:
+    try:
+        return orjson.dumps(ev.data)
+    except Exception:  # a value orjson refuses: the standard library writes what it can
+        return json.dumps(ev.data, default=str).encode("utf-8", "backslashreplace")
 
 
 def _parse_optional_ts(value: Any) -> Optional[int]:

@@ -33,7 +33,7 @@ SENDERS = frozenset({"customer", "agent", "bot"})
 # Reason codes of dead letters: low-cardinality, used as metric labels.
 REASONS = (
     "oversized", "malformed_json", "not_an_object", "missing_field", "wrong_type",
-    "unknown_type", "invalid_ts", "processing_error",
+    "unknown_type", "invalid_ts", "processing_error", "future_ts",
 )
 
 
