@@ -11,6 +11,7 @@ import heapq
 from collections import deque
 import logging
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -19,6 +20,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from config.jsonsafe import dumps
 from connectors.metrics import telemetry
 from connectors.routing import worker_of_bytes
 
@@ -140,12 +142,24 @@ class ReplayEnd:
         return self._value
 
 
+_NUMBER = re.compile(rb"\s*(-?[0-9][0-9.eE+-]*)")
+
+
 def customer_of(line: bytes) -> bytes:
-    """The raw ``customer_id`` of a JSON line, without parsing it (b"" when not found)."""
+    """The raw ``customer_id`` of a JSON line, without parsing it (b"" when not found). An integer
+    id (``"customer_id": 42``, or ``42.0``) gives its decimal string, as the decoder makes of it."""
     i = line.find(b'"customer_id"')
     if i < 0:
         return b""
-    j = line.find(b'"', line.find(b":", i + 13) + 1)
+    colon = line.find(b":", i + 13) + 1
+    j = line.find(b'"', colon)
+    number = _NUMBER.match(line, colon)
+    if number is not None and (j < 0 or number.start(1) < j):
+        token = number.group(1)
+        try:
+            return token if token.isdigit() else str(int(float(token))).encode()
+        except (ValueError, OverflowError):
+            return token
     k = line.find(b'"', j + 1)
     return line[j + 1:k] if 0 <= j < k else b""
 
@@ -249,7 +263,7 @@ class _JsonlPartition(StatefulSinkPartition):
         self.name = name
 
     def write_batch(self, values: list) -> None:
-        self.f.write(b"".join(v if isinstance(v, bytes) else orjson.dumps(v) + b"\n" for v in values))
+        self.f.write(b"".join(v if isinstance(v, bytes) else dumps(v) + b"\n" for v in values))
         telemetry().sink_writes.labels(self.name).inc(len(values))
 
     def snapshot(self) -> int:
@@ -301,7 +315,7 @@ class _ProfilesPartition(StatefulSinkPartition):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "wb") as f:
             for cid in sorted(self.profiles):
-                f.write(orjson.dumps(self.profiles[cid], option=orjson.OPT_SORT_KEYS) + b"\n")
+                f.write(dumps(self.profiles[cid], option=orjson.OPT_SORT_KEYS) + b"\n")
 
 
 class ProfilesFileSink(FixedPartitionedSink):

@@ -16,12 +16,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import bytewax.operators as op
-import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
+from config.jsonsafe import clean_str
 from config.settings import Settings, ms
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
@@ -151,10 +151,10 @@ class ProfileLogic(StatefulBatchLogic):
             try:
                 res, status = self.state.process(item, self.cfg)
             except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
-                log.exception("processing %s failed", item.source)
+                log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
+                log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
                 self.t.dead_letter("processing_error")
-                out.append(DeadLetter(orjson.dumps(item.data), item.source, "processing_error",
-                                      f"{type(exc).__name__}: {exc}"[:200]))
+                out.append(DeadLetter.of_event(item, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
                 continue
             if status != "ok":
                 self.t.status(status)
@@ -209,7 +209,7 @@ class ProfileLogic(StatefulBatchLogic):
         if due is None:
             return None
         wall = self.wall_at_clock + (due - self.state.clock) / 1000.0
-        return datetime.fromtimestamp(wall, tz=timezone.utc)
+        return _wall_datetime(wall)
 
     def on_notify(self) -> tuple[list, bool]:
         now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
@@ -221,6 +221,17 @@ class ProfileLogic(StatefulBatchLogic):
         if not self.recovery:  # nothing will ever resume from it: skip the pickling
             return None
         return pickle.dumps((self.state, self.wall_at_clock), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_WALL_MIN, _WALL_MAX = 0.0, 253_402_214_400.0  # 1970-01-01 .. 9999-12-31 (datetime's end, minus a day)
+
+
+def _wall_datetime(wall: float) -> datetime:
+    """A wall-clock time for Bytewax's timer, clamped into datetime's range: a due time centuries away
+    (validation keeps event times within 2000..2199, settings may stretch timers) waits, never raises."""
+    if not _WALL_MIN <= wall <= _WALL_MAX:  # also NaN
+        wall = _WALL_MIN if wall < _WALL_MIN else _WALL_MAX
+    return datetime.fromtimestamp(wall, tz=timezone.utc)
 
 
 def _pos(item: Any) -> int:
@@ -270,8 +281,8 @@ class ModelLogic(StatefulBatchLogic):
             if kind is ScoreRequest:
                 self._score(item, out)
             elif kind is Label:
-                self.shard.learn(item)
-                self.t.labels.labels(item.model).inc()
+                if self.shard.learn(item):
+                    self.t.labels.labels(item.model).inc()
             elif kind is RecsUpdate:
                 for update in item.updates:
                     self.recs.apply(update)
@@ -283,8 +294,21 @@ class ModelLogic(StatefulBatchLogic):
                 if kind is Candidate and item.recs is not None:
                     item.payload["recommendations"] = self.recs.recommend(item.recs, item.event_ts)
                 out.append(item)
+        self._report_nonfinite()
         publish(self.t, self.shard)
         return out, StatefulBatchLogic.RETAIN
+
+    def _report_nonfinite(self) -> None:
+        """Model calls the shard refused for a non-finite feature since the last batch -> telemetry."""
+        counts = getattr(self.shard, "nonfinite", None)
+        if not counts:
+            return
+        reported = self.__dict__.setdefault("_nonfinite_reported", {})
+        for key, n in counts.items():
+            if n != reported.get(key, 0):
+                model, call = key.split(":", 1)
+                self.t.nonfinite_features(model, call, n - reported.get(key, 0))
+                reported[key] = n
 
     def on_eof(self) -> tuple[list, bool]:
         publish(self.t, self.shard, force=True)

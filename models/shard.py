@@ -26,7 +26,18 @@ WARMUP = 50  # labels a model learns from before its scores are used (None until
 
 def shard_index(customer_id: str, shards: int) -> int:
     """Stable across processes and restarts (``hash()`` is salted per process)."""
-    return zlib.crc32(customer_id.encode()) % shards
+    return zlib.crc32(customer_id.encode("utf-8", "surrogatepass")) % shards
+
+
+def finite(features: Mapping[str, float]) -> bool:
+    """Whether every feature value is a finite number. One C-level sum: ``x - x`` is 0 only for a
+    finite ``x``, and the sum is non-finite if any term is (or if finite terms overflow, which is
+    as unusable)."""
+    try:
+        total = sum(features.values())
+    except TypeError:
+        return False
+    return total - total == 0
 
 
 def shard_of(customer_id: str, shards: int) -> str:
@@ -63,11 +74,15 @@ class ModelShard:
         self.warmup = warmup if warmup is not None else _model_setting(settings, "warmup", WARMUP)
         self.pending: dict[str, OrderedDict[str, float]] = {name: OrderedDict() for name in self.models}
         self.stats: dict[str, ModelMetrics] = {name: ModelMetrics() for name in self.models}
+        self.nonfinite: dict[str, int] = {}  # "model:predict" / "model:learn" -> calls refused
 
     def score(self, req: ScoreRequest) -> Optional[float]:
         """P(positive) at a decision point; ``None`` while the model is unknown or still warming up."""
         model = self.models.get(req.model)
         if model is None or model.learned < self.warmup:
+            return None
+        if not finite(req.features):  # a NaN/inf would score garbage: no score at all
+            self._refuse(req.model, "predict")
             return None
         p = model.predict(req.features)
         self.stats[req.model].predicted(req.decision)
@@ -79,14 +94,24 @@ class ModelShard:
                 self.stats[req.model].evicted += 1
         return p
 
-    def learn(self, label: Label) -> None:
-        """Score the stored prediction against ``label``, then learn from its features."""
+    def learn(self, label: Label) -> bool:
+        """Score the stored prediction against ``label``, then learn from its features. Returns False
+        (and counts it in ``nonfinite``) when a feature is NaN or infinite: one such update would
+        leave the shared weights non-finite and every later score of the shard meaningless."""
         model = self.models.get(label.model)
         if model is None:
-            return
+            return False
         p = self.pending[label.model].pop(label.decision_id, None)
+        if not finite(label.features):
+            self._refuse(label.model, "learn")
+            return False
         self.stats[label.model].labelled(int(label.label), p, label.ts - label.decided_ts)
         model.learn(label.features, label.label)
+        return True
+
+    def _refuse(self, model: str, call: str) -> None:
+        counts = self.__dict__.setdefault("nonfinite", {})  # shards pickled before the field existed
+        counts[f"{model}:{call}"] = counts.get(f"{model}:{call}", 0) + 1
 
     def metric_states(self) -> dict[str, ModelMetrics]:
         """Mergeable metrics per model (see :func:`models.metrics.merge_metrics`)."""

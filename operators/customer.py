@@ -37,7 +37,7 @@ OK, LATE, DUPLICATE = "ok", "late", "duplicate"
 FAST_REASONS = frozenset({"human_requested", "carrier_reported"})  # what the service fast path sends
 NEVER = 1 << 62
 log = logging.getLogger("crm.customer")
-MAX_MONEY = 1e15  # a bound on sums of money: far beyond any real order book, far from overflow
+MAX_MONEY = 1e30  # a bound on sums of money: past any bounded amount x quantity, far from overflow
 
 
 class _Empty(dict):

@@ -1,5 +1,6 @@
 """The README stays true: every setting is in its configuration table."""
 
+import re
 from pathlib import Path
 
 from config.settings import settings_table
@@ -15,3 +16,20 @@ def test_every_setting_is_documented():
 def test_readme_names_the_two_commands_and_the_contract():
     for needle in ("make demo", "make test", "CONTRACT.md", "crm-stream replay", "Scaling out"):
         assert needle in README
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_contract_lives_in_the_repository_and_every_relative_link_resolves():
+    """A clone has no ../shared: README, CONTRACT.md and the schemas cite the project's own CONTRACT.md."""
+    assert (ROOT / "CONTRACT.md").is_file()
+    assert "](CONTRACT.md)" in README
+    for doc in ("README.md", "CONTRACT.md"):
+        text = (ROOT / doc).read_text()
+        assert "../shared" not in text, doc
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if "://" not in target:
+                assert (ROOT / target).exists(), f"{doc} links {target}, which is not in the repository"
+    for schema in (ROOT / "config" / "schemas").glob("*.json"):
+        assert "../shared" not in schema.read_text(), schema.name
