@@ -33,3 +33,20 @@ def test_the_contract_lives_in_the_repository_and_every_relative_link_resolves()
                 assert (ROOT / target).exists(), f"{doc} links {target}, which is not in the repository"
     for schema in (ROOT / "config" / "schemas").glob("*.json"):
         assert "../shared" not in schema.read_text(), schema.name
+
+
+def test_the_example_events_are_valid_and_decode():
+    """The README's one example per input topic: valid under the schema and accepted by the decoder."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    from operators.events import Event, decode
+
+    schema = Draft202012Validator(json.loads((ROOT / "config" / "schemas" / "event.schema.json").read_text()))
+    section = README.split("## Sending events", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"`(\{\"event_id\".*?\})`", section)
+    assert len(examples) == 3
+    for text in examples:
+        assert schema.is_valid(json.loads(text)), text
+        assert isinstance(decode(text.encode()), Event), text
