@@ -560,14 +560,14 @@ class CustomerState:
     # ------------------------------------------------------------------ the service fast path
 
     def _fast_service(self, ev: Event, cfg: RuleConfig, out: list) -> None:
-        """At arrival, before the reorder buffer: a customer asking for a human, or a carrier's
-        delay, is answered now from the state applied so far. The exact path, ``lateness`` later,
-        sends nothing for the same key and tells policy the exact time (``service_exact``)."""
+        """At arrival, before the reorder buffer: a customer message is scored for escalation, and
+        a carrier's delay answered, from what has arrived so far (applied or held). The exact path,
+        ``lateness`` later, sends nothing for a key sent here and tells policy the exact time
+        (``service_exact``); policy keeps one escalation per episode whichever path sends it."""
         t = ev.type
         if t == "chat_message":
-            text = ev.get("text")
-            if ev.get("sender") == "customer" and cfg.human(text):
-                self._fast_escalation(ev, text, cfg, out)
+            if ev.get("sender") == "customer":
+                self._fast_escalation(ev, ev.get("text"), cfg, out)
         elif t == "order_delayed":
             oid = ev.get("order_id")
             order = self.orders.get(oid)
@@ -581,23 +581,43 @@ class CustomerState:
                                      order.promised if promised is None else promised))
 
     def _fast_escalation(self, ev: Event, text: str, cfg: RuleConfig, out: list) -> None:
-        ts, cid = ev.ts, ev.get("conversation_id")
-        conv = self.convs.get(cid)
-        if conv is None:
-            closed_at = self.closed.get("c:" + cid)
-            if closed_at is not None and ts <= closed_at:
-                return
-            conv = Conversation(cid, ts, None if closed_at is None else f"{cid}@{ts}")
-        if conv.escalated or ("escalation", conv.key) in self.fast:
+        ts = ev.ts
+        conv = self._conversation_so_far(ev.get("conversation_id"), ts, cfg)
+        if conv is None or conv.escalated or ("escalation", conv.key) in self.fast:
             return
-        messages = (conv.messages + [("customer", cut(text, cfg.text_max), ts)])[-cfg.last_messages:]
+        conv.run = [r for r in conv.run if r >= ts - cfg.unanswered_window] + [ts]
+        conv.messages = (conv.messages + [("customer", cut(text, cfg.text_max), ts)])[-cfg.last_messages:]
+        reasons = (["human_requested"] if cfg.human(text) else []) + \
+            (["unanswered"] if len(conv.run) >= cfg.unanswered_count else [])
+        if reasons:
+            self._mark_fast("escalation", conv.key, ts)
+        cand = self._escalation(conv, conv.messages, ts, reasons, cfg)  # no reason: the model decides
         feats = message_features(text, self._message_context(conv, ts))
-        self._mark_fast("escalation", conv.key, ts)
-        run = sum(1 for r in conv.run if r >= ts - cfg.unanswered_window and r < ts) + 1
-        reasons = ["human_requested"] + (["unanswered"] if run >= cfg.unanswered_count else [])
-        cand = self._escalation(conv, messages, ts, reasons, cfg)
         out.append(ScoreRequest("frustration", self.customer_id, f"{conv.key}|{ts}|fast", ts, feats, cand,
                                 decision=False))
+
+    def _conversation_so_far(self, cid: str, ts: int, cfg: RuleConfig) -> Optional[Conversation]:
+        """A copy of conversation ``cid`` with the held messages before ``ts`` applied (None: the
+        message belongs to an episode already closed)."""
+        conv, closed_at = self.convs.get(cid), self.closed.get("c:" + cid)
+        view = Conversation(cid, ts, None if closed_at is None else f"{cid}@{ts}")
+        if conv is not None:
+            view.__setstate__(conv.__getstate__())
+            view.run, view.messages = list(conv.run), list(conv.messages)
+        elif closed_at is not None and ts <= closed_at:
+            return None
+        for hts, _, h in sorted(self.held):
+            if hts >= ts or h.get("conversation_id") != cid or h.type not in ("chat_message", "chat_closed"):
+                continue
+            if h.type == "chat_closed":
+                view = Conversation(cid, ts, f"{cid}@{ts}")  # this message reopens it
+            elif h.get("sender") == "customer":
+                view.run = [r for r in view.run if r >= hts - cfg.unanswered_window] + [hts]
+                view.messages = (view.messages + [("customer", cut(h.get("text"), cfg.text_max), hts)])[-cfg.last_messages:]
+            else:
+                view.run, view.last_reply = [], hts
+                view.messages = (view.messages + [(h.get("sender"), cut(h.get("text"), cfg.text_max), hts)])[-cfg.last_messages:]
+        return view
 
     def _mark_fast(self, type: str, key: str, ts: int) -> None:
         if self.fast is EMPTY:

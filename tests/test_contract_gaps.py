@@ -47,6 +47,9 @@ def test_cart_in_two_currencies_is_not_summed_under_one_code():
     assert cand.payload["cart_values"] == {"CZK": 500.0, "EUR": 20.0}
     assert {i["product_id"]: i["currency"] for i in cand.payload["items"]} == {"p1": "CZK", "p2": "EUR"}
     assert state.profile(cfg).fields["cart_value"] is None
+    from test_schemas import VALIDATORS
+
+    VALIDATORS["trigger"].validate(cand.to_trigger("2026-01-05T11:00:00.000Z"))
 
 
 def test_one_currency_keeps_the_single_total():
