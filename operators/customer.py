@@ -528,9 +528,13 @@ class CustomerState:
         candidate = None
         if not conv.escalated:
             sent = self.fast.get(("escalation", conv.key))
+            fast_key = self._fast_sent_in_episode(conv.conversation_id, conv.started, ts)
             if sent is not None:  # the fast path sent it: confirm the exact time to policy, send nothing
                 conv.escalated = True
                 out.append(Notice("service_exact", self.customer_id, min(ts, sent), conv.key))
+            elif fast_key is not None:  # sent for a message of this episode, under the key it saw then
+                conv.escalated = True
+                out.append(Notice("service_exact", self.customer_id, ts, fast_key))
             else:
                 candidate = self._escalation(conv, conv.messages, ts, reasons, cfg)
                 conv.escalated = bool(reasons)
@@ -583,7 +587,8 @@ class CustomerState:
     def _fast_escalation(self, ev: Event, text: str, cfg: RuleConfig, out: list) -> None:
         ts = ev.ts
         conv = self._conversation_so_far(ev.get("conversation_id"), ts, cfg)
-        if conv is None or conv.escalated or ("escalation", conv.key) in self.fast:
+        if conv is None or conv.escalated or ("escalation", conv.key) in self.fast \
+                or self._fast_sent_in_episode(conv.conversation_id, conv.started, ts) is not None:
             return
         conv.run = [r for r in conv.run if r >= ts - cfg.unanswered_window] + [ts]
         conv.messages = (conv.messages + [("customer", cut(text, cfg.text_max), ts)])[-cfg.last_messages:]
@@ -591,33 +596,60 @@ class CustomerState:
             (["unanswered"] if len(conv.run) >= cfg.unanswered_count else [])
         if reasons:
             self._mark_fast("escalation", conv.key, ts)
+            self.fast[("message", f"{conv.conversation_id}|{ts}")] = conv.key
         cand = self._escalation(conv, conv.messages, ts, reasons, cfg)  # no reason: the model decides
         feats = message_features(text, self._message_context(conv, ts))
         out.append(ScoreRequest("frustration", self.customer_id, f"{conv.key}|{ts}|fast", ts, feats, cand,
                                 decision=False))
 
+    def _fast_sent_in_episode(self, cid: str, start: int, ts: int) -> Optional[str]:
+        """The key of an escalation the fast path sent for a message of ``cid``'s episode that
+        started at ``start`` (no close held between that message and ``ts``), if any."""
+        for (kind, ref), key in self.fast.items():
+            if kind != "message":
+                continue
+            c, t = ref.rsplit("|", 1)
+            t = int(t)
+            if c != cid or t < start:
+                continue
+            lo, hi = min(t, ts), max(t, ts)
+            if not any(h.type == "chat_closed" and lo < hts < hi and h.get("conversation_id") == cid
+                       for hts, _, h in self.held):
+                return key
+        return None
+
     def _conversation_so_far(self, cid: str, ts: int, cfg: RuleConfig) -> Optional[Conversation]:
-        """A copy of conversation ``cid`` with the held messages before ``ts`` applied (None: the
-        message belongs to an episode already closed)."""
+        """A copy of conversation ``cid`` as the exact path will see it at ``ts``: the held events of
+        it before ``ts`` applied by :meth:`_apply_chat`'s rules (None: ``ts`` is in a closed episode)."""
         conv, closed_at = self.convs.get(cid), self.closed.get("c:" + cid)
-        view = Conversation(cid, ts, None if closed_at is None else f"{cid}@{ts}")
         if conv is not None:
+            view = Conversation(cid, conv.started)
             view.__setstate__(conv.__getstate__())
-            view.run, view.messages = list(conv.run), list(conv.messages)
-        elif closed_at is not None and ts <= closed_at:
-            return None
+            conv, view.run, view.messages = view, list(conv.run), list(conv.messages)
         for hts, _, h in sorted(self.held):
             if hts >= ts or h.get("conversation_id") != cid or h.type not in ("chat_message", "chat_closed"):
                 continue
+            reopen = None
+            if closed_at is not None:
+                if h.type == "chat_closed" or hts <= closed_at:
+                    continue  # part of the closed episode
+                reopen, closed_at = f"{cid}@{hts}", None
             if h.type == "chat_closed":
-                view = Conversation(cid, ts, f"{cid}@{ts}")  # this message reopens it
-            elif h.get("sender") == "customer":
-                view.run = [r for r in view.run if r >= hts - cfg.unanswered_window] + [hts]
-                view.messages = (view.messages + [("customer", cut(h.get("text"), cfg.text_max), hts)])[-cfg.last_messages:]
+                conv, closed_at = None, hts
+                continue
+            if conv is None:
+                conv = Conversation(cid, hts, reopen)
+            line = (h.get("sender"), cut(h.get("text"), cfg.text_max), hts)
+            conv.messages = (conv.messages + [line])[-cfg.last_messages:]
+            if h.get("sender") == "customer":
+                conv.run = [r for r in conv.run if r >= hts - cfg.unanswered_window] + [hts]
             else:
-                view.run, view.last_reply = [], hts
-                view.messages = (view.messages + [(h.get("sender"), cut(h.get("text"), cfg.text_max), hts)])[-cfg.last_messages:]
-        return view
+                conv.run, conv.last_reply = [], hts
+        if conv is None:
+            if closed_at is not None and ts <= closed_at:
+                return None
+            conv = Conversation(cid, ts, None if closed_at is None else f"{cid}@{ts}")
+        return conv
 
     def _mark_fast(self, type: str, key: str, ts: int) -> None:
         if self.fast is EMPTY:
@@ -705,8 +737,9 @@ class CustomerState:
         self.seen.prune(horizon)
         closed_horizon = self.clock - cfg.closed_memory
         self.closed = {k: t for k, t in self.closed.items() if t >= closed_horizon}
-        if self.fast:
-            self.fast = {k: t for k, t in self.fast.items() if t >= closed_horizon} or EMPTY
+        if self.fast:  # (type, key) -> ts, and ("message", "cid|ts") -> the key sent under
+            self.fast = {k: v for k, v in self.fast.items()
+                         if (v if k[0] != "message" else int(k[1].rsplit("|", 1)[1])) >= closed_horizon} or EMPTY
         self.prune_at = self.clock + 3_600_000
 
     # ------------------------------------------------------------------ the agent's view

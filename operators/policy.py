@@ -78,9 +78,11 @@ class PolicyState:
         return [c, update]
 
     def _notice(self, n: Notice, cfg: PolicyConfig) -> None:
-        if n.kind == "conversation_closed":
-            if n.key in self.escalated:
-                self.escalated[n.key][1] = n.ts
+        if n.kind == "conversation_closed":  # closes every escalation of the conversation open then
+            cid = _conversation_of(n.key)
+            for key, span in self.escalated.items():
+                if span[1] is None and span[0] <= n.ts and _conversation_of(key) == cid:
+                    span[1] = n.ts
         elif n.kind == "order_placed":
             self.orders.append(n.ts)
             self._forget(n.ts, cfg)
@@ -117,6 +119,12 @@ class PolicyState:
             self.apologies = {k: a for k, a in self.apologies.items() if a >= old}
         if len(self.escalated) > 4:
             self.escalated = {k: v for k, v in self.escalated.items() if v[1] is None or v[1] > now - cfg.memory}
+
+
+def _conversation_of(key: str) -> str:
+    """``conv`` for an escalation key ``conv`` or ``conv@{ms}`` (a reopened episode)."""
+    head, _, tail = key.rpartition("@")
+    return head if head and tail.isdigit() else key
 
 
 def _window_full(sent: list[int], t: int, window: int, cap: int) -> bool:

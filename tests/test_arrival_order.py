@@ -8,6 +8,8 @@ profile must be the same. Section 1 of the out-of-order issue gives the named ca
 
 from __future__ import annotations
 
+import os
+
 from helpers import at, ev, ms_at
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -216,7 +218,7 @@ def arrivals(draw):
     return sorted(events, key=lambda e: e.ts), arrival
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("ARRIVAL_EXAMPLES", 300)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrivals())
 def test_any_arrival_order_within_lateness_gives_the_ts_order_result(case):
     in_order, arrival = case
@@ -225,7 +227,7 @@ def test_any_arrival_order_within_lateness_gives_the_ts_order_result(case):
     assert a.models == b.models  # the models see the same decisions and labels, in the same order
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("ARRIVAL_EXAMPLES", 300)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrivals())
 def test_with_the_fast_path_only_a_service_triggers_time_may_differ(case):
     """The fast path answers at arrival from what has arrived: when an earlier event that would
