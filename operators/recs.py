@@ -62,6 +62,9 @@ class RecsConfig(NamedTuple):
     max_recent: int = 20  # recent products (interests) remembered per customer
     top_k: int = 20  # K: entries of crm:recs:{product_id}
     normalisation: str = "cosine"  # "cosine" | "lift" | "confidence" (c(A,B)/n(A))
+    sequence_weight: float = 1.0  # next view: B first viewed right after A, on top of the co-view (A -> B only)
+    recency: float = 0.5  # query weight of the r-th most recent product: recency ** r
+    repeat_weight: float = 1.0  # next-product lists: a query product's own score (re-views), x its weight
 
 
 DEFAULT = RecsConfig()
@@ -130,7 +133,7 @@ class RecentItems:
         self.cfg = config
         self.session: Optional[str] = None
         self.last_ts: Optional[int] = None  # last product event of the open session
-        self.views: list[str] = []  # distinct products viewed in the open session
+        self.views: list[str] = []  # distinct products viewed in the open session, in first-view order
         self.carts: list[str] = []  # distinct products added to the cart in the open session
         self.orders: tuple[tuple[tuple[str, ...], int], ...] = ()  # orders of the open session (usually none)
         self.bought: list[str] = []  # products purchased, oldest first
@@ -200,8 +203,9 @@ class RecentItems:
     def flush(self) -> list[Block]:
         """Close the open session: its co-occurrences as blocks (every pair of products viewed
         together, and carted together, in both directions plus one self pair per product and
-        kind; an order's products with each other and with the customer's purchases of the
-        window before it). Call it from the session-end timer."""
+        kind; each viewed product with the next one viewed; an order's products with each other
+        and with the customer's purchases of the window before it). Call it from the session-end
+        timer."""
         ts = self.last_ts
         if ts is None:
             return []
@@ -211,6 +215,7 @@ class RecentItems:
             if items:
                 group = tuple(items)
                 out.append((group, group, w, ts))
+        out += self._next_views(ts)
         w = cfg.purchase_weight
         for products, t in self.orders:
             since = t - cfg.co_purchase_window
@@ -225,6 +230,18 @@ class RecentItems:
         self.carts = []
         self.orders = ()
         self.last_ts = None
+        return out
+
+    def _next_views(self, ts: int) -> list[Block]:
+        """Sequential co-occurrence: each viewed product with the one first viewed right after it
+        (what is clicked next, as sequential rules count it; Ludewig et al. 2021), and with itself,
+        so that n(A) >= c(A, B) still holds. One small block per product of the session."""
+        w = self.cfg.sequence_weight
+        views = self.views
+        if not w or not views:
+            return []
+        out = [((a,), (a, b), w, ts) for a, b in zip(views, views[1:])]
+        out.append(((views[-1],), (views[-1],), w, ts))
         return out
 
     def _touch(self, product: str, ts: int) -> None:
@@ -571,9 +588,12 @@ class RecsTable:
         return self.neighbours(product_id)[: self.cfg.top_k if k is None else k]
 
     def recommend(self, items: Sequence[str], exclude: Collection[str] = (), k: int = 5,
-                  ts: Optional[int] = None, weights: Optional[Sequence[float]] = None) -> list[str]:
+                  ts: Optional[int] = None, weights: Optional[Sequence[float]] = None,
+                  repeat: float = 0.0) -> list[str]:
         """Products that go with ``items``: normalised similarity summed over the query items
-        (optionally weighted), never one of ``items`` or ``exclude``. ``[]`` while cold."""
+        (optionally weighted), never one of ``exclude``. ``repeat == 0``: never one of ``items``
+        either ("goes with"); ``repeat > 0``: each query item also scores ``repeat`` x its weight
+        for itself (next-product lists, where a re-view is a hit). ``[]`` while cold."""
         scores: dict[str, float] = {}
         get = scores.get
         sims, raw = self.sims, self.raw
@@ -585,13 +605,24 @@ class RecsTable:
             w = 1.0 if weights is None else weights[i]
             for b, s in entry[1]:
                 scores[b] = get(b, 0.0) + w * s
-        for a in items:
-            scores.pop(a, None)
+        if repeat:
+            for i, a in enumerate(items):
+                scores[a] = get(a, 0.0) + repeat * (1.0 if weights is None else weights[i])
+        else:
+            for a in items:
+                scores.pop(a, None)
         for a in exclude:
             scores.pop(a, None)
         if not scores:
             return []
         return [b for b, _s in _top(k, scores.items())]
+
+
+def recency_weights(n: int, recency: float) -> list[float]:
+    """Query weights of ``n`` products, most recent first: ``recency ** r`` for the r-th (r = 0
+    for the latest). V-SKNN weights a session's items by position the same way, linearly
+    (Ludewig et al. 2021); a geometric decay let the latest product lead more on the data here."""
+    return [recency ** r for r in range(n)]
 
 
 class PopularityBaseline:
