@@ -70,6 +70,16 @@ class RecsConfig(NamedTuple):
 DEFAULT = RecsConfig()
 
 
+def _cfg_state(cfg: RecsConfig) -> Optional[tuple]:
+    """A config as pickled state: ``None`` for the default (most states pickle it: one per customer)."""
+    return None if cfg == DEFAULT else tuple(cfg)
+
+
+def _cfg_from(state: Optional[tuple]) -> RecsConfig:
+    """Inverse of :func:`_cfg_state`; an older, shorter tuple takes the defaults of newer fields."""
+    return DEFAULT if state is None or state == tuple(DEFAULT) else RecsConfig(*state)
+
+
 class Pair(NamedTuple):
     """One co-occurrence observation for ``product_id``'s key; ``other_id == product_id`` is a
     self-occurrence (the product's own popularity count n(A))."""
@@ -142,13 +152,13 @@ class RecentItems:
         self.recent_ts = array("q")  # their last touch ts (packed: this is per customer)
 
     def __getstate__(self):
-        return (tuple(self.cfg), self.session, self.last_ts, self.views, self.carts, self.orders,
+        return (_cfg_state(self.cfg), self.session, self.last_ts, self.views, self.carts, self.orders,
                 self.bought, self.bought_ts, self.recent, self.recent_ts)
 
     def __setstate__(self, s):
         (cfg, self.session, self.last_ts, self.views, self.carts, self.orders, self.bought, self.bought_ts,
          self.recent, self.recent_ts) = s
-        self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
+        self.cfg = _cfg_from(cfg)
 
     def observe(self, event_type: str, product_ids: Sequence[str], session_key: Optional[str],
                 ts: int) -> list[Block]:
@@ -430,13 +440,13 @@ class ProductNeighbours:
         self.changed = False  # the published set is no longer the top-M
 
     def __getstate__(self):
-        return (self.product_id, tuple(self.cfg), self.sketch, self.n, self.n_pub, tuple(self.pub),
+        return (self.product_id, _cfg_state(self.cfg), self.sketch, self.n, self.n_pub, tuple(self.pub),
                 self.pub_min, self.dirty, self.changed)
 
     def __setstate__(self, s):
         (self.product_id, cfg, self.sketch, self.n, self.n_pub, pub, self.pub_min, self.dirty,
          self.changed) = s
-        self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
+        self.cfg = _cfg_from(cfg)
         self.pub = frozenset(pub)
 
     def observe(self, pair: Pair) -> None:
@@ -531,12 +541,12 @@ class RecsTable:
         self.max_age = max_age if max_age is not None else 8 * config.half_life
 
     def __getstate__(self):
-        return (tuple(self.cfg), self.counts, self.sims, self.max_age, self.raw)
+        return (_cfg_state(self.cfg), self.counts, self.sims, self.max_age, self.raw)
 
     def __setstate__(self, s):
         cfg, self.counts, self.sims, self.max_age = s[:4]
         self.raw = s[4] if len(s) > 4 else {}
-        self.cfg = DEFAULT if cfg == tuple(DEFAULT) else RecsConfig(*cfg)
+        self.cfg = _cfg_from(cfg)
 
     def __len__(self) -> int:
         return len(self.sims.keys() | self.raw.keys())
