@@ -199,6 +199,9 @@ class RecsSettings(_Group):
     normalisation: str = Field("cosine", pattern="^(cosine|lift|confidence)$",
                                description="similarity: cosine c(A,B)/sqrt(n(A)n(B)), lift, or confidence c(A,B)/n(A)")
     in_payload: int = Field(5, ge=0, description="recommendations carried in a trigger payload")
+    sequence_weight: float = Field(1.0, ge=0, description="weight of B viewed right after A (A -> B), on top of the co-view")
+    recency: float = Field(0.5, gt=0, le=1, description="next-product lists: the r-th most recent product weighs recency^r")
+    repeat_weight: float = Field(1.0, ge=0, description="next-product lists: a product the customer viewed scores this x its weight")
 
 
 class KafkaSettings(_Group):

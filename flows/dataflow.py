@@ -41,6 +41,7 @@ from operators.triggers import Candidate, ProfileUpdate, Suppressed
 log = logging.getLogger("crm.flow")
 BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
 PROFILE_REFRESH_S = 30.0
+SESSION_END = "decision_session_end"  # the churn decision point a session end raises (operators.customer)
 Encoder = Callable[[tuple[str, dict]], Any]
 
 
@@ -322,6 +323,9 @@ class ModelLogic(StatefulBatchLogic):
                 field_name = "churn_probability" if req.model == "churn" else "frustration_probability"
                 out.append(ProfileUpdate(req.customer_id, {field_name: round(p, 4)}))
         c = req.candidate
+        if self.profiles and c is not None and c.recs is not None and req.features.get(SESSION_END):
+            # a session ended: the profile's next-product list, from the outreach candidate's query
+            out.append(ProfileUpdate(req.customer_id, {"recommendations": self.recs.for_customer(c.recs, req.ts)}))
         if c is None:
             return
         c.score = None if p is None else round(p, 4)

@@ -44,7 +44,9 @@ class RuleConfig:
         self.max_pending = s.labels.max_pending
         self.closed_memory = max(self.churn_horizon, self.dedup_window)
         self.recs = RecsConfig(half_life=ms(s.recs.half_life), neighbours=s.recs.neighbours,
-                               capacity=s.recs.capacity, top_k=s.recs.top_k, normalisation=s.recs.normalisation)
+                               capacity=s.recs.capacity, top_k=s.recs.top_k, normalisation=s.recs.normalisation,
+                               sequence_weight=s.recs.sequence_weight, recency=s.recs.recency,
+                               repeat_weight=s.recs.repeat_weight)
         self.recs_in_payload = s.recs.in_payload
 
     def tier(self, order_count: int, spend: float) -> str:
