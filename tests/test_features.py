@@ -231,7 +231,13 @@ def test_message_features_combine_all_parts():
                                         "late_order_now": 0.0})
     for key in ("vader_compound", "caps_share", "question_run", "negative_words", "since_reply_log", "in_a_row"):
         assert key in f
+    assert f.pop(F.TEXT_KEY) == "hello???"  # the text itself, for the model's hashed n-grams
     assert all(isinstance(v, float) for v in f.values())
+
+
+def test_message_text_carries_the_customers_earlier_lines():
+    f = F.message_features("still nothing", {"earlier_lines": ["where is my order?", "hello??"]})
+    assert f[F.TEXT_KEY] == "where is my order? hello?? still nothing"
 
 
 def test_state_machine_message_features_carry_the_context():

@@ -65,11 +65,11 @@ def lab(i, x, y, model="churn", ts=HOUR, decided=0):
 
 
 def test_shard_scores_none_for_an_unknown_model():
-    assert ModelShard(warmup=0).score(req(0, {"a": 1.0}, model="nope")) is None
+    assert ModelShard(min_outcomes=0, warmup=0).score(req(0, {"a": 1.0}, model="nope")) is None
 
 
 def test_shard_scores_none_during_warmup_and_never_after():
-    shard = ModelShard(warmup=20)
+    shard = ModelShard(min_outcomes=0, warmup=20)
     data = list(toy(200))
     for i, (x, y) in enumerate(data):
         p = shard.score(req(i, x))
@@ -81,7 +81,7 @@ def test_shard_scores_none_during_warmup_and_never_after():
 
 
 def test_shard_metrics_update_on_labels():
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     for i, (x, y) in enumerate(toy(400)):
         shard.score(req(i, x))
         shard.learn(lab(i, x, y, ts=i * HOUR + 2 * HOUR, decided=i * HOUR))
@@ -96,7 +96,7 @@ def test_shard_metrics_update_on_labels():
 
 
 def test_payload_only_scores_are_not_kept():
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     shard.score(req(1, {"a": 1.0}, decision=False))
     assert shard.metrics()["churn"]["predictions"] == 1
     assert shard.metrics()["churn"]["pending"] == 0
@@ -106,7 +106,7 @@ def test_payload_only_scores_are_not_kept():
 
 
 def test_pending_predictions_are_bounded_oldest_evicted():
-    shard = ModelShard(warmup=0, pending_max=10)
+    shard = ModelShard(min_outcomes=0, warmup=0, pending_max=10)
     for i in range(25):
         shard.score(req(i, {"a": float(i)}))
     assert len(shard.pending["churn"]) == 10
@@ -119,7 +119,7 @@ def test_pending_predictions_are_bounded_oldest_evicted():
 
 
 def test_shard_pickle_round_trip_keeps_predictions_identical():
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     data = list(toy(300))
     for i, (x, y) in enumerate(data[:200]):
         shard.score(req(i, x))
@@ -176,7 +176,7 @@ def test_merge_metrics_of_shards_equals_one_shard():
 
 def test_publish_writes_merged_metrics_to_telemetry():
     t = Telemetry()
-    shards = [ModelShard(warmup=0), ModelShard(warmup=0)]
+    shards = [ModelShard(min_outcomes=0, warmup=0), ModelShard(min_outcomes=0, warmup=0)]
     for i, (x, y) in enumerate(toy(100)):
         s = shards[i % 2]
         s.score(req(i, x))
@@ -191,7 +191,7 @@ def test_publish_writes_merged_metrics_to_telemetry():
 
 def test_refresh_publishes_at_once():
     t = Telemetry()
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     publish(t, shard, force=True)
     for i, (x, y) in enumerate(toy(30)):
         shard.score(req(i, x))
@@ -207,7 +207,7 @@ def test_refresh_publishes_at_once():
 
 
 def trained_shard(n=300, estimator=None):
-    shard = ModelShard(warmup=0, estimators={"churn": estimator} if estimator else None)
+    shard = ModelShard(min_outcomes=0, warmup=0, estimators={"churn": estimator} if estimator else None)
     for i, (x, y) in enumerate(toy(n)):
         shard.score(req(i, x))
         shard.learn(lab(i, x, y))
@@ -217,7 +217,7 @@ def trained_shard(n=300, estimator=None):
 def test_save_and_load_models_warm_starts_identically(tmp_path):
     shard = trained_shard()
     path = tmp_path / "models.bin"
-    info = save_models([shard, ModelShard(warmup=0)], path)
+    info = save_models([shard, ModelShard(min_outcomes=0, warmup=0)], path)
     assert info["churn"] == {"estimator": "logreg", "learned": 300}
     saved = load_models(path)
     assert saved.shards == 2 and saved.metrics["churn"].labels == 300
