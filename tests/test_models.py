@@ -255,3 +255,66 @@ def test_load_models_refuses_other_files(tmp_path):
     cut.write_bytes(cut.read_bytes()[:200])
     with pytest.raises(ModelFileError, match="cannot read"):
         load_models(cut)
+
+
+# ------------------------------------------------------------------ no action before both outcomes
+
+
+def test_no_score_until_the_model_has_seen_both_outcomes():
+    shard = ModelShard(warmup=10, min_outcomes=20, auc_floor=0.6)
+    data = list(toy(400))
+    i = 0
+    for x, _ in data[:150]:  # only non-churners: whatever it learns, it never acts
+        assert shard.score(req(i, x)) is None
+        shard.learn(lab(i, x, 0))
+        i += 1
+    assert shard.metrics()["churn"]["predictions"] == 0 and shard.metrics()["churn"]["withheld"] > 0
+    returned = []
+    for x, y in data[150:]:
+        returned.append(shard.score(req(i, x)))
+        shard.learn(lab(i, x, y))
+        i += 1
+    first = next(k for k, p in enumerate(returned) if p is not None)
+    rec = shard.models["churn"].record
+    assert first > 20 and rec.matched_positives >= 20 and rec.roc_auc > 0.6
+    assert all(p is not None for p in returned[first:])  # a good model stays open
+    m = shard.metrics()["churn"]
+    assert m["predictions"] + m["withheld"] == m["decisions"] == 400 - 10
+
+
+def test_a_model_below_the_auc_floor_never_acts():
+    shard = ModelShard(warmup=10, min_outcomes=5, auc_floor=0.6)
+    rng = random.Random(4)
+    for i in range(300):  # labels unrelated to the features: AUC about 0.5
+        x = {"a": rng.gauss(0, 1)}
+        assert shard.score(req(i, x)) is None
+        shard.learn(lab(i, x, rng.random() < 0.5))
+    rec = shard.models["churn"].record
+    assert rec.matched_positives > 50 and rec.roc_auc < 0.6
+
+
+def test_a_warm_start_carries_the_track_record(tmp_path):
+    shard = ModelShard(warmup=0, min_outcomes=20)
+    for i, (x, y) in enumerate(toy(300)):
+        shard.score(req(i, x))
+        shard.learn(lab(i, x, y))
+    save_models(shard, tmp_path / "m")
+    warm = ModelShard(warm=load_models(tmp_path / "m").models, min_outcomes=20)
+    assert warm.score(req(999, {"a": 1.0, "b": 10.0, "noise": 0.5})) is not None  # acts from its first event
+    assert ModelShard(min_outcomes=20).score(req(999, {"a": 1.0})) is None
+
+
+def test_churn_scores_use_the_bgnbd_population_and_give_a_clv():
+    from models.btyd import DAY
+
+    shard = ModelShard(warmup=0, min_outcomes=0)
+    shard.population.min_customers = 5
+    feats = {"recency_log": 1.0, "_btyd_x": 2.0, "_btyd_tx": 40.0, "_btyd_T": 60.0, "_btyd_spend": 90.0,
+             "_horizon_days": 30.0}
+    assert shard.clv(req(0, feats)) is None  # before the population's first fit
+    for i in range(10):
+        shard.score(ScoreRequest("churn", f"c{i}", f"d{i}", 60 * DAY, dict(feats, _btyd_x=float(i % 4)), None))
+    assert shard.population.params is not None
+    clv = shard.clv(req(0, feats))
+    assert clv is not None and clv > 0
+    assert shard.clv(req(0, dict(feats, _btyd_x=-1.0))) is None  # never bought: no CLV
