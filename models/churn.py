@@ -39,7 +39,9 @@ def purchase_stats(features: dict) -> Optional[tuple[float, float, float, float]
 def btyd_features(population: Population, features: dict) -> dict:
     """``features`` without the raw ``_btyd_*`` statistics, with the BG/NBD ones (zeros and
     ``btyd_known`` 0 for a customer who never bought, or before the population's first fit)."""
-    out = {k: v for k, v in features.items() if k not in RAW}
+    out = dict(features)
+    for k in RAW:
+        out.pop(k, None)
     stats = purchase_stats(features)
     params = population.params
     if stats is None or params is None:

@@ -11,7 +11,7 @@ from typing import Callable
 from river import compose, forest, linear_model, naive_bayes, optim, tree
 
 from models.scaler import StandardScaler
-from models.text import TEXT_KEY, TextHasher
+from models.text import TextAndNumbers
 
 
 def _logreg(lr: float = 0.01, l2: float = 0.0):
@@ -29,10 +29,8 @@ def _logreg_adagrad():
 def _logreg_text(lr: float = 0.1):
     """Scaled numeric features beside hashed n-grams of the text (unscaled: unit-norm already), one
     logistic regression over both; AdaGrad, as the hashed weights are sparse and seen rarely."""
-    return lambda: compose.Pipeline(
-        compose.TransformerUnion(compose.Pipeline(compose.Discard(TEXT_KEY), StandardScaler()), TextHasher()),
-        linear_model.LogisticRegression(optimizer=optim.AdaGrad(lr)),
-    )
+    return lambda: compose.Pipeline(TextAndNumbers(StandardScaler()),
+                                    linear_model.LogisticRegression(optimizer=optim.AdaGrad(lr)))
 
 
 def _hoeffding():

@@ -27,6 +27,7 @@ WARMUP = 50  # labels a model learns from before it scores at all
 MIN_OUTCOMES = 20  # validated predictions of each outcome before its scores are used
 AUC_FLOOR = 0.6  # progressive ROC AUC (its track record) below which its scores are withheld
 CLV_HORIZON_DAYS = 365.0
+GATE_EVERY = 20  # validated labels between two checks of a model's gate
 
 
 def shard_index(customer_id: str, shards: int) -> int:
@@ -91,11 +92,13 @@ class ModelShard:
         if self.min_outcomes <= 0:  # the gate is off: scores as soon as warmed up
             return True
         rec = model.record
+        seen, was = getattr(model, "gate", (-1, False))
+        if 0 <= rec.matched - seen < GATE_EVERY:  # the AUC reads 1,000 bins: re-checked every few labels
+            return was
         pos, neg = rec.matched_positives, rec.matched - rec.matched_positives
-        if pos < self.min_outcomes or neg < self.min_outcomes:
-            return False
-        auc = rec.roc_auc
-        return auc is not None and auc >= self.auc_floor
+        auc = rec.roc_auc if pos >= self.min_outcomes and neg >= self.min_outcomes else None
+        model.gate = (rec.matched, auc is not None and auc >= self.auc_floor)
+        return model.gate[1]
 
     def _features(self, name: str, customer_id: str, features: dict, ts: int, observe_stats: bool) -> dict:
         if name != "churn":
