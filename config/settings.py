@@ -68,13 +68,71 @@ class DelayApologySettings(_Group):
                                               description="credit multiplier per value tier")
 
 
+def _human_words() -> list[str]:
+    """Asking for a person, in English, French, Spanish, German and Portuguese (folded: any case/accents).
+    Generic words ("person", "Mensch", "una persona") only inside a request phrase."""
+    en = ["human", "humans", "agent", "representative", "real person", "live person", "actual person",
+          "someone real", "supervisor", "manager", "operator", "staff member"]
+    en += [f"{verb} {prep} {who}" for verb in ("talk", "speak", "chat") for prep in ("to", "with")
+           for who in ("a person", "someone", "somebody", "a real person", "a live person", "an actual person")]
+    fr = ["humain", "un agent", "une agente", "conseiller", "conseillere", "operateur", "operatrice",
+          "superviseur", "une vraie personne", "une personne reelle", "quelqu'un de reel", "parler a quelqu'un",
+          "parler a une personne", "parler au responsable"]
+    es = ["humano", "agente", "asesor", "asesora", "operador", "operadora", "representante", "persona real",
+          "hablar con alguien", "hablar con una persona", "gerente", "supervisora"]
+    de = ["mit einem mitarbeiter", "mit einer mitarbeiterin", "einen mitarbeiter", "mit einem menschen",
+          "einen menschen", "echter mensch", "echten menschen", "echte person", "echten person",
+          "mit einer person", "mit einem berater", "mit einer beraterin", "kundenberater", "kundenberaterin",
+          "sachbearbeiter", "mit jemandem sprechen", "mit jemandem reden", "vorgesetzten"]
+    pt = ["humano", "atendente", "agente", "pessoa real", "falar com alguem", "falar com uma pessoa", "operador",
+          "operadora", "gerente", "supervisora", "atendimento humano"]
+    return list(dict.fromkeys(en + fr + es + de + pt))
+
+
+def _human_negations() -> list[str]:
+    """Words that decline a person when they come shortly before the request in the same clause."""
+    return ["no", "not", "don't", "dont", "do not", "doesn't", "does not", "didn't", "never", "without",
+            "nor", "neither", "no need", "pas", "jamais", "sans", "aucun", "aucune", "ni", "nunca", "sin",
+            "ningun", "ninguna", "kein", "keine", "keinen", "keinem", "nicht", "nie", "niemals", "ohne",
+            "nao", "sem", "nem", "nenhum", "nenhuma"]
+
+
+def _human_compounds() -> list[str]:
+    """Things named with a person word that are not someone to talk to here (a match inside one is ignored)."""
+    en = [f"{m} agent" for m in ("delivery", "shipping", "courier", "travel", "estate", "real estate", "insurance",
+                                 "booking", "customs", "border", "secret", "free", "user", "cleaning", "double",
+                                 "press", "literary")]
+    en += [f"{m} manager" for m in ("password", "download", "task", "file", "package", "project", "window",
+                                    "tag", "ad", "ads", "device", "extension", "plugin", "app", "warehouse",
+                                    "content", "boot", "session", "network", "display")]
+    en += ["human resources", "human error", "human rights", "human nature", "human readable",
+           "human-readable", "user agent", "agent string", "operator error", "network operator",
+           "mobile operator", "tour operator", "machine operator", "crane operator", "supervisor mode"]
+    romance = [f"{who} {what}" for who in ("agent", "agente") for what in (
+        "de livraison", "de entrega", "da entrega", "de viagens", "de viaje", "de voyage", "de voyages",
+        "de transporte", "de seguros", "immobilier", "inmobiliario", "imobiliario", "de change")]
+    romance += ["gestionnaire de mots de passe", "erreur humaine", "error humano", "erro humano",
+                "ressources humaines", "recursos humanos", "droits humains", "derechos humanos", "direitos humanos",
+                "operateur mobile", "operador movil", "operadora de celular", "operadora de telefonia"]
+    de = ["menschliches versagen", "menschlicher fehler", "menschenrechte"]
+    return en + romance + de
+
+
 class EscalationSettings(_Group):
     human_words: list[str] = Field(
-        default_factory=lambda: [
-            "human", "agent", "representative", "real person", "supervisor", "manager",
-            "someone real", "live person", "talk to a person", "speak to a person",
-        ],
-        description="a customer message with one of these (whole words, any case/accents) asks for a human",
+        default_factory=_human_words,
+        description="a customer message with one of these (whole words, any case/accents) asks for a human; "
+                    "defaults cover en, fr, es, de, pt",
+    )
+    human_negations: list[str] = Field(
+        default_factory=_human_negations,
+        description="one of these up to 5 words before a human word, in the same clause, declines it "
+                    "('no need for an agent')",
+    )
+    human_compounds: list[str] = Field(
+        default_factory=_human_compounds,
+        description="a human word inside one of these names something else ('delivery agent', "
+                    "'password manager') and asks for nobody",
     )
     unanswered_count: int = Field(3, ge=2, description="customer messages in a row with no reply")
     unanswered_window: Duration = Field(timedelta(minutes=10), description="the unanswered run must fit in this")

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import orjson
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 
+from config.jsonsafe import dumps, encode_str
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
 
@@ -221,11 +221,11 @@ def kafka_sink(cfg: KafkaSettings, topic: str, name: str = "kafka") -> KafkaProd
 def encode_keyed(item: tuple[str, dict]) -> tuple[str, KafkaSinkMessage]:
     """``(customer_id, record)`` -> a message keyed by the customer."""
     key, record = item
-    return key, KafkaSinkMessage(key.encode(), orjson.dumps(record))
+    return key, KafkaSinkMessage(encode_str(key), dumps(record))
 
 
 def encode_unkeyed(item: tuple[str, dict]) -> tuple[str, KafkaSinkMessage]:
-    return item[0], KafkaSinkMessage(None, orjson.dumps(item[1]))
+    return item[0], KafkaSinkMessage(None, dumps(item[1]))
 
 
 def export_range(cfg: KafkaSettings, from_ms: int, to_ms: int, out: Path, topics: Optional[list[str]] = None,

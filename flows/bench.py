@@ -41,7 +41,7 @@ from config.settings import Settings, load_settings, ms
 from connectors.files import LogSource, Owners
 from connectors.metrics import reset_telemetry
 from flows.runtime import engine_gc
-from flows.dataflow import Edges, build_flow, replay_decoder
+from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
 from operators.customer import FAST_REASONS
 
 
@@ -203,7 +203,8 @@ def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Op
     from connectors.files import ReplayEnd
 
     end = ReplayEnd(end_dir or Path(tempfile.mkdtemp(prefix="crm-bench-end-")), partitions=partitions)
-    source = Clocked(LogSource([path], replay_decoder(settings), end, partitions=partitions))
+    source = Clocked(LogSource([path], replay_decoder(settings), end, partitions=partitions,
+                               guard=future_guard(settings)))
     edges = Edges(source=source, end=end, recovery=False, triggers=[(NullSink(), None)], deadletters=[(NullSink(), None)],
                   profiles=[(NullSink(), None)])
     flow = build_flow(settings, edges, shards=partitions, t=reset_telemetry())

@@ -16,19 +16,20 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import bytewax.operators as op
-import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from config.settings import Settings
+from config.jsonsafe import clean_str
+from config.settings import Settings, ms
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
 from connectors.routing import balanced_key, worker_of
 from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
+from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
 from operators.policy import PolicyConfig, PolicyState
@@ -74,6 +75,7 @@ def _source_label(source: str) -> str:
 def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
     """Raw input (bytes with where they came from, or an already decoded replay item) -> typed item."""
     max_bytes = settings.time.max_event_bytes
+    skew = ms(settings.time.max_future_skew)
     lag = t.event_lag.observe
 
     def decode_item(item: Any) -> Any:
@@ -81,8 +83,12 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
             value, source, pos = item
             item = decode(value, source, max_bytes)
             if type(item) is Event:
-                item.pos = pos
-                lag(max(0.0, time.time() - item.ts / 1000.0))  # live only: a replay's lag means nothing
+                now = time.time()
+                if ahead_of_wall(item.ts, int(now * 1000), skew):  # a wrong clock must not move the customer's
+                    item = future_dead_letter(value, item, int(now * 1000))
+                else:
+                    item.pos = pos
+                    lag(max(0.0, now - item.ts / 1000.0))  # live only: a replay's lag means nothing
         if type(item) is Event:
             t.read(_source_label(item.source), item.type)
         else:
@@ -91,6 +97,12 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
         return item
 
     return decode_item
+
+
+def future_guard(settings: Settings) -> Callable[[], FutureGuard]:
+    """Per replayed file: events too far ahead of the log around them are ``future_ts`` dead letters."""
+    skew = ms(settings.time.max_future_skew)
+    return lambda: FutureGuard(skew)
 
 
 def replay_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
@@ -139,15 +151,16 @@ class ProfileLogic(StatefulBatchLogic):
             try:
                 res, status = self.state.process(item, self.cfg)
             except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
-                log.exception("processing %s failed", item.source)
+                log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
+                log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
                 self.t.dead_letter("processing_error")
-                out.append(DeadLetter(orjson.dumps(item.data), item.source, "processing_error",
-                                      f"{type(exc).__name__}: {exc}"[:200]))
+                out.append(DeadLetter.of_event(item, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
                 continue
             if status != "ok":
                 self.t.status(status)
             if res or item.type not in BROWSING:
                 self.material = True
+            self._count_failures(res)
             out.extend(_at(item.pos, res))
             self.wall_at_clock = time.time()
         return self._emit(out)
@@ -159,15 +172,24 @@ class ProfileLogic(StatefulBatchLogic):
         if self.state is None:
             return [], StatefulBatchLogic.RETAIN
         if self.end is None:
-            return self._emit(_at(1 << 61, self.state.flush(None, self.cfg)))
+            res = self.state.flush(None, self.cfg)
+            self._count_failures(res)
+            return self._emit(_at(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
-        out = _at(1 << 61, self.state.flush(now, self.cfg))
+        res = self.state.flush(now, self.cfg)
+        self._count_failures(res)
+        out = _at(1 << 61, res)
         if self.profiles == "end":
             end = self.end.read()  # the profile's churn score describes the customer at the end of input
             if self.state.last_seen is not None and end >= self.state.last_seen:
                 out += _at(1 << 61, [self.state.churn_refresh(end, self.cfg)])
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)
+
+    def _count_failures(self, res: list) -> None:
+        for o in res:
+            if type(o) is DeadLetter:  # a held event the core could not apply (its safety net)
+                self.t.dead_letter(o.reason)
 
     def _emit(self, out: list) -> tuple[list, bool]:
         if self.state is None:
@@ -190,16 +212,29 @@ class ProfileLogic(StatefulBatchLogic):
         if due is None:
             return None
         wall = self.wall_at_clock + (due - self.state.clock) / 1000.0
-        return datetime.fromtimestamp(wall, tz=timezone.utc)
+        return _wall_datetime(wall)
 
     def on_notify(self) -> tuple[list, bool]:
         now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
-        return self._emit(_at(1 << 62, self.state.advance(now, self.cfg)))
+        res = self.state.advance(now, self.cfg)
+        self._count_failures(res)
+        return self._emit(_at(1 << 62, res))
 
     def snapshot(self) -> Optional[bytes]:
         if not self.recovery:  # nothing will ever resume from it: skip the pickling
             return None
         return pickle.dumps((self.state, self.wall_at_clock), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_WALL_MIN, _WALL_MAX = 0.0, 253_402_214_400.0  # 1970-01-01 .. 9999-12-31 (datetime's end, minus a day)
+
+
+def _wall_datetime(wall: float) -> datetime:
+    """A wall-clock time for Bytewax's timer, clamped into datetime's range: a due time centuries away
+    (validation keeps event times within 2000..2199, settings may stretch timers) waits, never raises."""
+    if not _WALL_MIN <= wall <= _WALL_MAX:  # also NaN
+        wall = _WALL_MIN if wall < _WALL_MIN else _WALL_MAX
+    return datetime.fromtimestamp(wall, tz=timezone.utc)
 
 
 def _pos(item: Any) -> int:
@@ -209,7 +244,8 @@ def _pos(item: Any) -> int:
 def _at(pos: int, outputs: list) -> list:
     """Tag what an input caused with the input's position (see :class:`ModelLogic`)."""
     for o in outputs:
-        o.pos = pos
+        if type(o) is not DeadLetter:  # dead letters leave the flow here: no order to keep
+            o.pos = pos
     return outputs
 
 
@@ -248,8 +284,8 @@ class ModelLogic(StatefulBatchLogic):
             if kind is ScoreRequest:
                 self._score(item, out)
             elif kind is Label:
-                self.shard.learn(item)
-                self.t.labels.labels(item.model).inc()
+                if self.shard.learn(item):
+                    self.t.labels.labels(item.model).inc()
             elif kind is RecsUpdate:
                 for update in item.updates:
                     self.recs.apply(update)
@@ -261,8 +297,21 @@ class ModelLogic(StatefulBatchLogic):
                 if kind is Candidate and item.recs is not None:
                     item.payload["recommendations"] = self.recs.recommend(item.recs, item.event_ts)
                 out.append(item)
+        self._report_nonfinite()
         publish(self.t, self.shard)
         return out, StatefulBatchLogic.RETAIN
+
+    def _report_nonfinite(self) -> None:
+        """Model calls the shard refused for a non-finite feature since the last batch -> telemetry."""
+        counts = getattr(self.shard, "nonfinite", None)
+        if not counts:
+            return
+        reported = self.__dict__.setdefault("_nonfinite_reported", {})
+        for key, n in counts.items():
+            if n != reported.get(key, 0):
+                model, call = key.split(":", 1)
+                self.t.nonfinite_features(model, call, n - reported.get(key, 0))
+                reported[key] = n
 
     def on_eof(self) -> tuple[list, bool]:
         publish(self.t, self.shard, force=True)

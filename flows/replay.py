@@ -18,7 +18,7 @@ from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
-from flows.dataflow import Edges, build_flow, replay_decoder
+from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
 from flows.runtime import engine_gc
 
 
@@ -45,7 +45,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
     end = ReplayEnd(Path(tempfile.mkdtemp(prefix="crm-replay-end-")), partitions=1, drain=drain)
-    source = LogSource(logs, replay_decoder(settings), end, progress=progress)
+    source = LogSource(logs, replay_decoder(settings), end, progress=progress, guard=future_guard(settings))
     edges = Edges(
         source=source,
         end=end,

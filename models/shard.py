@@ -32,7 +32,21 @@ GATE_EVERY = 20  # validated labels between two checks of a model's gate
 
 def shard_index(customer_id: str, shards: int) -> int:
     """Stable across processes and restarts (``hash()`` is salted per process)."""
-    return zlib.crc32(customer_id.encode()) % shards
+    return zlib.crc32(customer_id.encode("utf-8", "surrogatepass")) % shards
+
+
+def finite(features: Mapping[str, float]) -> bool:
+    """Whether every feature value is a finite number. One C-level sum: ``x - x`` is 0 only for a
+    finite ``x``, and the sum is non-finite if any term is (or if finite terms overflow, which is
+    as unusable)."""
+    try:
+        total = sum(features.values())
+    except TypeError:  # the frustration model's text rides along as a str (models.text)
+        try:
+            total = sum(v for v in features.values() if type(v) is not str)
+        except TypeError:
+            return False
+    return total - total == 0
 
 
 def shard_of(customer_id: str, shards: int) -> str:
@@ -86,6 +100,7 @@ class ModelShard:
             refit_every=int(_model_setting(settings, "btyd_refit", timedelta(days=7)).total_seconds() * 1000))
         self.pending: dict[str, OrderedDict[str, float]] = {name: OrderedDict() for name in self.models}
         self.stats: dict[str, ModelMetrics] = {name: ModelMetrics() for name in self.models}
+        self.nonfinite: dict[str, int] = {}  # "model:predict" / "model:learn" -> calls refused
 
     def ready(self, model: OnlineModel) -> bool:
         """True when ``model``'s scores may drive anything (see the class docstring)."""
@@ -114,6 +129,9 @@ class ModelShard:
         model = self.models.get(req.model)
         if model is None:
             return None
+        if not finite(req.features):  # a NaN/inf would score garbage: no score at all
+            self._refuse(req.model, "predict")
+            return None
         feats = self._features(req.model, req.customer_id, req.features, req.ts, True)
         if model.learned < self.warmup:
             return None
@@ -136,16 +154,26 @@ class ModelShard:
         v = predicted_clv(self.population, req.features, self.clv_horizon)
         return None if v is None else round(v, 2)
 
-    def learn(self, label: Label) -> None:
-        """Score the stored prediction against ``label``, then learn from its features."""
+    def learn(self, label: Label) -> bool:
+        """Score the stored prediction against ``label``, then learn from its features. Returns False
+        (and counts it in ``nonfinite``) when a feature is NaN or infinite: one such update would
+        leave the shared weights non-finite and every later score of the shard meaningless."""
         model = self.models.get(label.model)
         if model is None:
-            return
+            return False
         p = self.pending[label.model].pop(label.decision_id, None)
+        if not finite(label.features):
+            self._refuse(label.model, "learn")
+            return False
         self.stats[label.model].labelled(int(label.label), p, label.ts - label.decided_ts)
         if p is not None:
             model.record.labelled(int(label.label), p, label.ts - label.decided_ts)
         model.learn(self._features(label.model, label.customer_id, label.features, label.ts, False), label.label)
+        return True
+
+    def _refuse(self, model: str, call: str) -> None:
+        counts = self.__dict__.setdefault("nonfinite", {})  # shards pickled before the field existed
+        counts[f"{model}:{call}"] = counts.get(f"{model}:{call}", 0) + 1
 
     def metric_states(self) -> dict[str, ModelMetrics]:
         """Mergeable metrics per model (see :func:`models.metrics.merge_metrics`)."""

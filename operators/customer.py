@@ -17,11 +17,15 @@ delay apology, at arrival instead; the exact path then only confirms it.
 from __future__ import annotations
 
 import heapq
+import json
+import logging
 from sys import intern
 from typing import Any, Optional
 
+import orjson
+
 from operators.dedup import SeenIds
-from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, Event, format_ts, parse_ts
+from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, DeadLetter, Event, format_ts, parse_ts
 from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
 from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
@@ -32,7 +36,8 @@ from operators.triggers import Candidate, Notice, ProfileUpdate
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
 FAST_REASONS = frozenset({"human_requested", "carrier_reported"})  # what the service fast path sends
 NEVER = 1 << 62
-MAX_MONEY = 1e15  # a bound on sums of money: far beyond any real order book, far from overflow
+log = logging.getLogger("crm.customer")
+MAX_MONEY = 1e30  # a bound on sums of money: past any bounded amount x quantity, far from overflow
 
 
 class _Empty(dict):
@@ -237,8 +242,7 @@ class CustomerState:
         while True:
             due, fire = self._next_timer(cfg)
             if held and held[0][0] <= frontier and due >= held[0][0]:
-                ev = heapq.heappop(held)[2]
-                self._apply(ev, False, cfg, out)
+                self._apply_safely(heapq.heappop(held)[2], cfg, out)
             elif due < frontier or (inclusive and due == frontier):
                 fire(due, cfg, out)
             else:
@@ -248,6 +252,15 @@ class CustomerState:
         if held and held[0][0] + cfg.lateness < nxt:
             nxt = held[0][0] + cfg.lateness
         self.due = nxt
+
+    def _apply_safely(self, ev: Event, cfg: RuleConfig, out: list) -> None:
+        """A bug must cost one event, not the flow: the event becomes a ``processing_error`` dead
+        letter (its source in the log line, never its content) and the customer goes on."""
+        try:
+            self._apply(ev, False, cfg, out)
+        except Exception as exc:
+            log.exception("processing %s failed", ev.source)
+            out.append(DeadLetter(_raw(ev), ev.source, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
 
     # ------------------------------------------------------------------ timers
 
@@ -566,14 +579,14 @@ class CustomerState:
     # ------------------------------------------------------------------ the service fast path
 
     def _fast_service(self, ev: Event, cfg: RuleConfig, out: list) -> None:
-        """At arrival, before the reorder buffer: a customer asking for a human, or a carrier's
-        delay, is answered now from the state applied so far. The exact path, ``lateness`` later,
-        sends nothing for the same key and tells policy the exact time (``service_exact``)."""
+        """At arrival, before the reorder buffer: a customer message is scored for escalation, and
+        a carrier's delay answered, from what has arrived so far (applied or held). The exact path,
+        ``lateness`` later, sends nothing for a key sent here and tells policy the exact time
+        (``service_exact``); policy keeps one escalation per episode whichever path sends it."""
         t = ev.type
         if t == "chat_message":
-            text = ev.get("text")
-            if ev.get("sender") == "customer" and cfg.human(text):
-                self._fast_escalation(ev, text, cfg, out)
+            if ev.get("sender") == "customer":
+                self._fast_escalation(ev, ev.get("text"), cfg, out)
         elif t == "order_delayed":
             oid = ev.get("order_id")
             order = self.orders.get(oid)
@@ -587,23 +600,43 @@ class CustomerState:
                                      order.promised if promised is None else promised))
 
     def _fast_escalation(self, ev: Event, text: str, cfg: RuleConfig, out: list) -> None:
-        ts, cid = ev.ts, ev.get("conversation_id")
-        conv = self.convs.get(cid)
-        if conv is None:
-            closed_at = self.closed.get("c:" + cid)
-            if closed_at is not None and ts <= closed_at:
-                return
-            conv = Conversation(cid, ts, None if closed_at is None else f"{cid}@{ts}")
-        if conv.escalated or ("escalation", conv.key) in self.fast:
+        ts = ev.ts
+        conv = self._conversation_so_far(ev.get("conversation_id"), ts, cfg)
+        if conv is None or conv.escalated or ("escalation", conv.key) in self.fast:
             return
-        messages = (conv.messages + [("customer", cut(text, cfg.text_max), ts)])[-cfg.last_messages:]
+        conv.run = [r for r in conv.run if r >= ts - cfg.unanswered_window] + [ts]
+        conv.messages = (conv.messages + [("customer", cut(text, cfg.text_max), ts)])[-cfg.last_messages:]
+        reasons = (["human_requested"] if cfg.human(text) else []) + \
+            (["unanswered"] if len(conv.run) >= cfg.unanswered_count else [])
+        if reasons:
+            self._mark_fast("escalation", conv.key, ts)
+        cand = self._escalation(conv, conv.messages, ts, reasons, cfg)  # no reason: the model decides
         feats = message_features(text, self._message_context(conv, ts))
-        self._mark_fast("escalation", conv.key, ts)
-        run = sum(1 for r in conv.run if r >= ts - cfg.unanswered_window and r < ts) + 1
-        reasons = ["human_requested"] + (["unanswered"] if run >= cfg.unanswered_count else [])
-        cand = self._escalation(conv, messages, ts, reasons, cfg)
         out.append(ScoreRequest("frustration", self.customer_id, f"{conv.key}|{ts}|fast", ts, feats, cand,
                                 decision=False))
+
+    def _conversation_so_far(self, cid: str, ts: int, cfg: RuleConfig) -> Optional[Conversation]:
+        """A copy of conversation ``cid`` with the held messages before ``ts`` applied (None: the
+        message belongs to an episode already closed)."""
+        conv, closed_at = self.convs.get(cid), self.closed.get("c:" + cid)
+        view = Conversation(cid, ts, None if closed_at is None else f"{cid}@{ts}")
+        if conv is not None:
+            view.__setstate__(conv.__getstate__())
+            view.run, view.messages = list(conv.run), list(conv.messages)
+        elif closed_at is not None and ts <= closed_at:
+            return None
+        for hts, _, h in sorted(self.held):
+            if hts >= ts or h.get("conversation_id") != cid or h.type not in ("chat_message", "chat_closed"):
+                continue
+            if h.type == "chat_closed":
+                view = Conversation(cid, ts, f"{cid}@{ts}")  # this message reopens it
+            elif h.get("sender") == "customer":
+                view.run = [r for r in view.run if r >= hts - cfg.unanswered_window] + [hts]
+                view.messages = (view.messages + [("customer", cut(h.get("text"), cfg.text_max), hts)])[-cfg.last_messages:]
+            else:
+                view.run, view.last_reply = [], hts
+                view.messages = (view.messages + [(h.get("sender"), cut(h.get("text"), cfg.text_max), hts)])[-cfg.last_messages:]
+        return view
 
     def _mark_fast(self, type: str, key: str, ts: int) -> None:
         if self.fast is EMPTY:
@@ -762,6 +795,13 @@ def _due(pending: tuple) -> tuple:
 
 def _decided(pending: tuple) -> int:
     return pending[1]
+
+
+def _raw(ev: Event) -> bytes:
+    try:
+        return orjson.dumps(ev.data)
+    except Exception:  # a value orjson refuses: the standard library writes what it can
+        return json.dumps(ev.data, default=str).encode("utf-8", "backslashreplace")
 
 
 def _parse_optional_ts(value: Any) -> Optional[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from config.settings import Settings, ms
 from operators.recs import RecsConfig
-from operators.text import WordMatcher
+from operators.text import HumanRequest, WordMatcher
 
 
 class RuleConfig:
@@ -22,7 +22,8 @@ class RuleConfig:
         self.credit_min = s.delay_apology.credit_min
         self.credit_max = s.delay_apology.credit_max
         self.credit_tier = dict(s.delay_apology.tier_multiplier)
-        self.human = WordMatcher(s.escalation.human_words)
+        self.human = HumanRequest(s.escalation.human_words, s.escalation.human_negations,
+                                  s.escalation.human_compounds)
         self.unanswered_count = s.escalation.unanswered_count
         self.unanswered_window = ms(s.escalation.unanswered_window)
         self.frustration_threshold = s.escalation.frustration_threshold

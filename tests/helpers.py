@@ -80,9 +80,10 @@ class Machine:
         return found
 
 
-def with_closing_events(lines: list[bytes], ts: str = "2027-06-01T00:00:00Z") -> list[bytes]:
+def with_closing_events(lines: list[bytes], ts: str = "2026-09-01T00:00:00Z") -> list[bytes]:
     """``lines`` plus one page view per customer at ``ts``, far after them: live has no end-of-input
-    flush, so this makes every timer of the simulated period pass by an event, live and in replay."""
+    flush, so this makes every timer of the simulated period pass by an event, live and in replay.
+    (In the past: live, an event ahead of the wall clock is a ``future_ts`` dead letter.)"""
     import orjson
 
     customers = set()

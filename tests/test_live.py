@@ -228,3 +228,21 @@ def test_two_workers_give_the_same_triggers_exactly_once(kafka_broker, kafka_top
     replayed = [orjson.loads(x) for x in out.triggers.read_bytes().splitlines()]
     rules = lambda ts: {t["trigger_id"] for t in ts if t["score"] is None}  # noqa: E731 - rule-driven ones
     assert rules(live) == rules(replayed)
+
+
+def test_live_an_event_a_day_ahead_of_the_wall_clock_is_a_dead_letter(kafka_broker, kafka_topics, redis_client,
+                                                                      redis_url):
+    """A phone a day fast: its event is `future_ts`, and the customer's real events after it are not late."""
+    topics = make_topics(kafka_topics)
+    now = datetime.now(timezone.utc)
+    produce(kafka_broker, topics["clickstream_topic"], [
+        {"event_id": "f1", "type": "page_view", "customer_id": "cf", "ts": iso(now + timedelta(days=1)),
+         "session_id": "s"}])
+    produce(kafka_broker, topics["chat_topic"], [
+        {"event_id": "f2", "type": "chat_message", "customer_id": "cf", "ts": iso(now), "conversation_id": "cv",
+         "sender": "customer", "text": "please let me talk to a human"}])
+    run_live(live_settings(kafka_broker, redis_url, topics), tail=False)
+    [dead] = kafka_broker.consume_all(topics["deadletter_topic"], min_count=1)
+    assert orjson.loads(dead.value())["reason"] == "future_ts"
+    [(_, fields)] = redis_client.xrange("crm:triggers")
+    assert orjson.loads(fields[b"trigger"])["type"] == "escalation"
