@@ -6,7 +6,8 @@ the summary and the final profiles): ``flows`` owns the dataflow, this module on
 from a dataset and scores what comes back, so the figures are those of the dataflow ``run`` uses.
 
 **CDNOW** (``cdnow``, the 1/10 sample of Fader, Hardie & Lee 2005, as the ``lifetimes`` package
-ships it): every purchase row becomes an ``order_placed`` at noon UTC of its day (``total`` = the
+ships it): every purchase row becomes an ``order_placed`` at noon UTC of its day, 28 years later
+(the contract's years start at 2000; the calendar repeats every 28 years) (``total`` = the
 dollar value, ``promised_delivery_ts`` a week later: the log has no deliveries). Calibration = the
 first 39 weeks (1997-01-01 .. 1997-09-30), holdout = the next 39 weeks. Only the calibration
 orders are replayed; the engine's ``churn_probability`` in each final profile (scored at the end of
@@ -48,6 +49,9 @@ from models.btyd import expected_order_value, expected_purchases, fit_bgnbd, fit
 Replay = Callable[..., tuple[dict, list[dict]]]
 CAL_END = date(1997, 9, 30)
 HOLDOUT_DAYS = 39 * 7
+# The contract takes years 2000..2199: CDNOW's 1997-98 replays 28 years later, the same calendar
+# (weekdays and leap years repeat every 28 years), so every interval is the log's own.
+YEAR_SHIFT = 28
 FRUSTRATED_BELOW = -0.5
 
 
@@ -92,7 +96,7 @@ def cdnow_events(purchases: dict[str, list[tuple[date, float]]], until: date) ->
         for i, (day, value) in enumerate(sorted(buys)):
             if day > until:
                 continue
-            ts = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+            ts = datetime(day.year + YEAR_SHIFT, day.month, day.day, 12, tzinfo=timezone.utc)
             rows.append((ts, cid, i, value))
     rows.sort()
     return [orjson.dumps({"event_id": f"cdnow-{cid}-{i}", "type": "order_placed", "customer_id": f"cdnow-{cid}",

@@ -19,6 +19,7 @@ from models.churn import ChurnModel, btyd_features, observe, predicted_clv
 from models.frustration import FrustrationModel
 from models.metrics import ModelMetrics, summarize
 from models.online import OnlineModel
+from operators.features import TEXT_KEY
 from operators.scoring import Label, ScoreRequest
 
 MODELS: dict[str, type[OnlineModel]] = {"churn": ChurnModel, "frustration": FrustrationModel}
@@ -41,9 +42,12 @@ def finite(features: Mapping[str, float]) -> bool:
     as unusable)."""
     try:
         total = sum(features.values())
-    except TypeError:  # the frustration model's text rides along as a str (models.text)
+    except TypeError:  # the frustration model's text rides along as a str (TEXT_KEY), nothing else may
+        text = features.get(TEXT_KEY)
+        if type(text) is not str:
+            return False
         try:
-            total = sum(v for v in features.values() if type(v) is not str)
+            total = sum(v for k, v in features.items() if k != TEXT_KEY)
         except TypeError:
             return False
     return total - total == 0
