@@ -144,7 +144,8 @@ class EscalationSettings(_Group):
 class ProactiveSettings(_Group):
     churn_threshold: float = Field(0.7, ge=0, le=1, description="churn probability that triggers outreach")
     session_gap: Duration = Field(timedelta(minutes=30), description="no clickstream for this long ends a session")
-    rescore_every: Duration = Field(timedelta(days=7), description="re-score an inactive customer this often")
+    rescore_every: Duration = Field(timedelta(days=7), description="an inactive customer's churn decision point this often, within the churn horizon")
+    refresh_every: Duration = Field(timedelta(days=1), description="live: re-score an inactive customer's profile this often (no label, no trigger)")
     help_views: int = Field(3, ge=1, description="help_view events within help_window that trigger outreach")
     help_window: Duration = Field(timedelta(hours=1), description="window for help_views")
     exit_words: list[str] = Field(
@@ -174,10 +175,13 @@ class TierSettings(_Group):
     regular_orders: int = Field(1, ge=1, description="orders to become `regular`")
     vip_orders: int = Field(8, ge=1, description="orders to become `vip`")
     vip_spend: float = Field(1000.0, ge=0, description="lifetime spend to become `vip` (with at least one order)")
+    vip_clv: Optional[float] = Field(None, ge=0, description="predicted_clv that makes a trigger's priority rise as for `vip` (none: off)")
 
 
 class LabelSettings(_Group):
-    churn_horizon: Duration = Field(timedelta(days=30), description="no event this long after a decision point: churned")
+    churn_horizon: Duration = Field(timedelta(days=90), description="longest churn horizon: no event this long after a decision point is churned for anyone")
+    churn_horizon_min: Duration = Field(timedelta(days=3), description="shortest churn horizon, however frequent the customer")
+    churn_horizon_gaps: float = Field(4.0, gt=0, description="churn horizon in the customer's expected gaps between active days (within min..max)")
     conversation_abandoned: Duration = Field(timedelta(hours=24), description="open conversation silent this long: frustrated")
     frustrated_csat: int = Field(2, ge=1, le=5, description="csat at or below this labels a conversation frustrated")
     max_pending: int = Field(64, gt=0, description="pending predictions kept per customer before the oldest is dropped")
@@ -185,8 +189,14 @@ class LabelSettings(_Group):
 
 class ModelSettings(_Group):
     churn_estimator: str = Field("logreg", description="River pipeline of the churn model (models/estimators.py)")
-    frustration_estimator: str = Field("logreg", description="River pipeline of the frustration model")
-    warmup: int = Field(50, ge=0, description="labels a model learns from before its scores are used")
+    frustration_estimator: str = Field("logreg_text", description="River pipeline of the frustration model")
+    warmup: int = Field(50, ge=0, description="labels a model learns from before it scores (validated, withheld)")
+    min_outcomes: int = Field(20, ge=0, description="validated predictions of each outcome before a model's scores are used (0: no gate)")
+    auc_floor: float = Field(0.6, ge=0, le=1, description="progressive ROC AUC a model needs for its scores to be used")
+    clv_horizon: Duration = Field(timedelta(days=365), description="predicted_clv: expected spend over this much time")
+    btyd_sample: int = Field(4000, gt=0, description="customers in each shard's BG/NBD / gamma-gamma fitting sample")
+    btyd_min_customers: int = Field(200, gt=1, description="sampled buyers before the first BG/NBD fit")
+    btyd_refit: Duration = Field(timedelta(days=7), description="refit the BG/NBD and gamma-gamma parameters this often (event time)")
     pending_max: int = Field(100_000, gt=0, description="predictions awaiting their label, per model and shard")
     shards: int = Field(0, ge=0, description="model shards (0 = one per worker)")
 

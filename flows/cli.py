@@ -302,6 +302,48 @@ def _print_recs_eval(report: dict) -> None:
                   f"training skipped, {mem['products']:,} products, {mem['bytes_per_product']} bytes per product "
                   f"(pickled sketch + table), {res['seconds']} s")
 
+class Dataset(str, Enum):
+    cdnow = "cdnow"
+    stc3 = "stc3"
+
+
+DATASET_FILES = {"cdnow": "cdnow/CDNOW_sample.txt", "stc3": "stc3/dialogues_en_dev.json"}
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: Dataset = typer.Argument(..., help="cdnow (churn, CLV) or stc3 (frustration)"),
+    realdata: Path = typer.Option(Path("../shared/realdata"), help="the real-data directory"),
+    data: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="the dataset file itself"),
+    limit: Optional[int] = typer.Option(None, min=3, help="only the first N customers / dialogues (a quick look)"),
+    work: Optional[Path] = typer.Option(None, help="where the replayed logs and outputs go (default: a temp dir)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Replay a real dataset through the same dataflow as `run` and print the model figures beside
+    baselines fitted on the same data (protocols: models/eval.py)."""
+    import tempfile
+
+    from models import eval as ev
+    from flows.replay import replay_for_eval
+
+    settings_file = config
+    _settings(config, "eval")
+    path = data or realdata / DATASET_FILES[dataset.value]
+    if not path.is_file():
+        console.print(f"[red]error:[/red] {path} not found (give --realdata or --data)")
+        raise typer.Exit(2)
+    where = work or Path(tempfile.mkdtemp(prefix=f"crm-eval-{dataset.value}-"))
+    replay = lambda log, out, **kw: replay_for_eval(settings_file, log, out, **kw)  # noqa: E731
+    result = (ev.evaluate_cdnow if dataset is Dataset.cdnow else ev.evaluate_stc3)(path, replay, where, limit)
+    table = Table(title=f"crm-stream eval {dataset.value}", show_header=False)
+    for key, value in result.items():
+        if not isinstance(value, dict):
+            table.add_row(key, str(round(value, 4)) if isinstance(value, float) else str(value))
+    Console().print(table)
+    if json_out:
+        ev.dump(result, json_out)
+
 
 @app.command("settings")
 def settings_cmd() -> None:

@@ -181,6 +181,9 @@ class ProfileLogic(StatefulBatchLogic):
         self._count_failures(res)
         out = _at(1 << 61, res)
         if self.profiles == "end":
+            end = self.end.read()  # the profile's churn score describes the customer at the end of input
+            if self.state.last_seen is not None and end >= self.state.last_seen:
+                out += _at(1 << 61, [self.state.churn_refresh(end, self.cfg)])
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)
 
@@ -317,11 +320,16 @@ class ModelLogic(StatefulBatchLogic):
 
     def _score(self, req: ScoreRequest, out: list) -> None:
         p = self.shard.score(req)
+        clv = self.shard.clv(req) if req.model == "churn" else None
         if p is not None:
             self.t.predictions.labels(req.model).inc()
-            if self.profiles:
-                field_name = "churn_probability" if req.model == "churn" else "frustration_probability"
-                out.append(ProfileUpdate(req.customer_id, {field_name: round(p, 4)}))
+        if self.profiles and (p is not None or clv is not None):
+            fields = {}
+            if p is not None:
+                fields["churn_probability" if req.model == "churn" else "frustration_probability"] = round(p, 4)
+            if clv is not None:
+                fields["predicted_clv"] = clv
+            out.append(ProfileUpdate(req.customer_id, fields))
         c = req.candidate
         if self.profiles and c is not None and c.recs is not None and req.features.get(SESSION_END):
             # a session ended: the profile's next-product list, from the outreach candidate's query
@@ -335,6 +343,9 @@ class ModelLogic(StatefulBatchLogic):
                 c.reasons.append("frustration")
         elif c.type == "proactive_outreach":
             c.payload["churn_probability"] = c.score
+            c.payload["predicted_clv"] = clv
+            if clv is not None and self.cfg.vip_clv is not None and clv >= self.cfg.vip_clv:
+                c.tier = "vip"  # priority as for a vip: their expected spend says so
         if c.threshold is None or (p is not None and p >= c.threshold):
             if c.recs is not None:  # only for candidates that go on: a recommendation costs ~100 us
                 c.payload["recommendations"] = self.recs.recommend(c.recs, c.event_ts)
@@ -463,6 +474,8 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     rules = RuleConfig(settings)
     policy_cfg = PolicyConfig(settings)
     live = edges.live
+    if live:  # live profiles are read at any time: keep an away customer's churn score fresh
+        rules.churn_refresh = rules.refresh_every
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, edges.source)
     decoded = op.map("decode", raw, make_decoder(settings, t))

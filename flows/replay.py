@@ -71,6 +71,20 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     return summary
 
 
+def replay_for_eval(config: Optional[Path], log: Path, out_dir: Path, model_in: Optional[Path] = None,
+                    model_out: Optional[Path] = None, overrides: Optional[dict] = None) -> tuple[dict, list[dict]]:
+    """One replay of ``log`` into ``out_dir`` for ``crm-stream eval``: (summary, final profiles).
+    ``overrides``: settings groups to change (``{"models": {"clv_horizon": 86400}}``)."""
+    from config.settings import load_settings
+
+    settings = load_settings(config, **(overrides or {}))
+    out = ReplayOutputs(out_dir / "triggers.jsonl", out_dir / "dlq.jsonl", out_dir / "summary.json",
+                        out_dir / "profiles.jsonl")
+    summary = replay(settings, [log], out, model_in=model_in, model_out=model_out)
+    profiles = [orjson.loads(line) for line in out.profiles.read_bytes().splitlines() if line.strip()]
+    return summary, profiles
+
+
 def finish_summary(t: Telemetry, out: ReplayOutputs) -> dict:
     summary = t.summary()
     summary["outputs"] = {k: str(v) for k, v in vars(out).items() if v is not None}

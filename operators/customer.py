@@ -26,7 +26,7 @@ import orjson
 
 from operators.dedup import SeenIds
 from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, DeadLetter, Event, format_ts, parse_ts
-from operators.features import History, churn_features, message_features, support_context
+from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
 from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
@@ -164,7 +164,7 @@ class CustomerState:
         self.convs: dict[str, Conversation] = EMPTY
         self.session_last: Optional[int] = None  # last clickstream ts of the open session
         self.help_views: list[int] = []
-        # (decision_id, ts, features); tuples, as most customers have none pending (the empty tuple
+        # (decision_id, ts, features, label due ts) in due order; tuples, as most customers have none pending (the empty tuple
         # is shared, an empty list costs 56 bytes each)
         self.churn_pending: tuple[tuple[str, int, dict], ...] = ()
         self.rescore_n = 0
@@ -276,10 +276,13 @@ class CustomerState:
         for conv in self.convs.values():
             if conv.last_msg + cfg.conversation_abandoned < best:
                 best, fire = conv.last_msg + cfg.conversation_abandoned, self._fire_conversation_abandoned
-        if self.churn_pending and self.churn_pending[0][1] + cfg.churn_horizon < best:
-            best, fire = self.churn_pending[0][1] + cfg.churn_horizon, self._fire_churned
-        rescore = self.last_seen + cfg.rescore_every * (self.rescore_n + 1) if self.last_seen is not None else NEVER
-        if rescore < best and rescore - self.last_seen < cfg.churn_horizon:
+        if self.churn_pending and self.churn_pending[0][3] < best:
+            best, fire = self.churn_pending[0][3], self._fire_churned
+        # inactive: a decision point every rescore_every within the horizon; live, the profile's
+        # score is also refreshed every refresh_every for as long as the customer stays away
+        step = cfg.churn_refresh or cfg.rescore_every
+        rescore = self.last_seen + step * (self.rescore_n + 1) if self.last_seen is not None else NEVER
+        if rescore < best and (cfg.churn_refresh or rescore - self.last_seen < cfg.churn_horizon):
             best, fire = rescore, self._fire_rescore
         return best, fire
 
@@ -311,11 +314,26 @@ class CustomerState:
 
     def _fire_rescore(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.rescore_n += 1
-        self._churn_decision(due, "inactive", cfg, out)
+        away = due - self.last_seen
+        if away % cfg.rescore_every == 0 and away < cfg.churn_horizon:
+            self._churn_decision(due, "inactive", cfg, out)
+        elif self.clock <= due:  # (a refresh the customer's return has already overtaken is moot)
+            out.append(self.churn_refresh(due, cfg))
+
+    def churn_refresh(self, ts: int, cfg: RuleConfig) -> ScoreRequest:
+        """A payload-only churn score at ``ts`` for the profile (no label, no trigger): live while
+        the customer stays away, and at the end of a replay, so the profile describes them now."""
+        feats = churn_features(self, ts)
+        feats["_horizon_days"] = self._churn_horizon(ts, cfg) / 86_400_000
+        return ScoreRequest("churn", self.customer_id, f"refresh|{ts}", ts, feats, None, decision=False)
+
+    def _churn_horizon(self, ts: int, cfg: RuleConfig) -> int:
+        return churn_horizon(self.history, self.first_seen, ts, cfg.churn_horizon_min, cfg.churn_horizon,
+                             cfg.churn_horizon_gaps)
 
     def _fire_churned(self, due: int, cfg: RuleConfig, out: list) -> None:
-        while self.churn_pending and self.churn_pending[0][1] + cfg.churn_horizon <= due:
-            decision_id, ts, feats = self.churn_pending[0]
+        while self.churn_pending and self.churn_pending[0][3] <= due:
+            decision_id, ts, feats, _ = self.churn_pending[0]
             self.churn_pending = self.churn_pending[1:]
             out.append(Label("churn", self.customer_id, decision_id, due, feats, 1, ts))
 
@@ -546,6 +564,7 @@ class CustomerState:
             "in_a_row": float(len(conv.run)),
             "conversation_age_s": (ts - conv.started) / 1000,
             "late_order_now": float(any(o.promised is not None and ts > o.promised for o in self.orders.values())),
+            "earlier_lines": [m for s, m, _ in conv.messages[:-1] if s == "customer"],  # the text model reads them
         }
         ctx.update(support_context(self.history, ts))  # repeat contacts in 7 days, earlier bad chats
         return ctx
@@ -709,18 +728,26 @@ class CustomerState:
         feats = churn_features(self, ts)
         feats["decision_" + why] = 1.0
         decision_id = f"{self.customer_id}|{ts}|{why}"
-        self.churn_pending = (self.churn_pending + ((decision_id, ts, feats),))[-cfg.max_pending:]
+        horizon = self._churn_horizon(ts, cfg)
+        feats["_horizon_days"] = horizon / 86_400_000  # the label's horizon, for BG/NBD's P(a purchase within it)
+        due = ts + horizon
+        # kept in due order (horizons differ); beyond max_pending the oldest decision goes
+        pending = sorted(self.churn_pending + ((decision_id, ts, feats, due),), key=_due)
+        if len(pending) > cfg.max_pending:
+            pending.remove(min(pending, key=_decided))
+        self.churn_pending = tuple(pending)
         cand = self._outreach_candidate(ts, "churn_risk", cfg, threshold=cfg.churn_threshold)
         out.append(ScoreRequest("churn", self.customer_id, decision_id, ts, feats, cand))
 
     def _churn_returned(self, ts: int, out: list) -> None:
         """The customer came back: every decision point before ``ts`` is labelled 0."""
         keep = []
-        for decision_id, dts, feats in self.churn_pending:
+        for pending in self.churn_pending:
+            decision_id, dts, feats, _ = pending
             if dts < ts:
                 out.append(Label("churn", self.customer_id, decision_id, ts, feats, 0, dts))
             else:
-                keep.append((decision_id, dts, feats))
+                keep.append(pending)
         self.churn_pending = tuple(keep)
 
     def _close_conversation(self, conv: Conversation, ts: int, label: int, out: list) -> None:
@@ -749,7 +776,8 @@ class CustomerState:
 
     def profile_defaults(self) -> ProfileUpdate:
         """Fields other steps own, null until they report (written only where absent)."""
-        return ProfileUpdate(self.customer_id, {"churn_probability": None, "frustration_probability": None},
+        return ProfileUpdate(self.customer_id, {"churn_probability": None, "frustration_probability": None,
+                                                 "predicted_clv": None},
                              defaults=True)
 
     def cart_items(self) -> list[dict]:
@@ -792,6 +820,14 @@ class CustomerState:
         }
         self.dirty = False
         return ProfileUpdate(self.customer_id, fields)
+
+
+def _due(pending: tuple) -> tuple:
+    return pending[3], pending[1]
+
+
+def _decided(pending: tuple) -> int:
+    return pending[1]
 
 
 def _raw(ev: Event) -> bytes:

@@ -39,10 +39,16 @@ class RuleConfig:
         self.vip_orders = s.tiers.vip_orders
         self.vip_spend = s.tiers.vip_spend
         self.churn_horizon = ms(s.labels.churn_horizon)
+        self.churn_horizon_min = ms(s.labels.churn_horizon_min)
+        self.churn_horizon_gaps = s.labels.churn_horizon_gaps
+        self.churn_refresh = None  # live only (flows.dataflow sets it): refresh an away customer's score
+        self.refresh_every = ms(s.proactive.refresh_every)
+        self.vip_clv = s.tiers.vip_clv
         self.conversation_abandoned = ms(s.labels.conversation_abandoned)
         self.frustrated_csat = s.labels.frustrated_csat
         self.max_pending = s.labels.max_pending
-        self.closed_memory = max(self.churn_horizon, self.dedup_window)
+        # closed order/conversation ids are remembered as long as before cadence-relative horizons
+        self.closed_memory = max(30 * 86_400_000, self.dedup_window)
         self.recs = RecsConfig(half_life=ms(s.recs.half_life), neighbours=s.recs.neighbours,
                                capacity=s.recs.capacity, top_k=s.recs.top_k, normalisation=s.recs.normalisation,
                                sequence_weight=s.recs.sequence_weight, recency=s.recs.recency,

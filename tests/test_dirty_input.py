@@ -371,7 +371,7 @@ def test_the_issue_cases_are_dead_letters_or_harmless(tmp_path):
 
 
 def test_a_model_never_learns_from_a_non_finite_feature():
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(warmup=0, min_outcomes=0)  # no gate: one label, then scores
     good = {"a": 1.0, "b": 2.0}
     shard.learn(Label("churn", "c", "d0", 1, good, 1, 0))
     for bad in ({"a": float("inf"), "b": 1.0}, {"a": float("nan"), "b": 1.0}, {"a": 1e308, "b": 1e308}):
@@ -382,6 +382,7 @@ def test_a_model_never_learns_from_a_non_finite_feature():
     p = shard.score(ScoreRequest("churn", "c", "d3", 3, good))
     assert p is not None and 0.0 < p < 1.0
     assert finite(good) and not finite({"x": "text"})
+    assert finite({"a": 1.0, "_text": "hello"}) and not finite({"a": float("nan"), "_text": "hello"})
 
 
 def test_the_nonfinite_counter_reaches_prometheus(tmp_path):
