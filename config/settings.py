@@ -50,6 +50,8 @@ class TimeSettings(_Group):
     lateness: Duration = Field(timedelta(minutes=5), description="events older than the customer's clock by more than this are late")
     dedup_window: Duration = Field(timedelta(days=7), description="a repeated event_id within this much event time is a duplicate")
     max_event_bytes: int = Field(65536, gt=0, description="larger messages are dead letters (reason `oversized`)")
+    service_fast_path: bool = Field(True, description="send an escalation asked for in words and a carrier's delay apology at arrival, not `lateness` later (exact event-time order otherwise)")
+    max_future_skew: Duration = Field(timedelta(minutes=15), description="an event further ahead of the wall clock (live) or of its log's event-time frontier (replay) is a dead letter (reason `future_ts`)")
 
 
 class AbandonedCartSettings(_Group):
@@ -66,13 +68,71 @@ class DelayApologySettings(_Group):
                                               description="credit multiplier per value tier")
 
 
+def _human_words() -> list[str]:
+    """Asking for a person, in English, French, Spanish, German and Portuguese (folded: any case/accents).
+    Generic words ("person", "Mensch", "una persona") only inside a request phrase."""
+    en = ["human", "humans", "agent", "representative", "real person", "live person", "actual person",
+          "someone real", "supervisor", "manager", "operator", "staff member"]
+    en += [f"{verb} {prep} {who}" for verb in ("talk", "speak", "chat") for prep in ("to", "with")
+           for who in ("a person", "someone", "somebody", "a real person", "a live person", "an actual person")]
+    fr = ["humain", "un agent", "une agente", "conseiller", "conseillere", "operateur", "operatrice",
+          "superviseur", "une vraie personne", "une personne reelle", "quelqu'un de reel", "parler a quelqu'un",
+          "parler a une personne", "parler au responsable"]
+    es = ["humano", "agente", "asesor", "asesora", "operador", "operadora", "representante", "persona real",
+          "hablar con alguien", "hablar con una persona", "gerente", "supervisora"]
+    de = ["mit einem mitarbeiter", "mit einer mitarbeiterin", "einen mitarbeiter", "mit einem menschen",
+          "einen menschen", "echter mensch", "echten menschen", "echte person", "echten person",
+          "mit einer person", "mit einem berater", "mit einer beraterin", "kundenberater", "kundenberaterin",
+          "sachbearbeiter", "mit jemandem sprechen", "mit jemandem reden", "vorgesetzten"]
+    pt = ["humano", "atendente", "agente", "pessoa real", "falar com alguem", "falar com uma pessoa", "operador",
+          "operadora", "gerente", "supervisora", "atendimento humano"]
+    return list(dict.fromkeys(en + fr + es + de + pt))
+
+
+def _human_negations() -> list[str]:
+    """Words that decline a person when they come shortly before the request in the same clause."""
+    return ["no", "not", "don't", "dont", "do not", "doesn't", "does not", "didn't", "never", "without",
+            "nor", "neither", "no need", "pas", "jamais", "sans", "aucun", "aucune", "ni", "nunca", "sin",
+            "ningun", "ninguna", "kein", "keine", "keinen", "keinem", "nicht", "nie", "niemals", "ohne",
+            "nao", "sem", "nem", "nenhum", "nenhuma"]
+
+
+def _human_compounds() -> list[str]:
+    """Things named with a person word that are not someone to talk to here (a match inside one is ignored)."""
+    en = [f"{m} agent" for m in ("delivery", "shipping", "courier", "travel", "estate", "real estate", "insurance",
+                                 "booking", "customs", "border", "secret", "free", "user", "cleaning", "double",
+                                 "press", "literary")]
+    en += [f"{m} manager" for m in ("password", "download", "task", "file", "package", "project", "window",
+                                    "tag", "ad", "ads", "device", "extension", "plugin", "app", "warehouse",
+                                    "content", "boot", "session", "network", "display")]
+    en += ["human resources", "human error", "human rights", "human nature", "human readable",
+           "human-readable", "user agent", "agent string", "operator error", "network operator",
+           "mobile operator", "tour operator", "machine operator", "crane operator", "supervisor mode"]
+    romance = [f"{who} {what}" for who in ("agent", "agente") for what in (
+        "de livraison", "de entrega", "da entrega", "de viagens", "de viaje", "de voyage", "de voyages",
+        "de transporte", "de seguros", "immobilier", "inmobiliario", "imobiliario", "de change")]
+    romance += ["gestionnaire de mots de passe", "erreur humaine", "error humano", "erro humano",
+                "ressources humaines", "recursos humanos", "droits humains", "derechos humanos", "direitos humanos",
+                "operateur mobile", "operador movil", "operadora de celular", "operadora de telefonia"]
+    de = ["menschliches versagen", "menschlicher fehler", "menschenrechte"]
+    return en + romance + de
+
+
 class EscalationSettings(_Group):
     human_words: list[str] = Field(
-        default_factory=lambda: [
-            "human", "agent", "representative", "real person", "supervisor", "manager",
-            "someone real", "live person", "talk to a person", "speak to a person",
-        ],
-        description="a customer message with one of these (whole words, any case/accents) asks for a human",
+        default_factory=_human_words,
+        description="a customer message with one of these (whole words, any case/accents) asks for a human; "
+                    "defaults cover en, fr, es, de, pt",
+    )
+    human_negations: list[str] = Field(
+        default_factory=_human_negations,
+        description="one of these up to 5 words before a human word, in the same clause, declines it "
+                    "('no need for an agent')",
+    )
+    human_compounds: list[str] = Field(
+        default_factory=_human_compounds,
+        description="a human word inside one of these names something else ('delivery agent', "
+                    "'password manager') and asks for nobody",
     )
     unanswered_count: int = Field(3, ge=2, description="customer messages in a row with no reply")
     unanswered_window: Duration = Field(timedelta(minutes=10), description="the unanswered run must fit in this")
@@ -84,7 +144,8 @@ class EscalationSettings(_Group):
 class ProactiveSettings(_Group):
     churn_threshold: float = Field(0.7, ge=0, le=1, description="churn probability that triggers outreach")
     session_gap: Duration = Field(timedelta(minutes=30), description="no clickstream for this long ends a session")
-    rescore_every: Duration = Field(timedelta(days=7), description="re-score an inactive customer this often")
+    rescore_every: Duration = Field(timedelta(days=7), description="an inactive customer's churn decision point this often, within the churn horizon")
+    refresh_every: Duration = Field(timedelta(days=1), description="live: re-score an inactive customer's profile this often (no label, no trigger)")
     help_views: int = Field(3, ge=1, description="help_view events within help_window that trigger outreach")
     help_window: Duration = Field(timedelta(hours=1), description="window for help_views")
     exit_words: list[str] = Field(
@@ -104,16 +165,23 @@ class PolicySettings(_Group):
         default_factory=lambda: {"abandoned_cart": timedelta(hours=24), "proactive_outreach": timedelta(days=7)},
         description="per marketing type: no second one of the type within this",
     )
+    purchase_quiet: dict[str, Duration] = Field(
+        default_factory=lambda: {"abandoned_cart": timedelta(hours=2)},
+        description="per marketing type: none due within this after an `order_placed`",
+    )
 
 
 class TierSettings(_Group):
     regular_orders: int = Field(1, ge=1, description="orders to become `regular`")
     vip_orders: int = Field(8, ge=1, description="orders to become `vip`")
     vip_spend: float = Field(1000.0, ge=0, description="lifetime spend to become `vip` (with at least one order)")
+    vip_clv: Optional[float] = Field(None, ge=0, description="predicted_clv that makes a trigger's priority rise as for `vip` (none: off)")
 
 
 class LabelSettings(_Group):
-    churn_horizon: Duration = Field(timedelta(days=30), description="no event this long after a decision point: churned")
+    churn_horizon: Duration = Field(timedelta(days=90), description="longest churn horizon: no event this long after a decision point is churned for anyone")
+    churn_horizon_min: Duration = Field(timedelta(days=3), description="shortest churn horizon, however frequent the customer")
+    churn_horizon_gaps: float = Field(4.0, gt=0, description="churn horizon in the customer's expected gaps between active days (within min..max)")
     conversation_abandoned: Duration = Field(timedelta(hours=24), description="open conversation silent this long: frustrated")
     frustrated_csat: int = Field(2, ge=1, le=5, description="csat at or below this labels a conversation frustrated")
     max_pending: int = Field(64, gt=0, description="pending predictions kept per customer before the oldest is dropped")
@@ -121,8 +189,14 @@ class LabelSettings(_Group):
 
 class ModelSettings(_Group):
     churn_estimator: str = Field("logreg", description="River pipeline of the churn model (models/estimators.py)")
-    frustration_estimator: str = Field("logreg", description="River pipeline of the frustration model")
-    warmup: int = Field(50, ge=0, description="labels a model learns from before its scores are used")
+    frustration_estimator: str = Field("logreg_text", description="River pipeline of the frustration model")
+    warmup: int = Field(50, ge=0, description="labels a model learns from before it scores (validated, withheld)")
+    min_outcomes: int = Field(20, ge=0, description="validated predictions of each outcome before a model's scores are used (0: no gate)")
+    auc_floor: float = Field(0.6, ge=0, le=1, description="progressive ROC AUC a model needs for its scores to be used")
+    clv_horizon: Duration = Field(timedelta(days=365), description="predicted_clv: expected spend over this much time")
+    btyd_sample: int = Field(4000, gt=0, description="customers in each shard's BG/NBD / gamma-gamma fitting sample")
+    btyd_min_customers: int = Field(200, gt=1, description="sampled buyers before the first BG/NBD fit")
+    btyd_refit: Duration = Field(timedelta(days=7), description="refit the BG/NBD and gamma-gamma parameters this often (event time)")
     pending_max: int = Field(100_000, gt=0, description="predictions awaiting their label, per model and shard")
     shards: int = Field(0, ge=0, description="model shards (0 = one per worker)")
 
@@ -135,6 +209,9 @@ class RecsSettings(_Group):
     normalisation: str = Field("cosine", pattern="^(cosine|lift|confidence)$",
                                description="similarity: cosine c(A,B)/sqrt(n(A)n(B)), lift, or confidence c(A,B)/n(A)")
     in_payload: int = Field(5, ge=0, description="recommendations carried in a trigger payload")
+    sequence_weight: float = Field(1.0, ge=0, description="weight of B viewed right after A (A -> B), on top of the co-view")
+    recency: float = Field(0.5, gt=0, le=1, description="next-product lists: the r-th most recent product weighs recency^r")
+    repeat_weight: float = Field(1.0, ge=0, description="next-product lists: a product the customer viewed scores this x its weight")
 
 
 class KafkaSettings(_Group):

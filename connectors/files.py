@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import heapq
+from collections import deque
 import logging
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -18,6 +20,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from config.jsonsafe import dumps
 from connectors.metrics import telemetry
 from connectors.routing import worker_of_bytes
 
@@ -45,10 +48,34 @@ class Progress:
 
 
 def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress],
-           owns: Optional[Callable[[bytes], bool]] = None) -> Iterator[tuple]:
+           owns: Optional[Callable[[bytes], bool]] = None, guard: Optional[Callable[[], Any]] = None) -> Iterator[tuple]:
     """(ts, file index, line number, decoded item) for each line; a line without a usable ts keeps
-    its file's previous ts so that it stays where it was written."""
+    its file's previous ts so that it stays where it was written. ``guard`` makes, per file, an
+    object with ``push(item, raw) -> [(item, raw)]`` and ``finish()`` that may hold a few lines and
+    swap an item for a dead letter (the flow's future-timestamp check)."""
     last_ts = -(1 << 62)
+    lines = _decoded(path, decode, progress, owns)
+    numbered = ((n, item) for n, item, _ in lines) if guard is None else _judged(lines, guard())
+    for n, item in numbered:
+        ts = getattr(item, "ts", None)
+        if ts is not None:
+            last_ts = ts
+        yield (last_ts, index, n, item)
+
+
+def _judged(lines: Iterator[tuple], judge: Any) -> Iterator[tuple[int, Any]]:
+    held: deque = deque()  # line numbers of the lines the judge holds, oldest first (it keeps order)
+    for n, item, raw in lines:
+        held.append(n)
+        for judged, _ in judge.push(item, raw):
+            yield held.popleft(), judged
+    for judged, _ in judge.finish():
+        yield held.popleft(), judged
+
+
+def _decoded(path: Path, decode: Decoder, progress: Optional[Progress],
+             owns: Optional[Callable[[bytes], bool]]) -> Iterator[tuple]:
+    """(line number, decoded item, raw line) for each line a partition owns."""
     raw_file = open(path, "rb")
     magic = raw_file.read(2)
     raw_file.seek(0)  # gzip by magic bytes, whatever the name says
@@ -65,7 +92,7 @@ def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]
                 break
             except (EOFError, OSError, zlib.error) as exc:  # a gzip cut short by a crash: say so, go on
                 log.warning("%s: unreadable after line %d (%s)", name, n, exc)
-                yield (last_ts, index, n + 1, decode(b"", f"{name}:{n + 1}:truncated"))
+                yield n + 1, decode(b"", f"{name}:{n + 1}:truncated"), b""
                 break
             n += 1
             if owns is not None and not owns(line):
@@ -75,14 +102,11 @@ def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]
                 if line.endswith(b"\r"):
                     line = line[:-1]
             item = decode(line, f"{name}:{n}")
-            ts = getattr(item, "ts", None)
-            if ts is not None:
-                last_ts = ts
             if progress is not None and n % 2048 == 0:
                 pos = raw_file.tell()
                 progress.done += pos - reported
                 reported = pos
-            yield (last_ts, index, n, item)
+            yield n, item, line
     if progress is not None:
         progress.done += os.path.getsize(path) - reported
 
@@ -118,12 +142,24 @@ class ReplayEnd:
         return self._value
 
 
+_NUMBER = re.compile(rb"\s*(-?[0-9][0-9.eE+-]*)")
+
+
 def customer_of(line: bytes) -> bytes:
-    """The raw ``customer_id`` of a JSON line, without parsing it (b"" when not found)."""
+    """The raw ``customer_id`` of a JSON line, without parsing it (b"" when not found). An integer
+    id (``"customer_id": 42``, or ``42.0``) gives its decimal string, as the decoder makes of it."""
     i = line.find(b'"customer_id"')
     if i < 0:
         return b""
-    j = line.find(b'"', line.find(b":", i + 13) + 1)
+    colon = line.find(b":", i + 13) + 1
+    j = line.find(b'"', colon)
+    number = _NUMBER.match(line, colon)
+    if number is not None and (j < 0 or number.start(1) < j):
+        token = number.group(1)
+        try:
+            return token if token.isdigit() else str(int(float(token))).encode()
+        except (ValueError, OverflowError):
+            return token
     k = line.find(b'"', j + 1)
     return line[j + 1:k] if 0 <= j < k else b""
 
@@ -149,10 +185,11 @@ class Owners:
 
 class _LogPartition(StatefulSourcePartition):
     def __init__(self, paths: list[Path], decode: Decoder, index: int, partitions: int, end: Optional[ReplayEnd],
-                 skip: int, batch: int, progress: Optional[Progress]):
+                 skip: int, batch: int, progress: Optional[Progress], guard: Optional[Callable[[], Any]] = None):
         owners = Owners(partitions)
         owns = None if partitions == 1 else (lambda line: owners(line) == index)
-        streams = [_lines(p, i, decode, progress if index == 0 else None, owns) for i, p in enumerate(paths)]
+        streams = [_lines(p, i, decode, progress if index == 0 else None, owns, guard)
+                   for i, p in enumerate(paths)]
         self.merged = streams[0] if len(streams) == 1 else heapq.merge(*streams)
         self.index = index
         self.multi = partitions > 1
@@ -195,7 +232,9 @@ class LogSource(FixedPartitionedSource):
     """
 
     def __init__(self, paths: Iterable[Path], decode: Decoder, end: Optional[ReplayEnd] = None,
-                 batch_size: int = 2000, progress: Optional[Progress] = None, partitions: int = 1):
+                 batch_size: int = 2000, progress: Optional[Progress] = None, partitions: int = 1,
+                 guard: Optional[Callable[[], Any]] = None):
+        self.guard = guard  # per file: the flow's future-timestamp check (see _lines)
         self.paths = [Path(p) for p in paths]
         self.decode = decode
         self.end = end
@@ -211,7 +250,7 @@ class LogSource(FixedPartitionedSource):
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _LogPartition:
         index = int(for_part.rsplit("-", 1)[1])
         return _LogPartition(self.paths, self.decode, index, self.partitions, self.end, resume_state or 0,
-                             self.batch_size, self.progress)
+                             self.batch_size, self.progress, self.guard)
 
 
 class _JsonlPartition(StatefulSinkPartition):
@@ -224,7 +263,7 @@ class _JsonlPartition(StatefulSinkPartition):
         self.name = name
 
     def write_batch(self, values: list) -> None:
-        self.f.write(b"".join(v if isinstance(v, bytes) else orjson.dumps(v) + b"\n" for v in values))
+        self.f.write(b"".join(v if isinstance(v, bytes) else dumps(v) + b"\n" for v in values))
         telemetry().sink_writes.labels(self.name).inc(len(values))
 
     def snapshot(self) -> int:
@@ -276,7 +315,7 @@ class _ProfilesPartition(StatefulSinkPartition):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "wb") as f:
             for cid in sorted(self.profiles):
-                f.write(orjson.dumps(self.profiles[cid], option=orjson.OPT_SORT_KEYS) + b"\n")
+                f.write(dumps(self.profiles[cid], option=orjson.OPT_SORT_KEYS) + b"\n")
 
 
 class ProfilesFileSink(FixedPartitionedSink):

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import orjson
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 
+from config.jsonsafe import dumps, encode_str
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
 from connectors.watermark import PartitionClock, Watermarks
@@ -131,7 +131,8 @@ class _Partition(StatefulSourcePartition):
             self.tap.flush()  # what the snapshot's offset says was consumed is on disk
         if self.clock is None:
             return self.inner.snapshot()
-        return (self.inner.snapshot(), self.clock.max_ts)  # a restart knows its event time at once
+        # a restart knows at once how far the partition got, and whether it was idle
+        return (self.inner.snapshot(), self.clock.max_ts, self.clock.idle)
 
     def close(self) -> None:
         self.inner.close()
@@ -207,15 +208,29 @@ class KafkaEventSource(FixedPartitionedSource):
 
     def build_part(self, step_id: str, for_part: str, resume_state):
         idx, topic = for_part.split("-", 1)
-        max_ts = None
-        if isinstance(resume_state, tuple):  # (offset, event time reached); a bare offset: older
-            resume_state, max_ts = resume_state
+        max_ts, idle = None, False
+        if isinstance(resume_state, tuple):  # (offset, event time reached, idle); a bare offset: older
+            resume_state, max_ts, idle = (*resume_state, False)[:3]
         inner = self.inner.build_part(step_id, for_part, resume_state)
         clock = None
         if self.decode is not None:
             parts = len(self.parts if self.parts is not None else self.list_parts())
             clock = PartitionClock(for_part, parts, self.idle_after_s, max_ts)
+            # idle before the restart and still nothing to read: its idle_after has run out already
+            clock.idle = idle and _nothing_to_read(inner, topic, int(idx))
         return _Partition(inner, self.tap, topic, int(idx), self.decode, clock, self.watermarks, self.ahead_ms)
+
+
+def _nothing_to_read(inner: StatefulSourcePartition, topic: str, idx: int) -> bool:
+    """Whether the partition's resume offset is its end (asked once at the start; False if unsure)."""
+    consumer, start = getattr(inner, "_consumer", None), getattr(inner, "_offset", None)  # bytewax's own
+    if consumer is None or start is None or start < 0:
+        return False
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, idx), timeout=5)
+    except Exception:  # noqa: BLE001 - then it waits idle_after again, as at a first start
+        return False
+    return start >= high
 
 
 class _ProducerPartition(StatefulSinkPartition):
@@ -297,11 +312,11 @@ def kafka_sink(cfg: KafkaSettings, topic: str, name: str = "kafka") -> KafkaProd
 def encode_keyed(item: tuple[str, dict]) -> tuple[str, KafkaSinkMessage]:
     """``(customer_id, record)`` -> a message keyed by the customer."""
     key, record = item
-    return key, KafkaSinkMessage(key.encode(), orjson.dumps(record))
+    return key, KafkaSinkMessage(encode_str(key), dumps(record))
 
 
 def encode_unkeyed(item: tuple[str, dict]) -> tuple[str, KafkaSinkMessage]:
-    return item[0], KafkaSinkMessage(None, orjson.dumps(item[1]))
+    return item[0], KafkaSinkMessage(None, dumps(item[1]))
 
 
 def export_range(cfg: KafkaSettings, from_ms: int, to_ms: int, out: Path, topics: Optional[list[str]] = None,

@@ -48,6 +48,10 @@ class Telemetry:
         self.labels = PCounter("crm_model_labels", "Labels learned from", ["model"], registry=r)
         self.roc_auc = Gauge("crm_model_roc_auc", "Progressive-validation ROC AUC", ["model"], registry=r)
         self.log_loss = Gauge("crm_model_log_loss", "Progressive-validation log loss", ["model"], registry=r)
+        self.model_nonfinite = PCounter("crm_model_nonfinite_features",
+                                        "Model calls refused because a feature was NaN or infinite "
+                                        "(call = predict: no score; learn: label not learned)",
+                                        ["model", "call"], registry=r)
         self.consumer_lag = Gauge("crm_kafka_consumer_lag_messages", "High watermark minus next offset",
                                   ["topic", "partition"], registry=r)
 
@@ -71,6 +75,10 @@ class Telemetry:
         elif status == "late":
             self.counts["late"] += 1
             self.late.inc()
+
+    def nonfinite_features(self, model: str, call: str, n: int = 1) -> None:
+        self.counts[f"nonfinite:{model}:{call}"] += n
+        self.model_nonfinite.labels(model, call).inc(n)
 
     def trigger(self, type: str) -> None:
         self.counts["trigger:" + type] += 1
@@ -101,6 +109,8 @@ class Telemetry:
             "suppressed": suppressed,
             "suppressed_by_reason": suppressed_by_reason,
             "models": dict(self.models),
+            "model_nonfinite_features": {k.split(":", 1)[1]: v for k, v in sorted(c.items())
+                                         if k.startswith("nonfinite:")},
             **self.extra,
         }
 

@@ -19,6 +19,7 @@ import orjson
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from config.jsonsafe import dumps, encode_str
 from config.settings import RedisSettings
 from connectors.metrics import telemetry
 
@@ -59,7 +60,10 @@ def _client(cfg: RedisSettings) -> redis.Redis:
 
 
 def _iso_to_epoch(ts: str) -> float:
-    return datetime.fromisoformat(ts).timestamp()
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except (TypeError, ValueError, OverflowError):  # latency is best effort: never the reason a write fails
+        return time.time()
 
 
 class _RedisPartition(StatelessSinkPartition):
@@ -93,9 +97,11 @@ class _TriggerPartition(_RedisPartition):
         def write():
             pipe = self.client.pipeline(transaction=False)
             for _, trig in items:
-                self.script(keys=[f"crm:trigger:{trig['trigger_id']}", self.cfg.stream],
-                            args=[self.ttl, self.cfg.stream_maxlen, trig["trigger_id"], trig["type"],
-                                  trig["customer_id"], orjson.dumps(trig)], client=pipe)
+                # bytes, not str: redis-py would raise on a lone surrogate (validation keeps them out)
+                self.script(keys=[encode_str(f"crm:trigger:{trig['trigger_id']}"), self.cfg.stream],
+                            args=[self.ttl, self.cfg.stream_maxlen, encode_str(trig["trigger_id"]),
+                                  encode_str(trig["type"]), encode_str(trig["customer_id"]), dumps(trig)],
+                            client=pipe)
             return pipe.execute()
 
         results = with_retries(self.cfg, "redis_triggers", write)
@@ -114,9 +120,10 @@ class RedisTriggerSink(_RedisSink):
     partition = _TriggerPartition
 
 
-def hash_value(v: Any) -> str:
-    """Strings as they are; everything else as JSON (so ``null``, numbers and lists read back)."""
-    return v if isinstance(v, str) else orjson.dumps(v).decode()
+def hash_value(v: Any) -> bytes:
+    """Strings as they are (UTF-8); everything else as JSON (so ``null``, numbers and lists read back).
+    Never raises: see :mod:`config.jsonsafe`."""
+    return encode_str(v) if isinstance(v, str) else dumps(v)
 
 
 class _ProfilePartition(_RedisPartition):
@@ -132,9 +139,10 @@ class _ProfilePartition(_RedisPartition):
         def write():
             pipe = self.client.pipeline(transaction=False)
             for customer_id, key, value in absent:
-                pipe.hsetnx(f"crm:customer:{customer_id}", key, value)
+                pipe.hsetnx(encode_str(f"crm:customer:{customer_id}"), encode_str(key), value)
             for customer_id, fields in merged.items():
-                pipe.hset(f"crm:customer:{customer_id}", mapping={k: hash_value(v) for k, v in fields.items()})
+                pipe.hset(encode_str(f"crm:customer:{customer_id}"),
+                          mapping={encode_str(k): hash_value(v) for k, v in fields.items()})
             return pipe.execute()
 
         with_retries(self.cfg, "redis_profiles", write)
@@ -155,10 +163,10 @@ class _RecsPartition(_RedisPartition):
         def write():
             pipe = self.client.pipeline(transaction=True)  # readers never see a half-replaced set
             for product_id, top in latest.items():
-                key = f"crm:recs:{product_id}"
+                key = encode_str(f"crm:recs:{product_id}")
                 pipe.delete(key)
                 if top:
-                    pipe.zadd(key, {b: float(score) for b, score in top})
+                    pipe.zadd(key, {encode_str(b): float(score) for b, score in top})
             return pipe.execute()
 
         with_retries(self.cfg, "redis_recs", write)

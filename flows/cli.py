@@ -1,4 +1,4 @@
-"""``crm-stream``: generate, replay, run, demo, bench."""
+"""``crm-stream``: generate, replay, run, demo, bench, recs-eval."""
 
 from __future__ import annotations
 
@@ -247,6 +247,103 @@ def bench(
     Console().print(table)
     if json_out:
         json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
+@app.command("recs-eval")
+def recs_eval(
+    train: Path = typer.Option(..., exists=True, dir_okay=False, help="training clicks: SessionId<TAB>ItemId<TAB>Time"),
+    test: Path = typer.Option(..., exists=True, dir_okay=False, help="test clicks (the next-item protocol runs on them)"),
+    positions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                             help="session-rec list file (SessionId;Position;Recommendations;Scores): "
+                                                  "also score exactly its positions, and its own lists"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Next-item HR@k / MRR@k of the recommender on a session clickstream (session-rec's protocol)."""
+    import orjson
+
+    from models.session_eval import FormatError, evaluate
+    from operators.rules import RuleConfig
+
+    settings = _settings(config)
+    try:
+        report = evaluate(train, test, positions, RuleConfig(settings).recs)
+    except FormatError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    _print_recs_eval(report)
+    if json_out:
+        json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
+def _print_recs_eval(report: dict) -> None:
+    from rich import box
+
+    keys = [f"{m}@{k}" for m in ("HR", "MRR") for k in (5, 10, 20)]
+    table = Table(title="crm-stream recs-eval (next item)", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("recommender", no_wrap=True)
+    table.add_column("positions", justify="right", no_wrap=True)
+    for col in keys:
+        table.add_column(col, justify="right")
+    for mode in ("static", "streaming"):
+        for part, res in report[mode].items():
+            if part == "memory":
+                continue
+            for who, row in ((mode, res), (" best-sellers", res["best_sellers"])):
+                where = "all" if part == "all" else "listed"
+                table.add_row(who, f"{where} {row['positions']:,}", *(f"{row[k]:.3f}" for k in keys))
+    if "shipped" in report:
+        row = report["shipped"]
+        table.add_row("the list's own", f"listed {row['positions']:,}", *(f"{row[k]:.3f}" for k in keys))
+    out = Console()
+    out.print(table)
+    for mode in ("static", "streaming"):
+        res, mem = report[mode]["all"], report[mode]["memory"]
+        out.print(f"{mode}: coverage@20 {res['coverage@20']}, {res['skipped_unseen_targets']} targets unseen in "
+                  f"training skipped, {mem['products']:,} products, {mem['bytes_per_product']} bytes per product "
+                  f"(pickled sketch + table), {res['seconds']} s")
+
+class Dataset(str, Enum):
+    cdnow = "cdnow"
+    stc3 = "stc3"
+
+
+DATASET_FILES = {"cdnow": "cdnow/CDNOW_sample.txt", "stc3": "stc3/dialogues_en_dev.json"}
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: Dataset = typer.Argument(..., help="cdnow (churn, CLV) or stc3 (frustration)"),
+    realdata: Path = typer.Option(Path("../shared/realdata"), help="the real-data directory"),
+    data: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="the dataset file itself"),
+    limit: Optional[int] = typer.Option(None, min=3, help="only the first N customers / dialogues (a quick look)"),
+    work: Optional[Path] = typer.Option(None, help="where the replayed logs and outputs go (default: a temp dir)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Replay a real dataset through the same dataflow as `run` and print the model figures beside
+    baselines fitted on the same data (protocols: models/eval.py)."""
+    import tempfile
+
+    from models import eval as ev
+    from flows.replay import replay_for_eval
+
+    settings_file = config
+    _settings(config, "eval")
+    path = data or realdata / DATASET_FILES[dataset.value]
+    if not path.is_file():
+        console.print(f"[red]error:[/red] {path} not found (give --realdata or --data)")
+        raise typer.Exit(2)
+    where = work or Path(tempfile.mkdtemp(prefix=f"crm-eval-{dataset.value}-"))
+    replay = lambda log, out, **kw: replay_for_eval(settings_file, log, out, **kw)  # noqa: E731
+    result = (ev.evaluate_cdnow if dataset is Dataset.cdnow else ev.evaluate_stc3)(path, replay, where, limit)
+    table = Table(title=f"crm-stream eval {dataset.value}", show_header=False)
+    for key, value in result.items():
+        if not isinstance(value, dict):
+            table.add_row(key, str(round(value, 4)) if isinstance(value, float) else str(value))
+    Console().print(table)
+    if json_out:
+        ev.dump(result, json_out)
 
 
 @app.command("settings")

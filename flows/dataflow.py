@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import bytewax.operators as op
-import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from config.settings import Settings
+from config.jsonsafe import clean_str
+from config.settings import Settings, ms
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
 from connectors.routing import balanced_key, worker_keys, worker_of
@@ -31,6 +31,7 @@ from connectors.watermark import Tick, Watermark, Watermarks
 from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
+from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
 from operators.policy import PolicyConfig, PolicyState
@@ -42,6 +43,7 @@ from operators.triggers import Candidate, ProfileUpdate, Suppressed
 log = logging.getLogger("crm.flow")
 BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
 PROFILE_REFRESH_S = 30.0
+SESSION_END = "decision_session_end"  # the churn decision point a session end raises (operators.customer)
 Encoder = Callable[[tuple[str, dict]], Any]
 
 
@@ -81,6 +83,7 @@ def _source_label(source: str) -> str:
 def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
     """Raw input (bytes with where they came from, or an already decoded replay item) -> typed item."""
     max_bytes = settings.time.max_event_bytes
+    skew = ms(settings.time.max_future_skew)
     lag = t.event_lag.observe
 
     def decode_item(item: Any) -> Any:
@@ -88,8 +91,12 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
             value, source, pos = item
             item = decode(value, source, max_bytes)
             if type(item) is Event:
-                item.pos = pos
-                lag(max(0.0, time.time() - item.ts / 1000.0))  # live only: a replay's lag means nothing
+                now = time.time()
+                if ahead_of_wall(item.ts, int(now * 1000), skew):  # a wrong clock must not move the customer's
+                    item = future_dead_letter(value, item, int(now * 1000))
+                else:
+                    item.pos = pos
+                    lag(max(0.0, now - item.ts / 1000.0))  # live only: a replay's lag means nothing
         if type(item) is Event:
             t.read(_source_label(item.source), item.type)
         elif type(item) is Watermark:
@@ -100,6 +107,29 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
         return item
 
     return decode_item
+
+
+def future_guard(settings: Settings) -> Callable[[], FutureGuard]:
+    """Per replayed file: events too far ahead of the log around them are ``future_ts`` dead letters."""
+    skew = ms(settings.time.max_future_skew)
+    return lambda: FutureGuard(skew)
+
+
+def live_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
+    """What the Kafka source decodes with (there, its partitions' event time is known): an event
+    too far ahead of the wall clock is a ``future_ts`` dead letter before it can move anything."""
+    max_bytes = settings.time.max_event_bytes
+    skew = ms(settings.time.max_future_skew)
+
+    def decode_live(raw: bytes, source: str) -> Any:
+        item = decode(raw, source, max_bytes)
+        if type(item) is Event:
+            now = int(time.time() * 1000)
+            if ahead_of_wall(item.ts, now, skew):  # a wrong clock must not move the customer's
+                return future_dead_letter(raw, item, now)
+        return item
+
+    return decode_live
 
 
 def replay_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
@@ -190,34 +220,39 @@ class ProfileLogic(StatefulBatchLogic):
         try:
             res, status = self.state.process(item, self.cfg)
         except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
-            log.exception("processing %s failed", item.source)
+            log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
+            log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
             self.t.dead_letter("processing_error")
-            out.append(DeadLetter(orjson.dumps(item.data), item.source, "processing_error",
-                                  f"{type(exc).__name__}: {exc}"[:200]))
+            out.append(DeadLetter.of_event(item, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
             return
         if status != "ok":
             self.t.status(status)
         if res or item.type not in BROWSING:
             self.material = True
+        self._count_failures(res)
         out.extend(_at(item.pos, res))
         self.wall_at_clock = time.time()
 
     def _admit(self, ev: Any, out: list) -> bool:
-        """May ``ev`` be applied now? First fires the timers due before it that the frontier has
-        passed (what ``process`` would fire first anyway; due too when ``ev`` itself must wait)."""
+        """May ``ev`` be applied now? Yes when the frontier has passed all that ``process`` would
+        do (up to ``ev.ts`` or the clock, in ``advance``'s units) or it has nothing to do there.
+        Else, first the part the frontier allows: timers due before ``ev`` that every input has
+        passed fire, as the frontier's ``now`` would fire them (also when ``ev`` itself waits)."""
         w = self.frontier.value
         ts = ev.ts
         st = self.state
+        limit = ts if st.clock is None or ts > st.clock else st.clock
         due = st.next_deadline(self.cfg)
+        near = ts <= w + self.cfg.lateness  # farther, it would make an input's coming events late
+        if near and (due is None or due > limit or w >= limit):
+            return True
         if due is not None and due <= w and due < ts:
             fired = st.advance(min(w, ts - 1), self.cfg)
             if fired:
+                self._count_failures(fired)
                 out.extend(_at(ev.pos, fired))
             due = st.next_deadline(self.cfg)
-        if ts > w + self.cfg.lateness:  # would make an input's coming events late: wait
-            return False
-        limit = ts if st.clock is None or ts > st.clock else st.clock  # process() works up to here
-        return due is None or due > limit or due <= w
+        return near and (due is None or due > limit)
 
     def _hold(self, ev: Any) -> None:
         """Queue ``ev``: held events leave merged by event time across input partitions and in
@@ -241,14 +276,34 @@ class ProfileLogic(StatefulBatchLogic):
             self.t.held.dec()
 
     def on_eof(self) -> tuple[list, bool]:
-        """End of a replay: fire every timer due by the latest event time (all of them with drain)."""
-        if self.end is None or self.state is None:
+        """End of a replay: fire every timer due by the latest event time (all of them with drain).
+        End of a bounded live run (``run --no-tail``): apply what the reorder buffer holds; timers
+        stay on the wall clock."""
+        if self.state is None:
             return [], StatefulBatchLogic.RETAIN
+        if self.end is None:
+            out: list = []
+            while self.held:  # the end of every input: nothing earlier can come
+                self._process(heapq.heappop(self.held)[2], out)
+                self.t.held.dec()
+            res = self.state.flush(None, self.cfg)
+            self._count_failures(res)
+            return self._emit(out + _at(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
-        out = _at(1 << 61, self.state.advance(now, self.cfg))
+        res = self.state.flush(now, self.cfg)
+        self._count_failures(res)
+        out = _at(1 << 61, res)
         if self.profiles == "end":
+            end = self.end.read()  # the profile's churn score describes the customer at the end of input
+            if self.state.last_seen is not None and end >= self.state.last_seen:
+                out += _at(1 << 61, [self.state.churn_refresh(end, self.cfg)])
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)
+
+    def _count_failures(self, res: list) -> None:
+        for o in res:
+            if type(o) is DeadLetter:  # a held event the core could not apply (its safety net)
+                self.t.dead_letter(o.reason)
 
     def _emit(self, out: list) -> tuple[list, bool]:
         if self.state is None:
@@ -278,16 +333,17 @@ class ProfileLogic(StatefulBatchLogic):
                 return None
         if wall is None:
             return None
-        return datetime.fromtimestamp(wall, tz=timezone.utc)
+        return _wall_datetime(wall)
 
     def _wake_at(self, w: int, due: Optional[int]) -> Optional[int]:
         """The least frontier at which this customer can make progress (None: nothing waits for it;
         ``w``: it can now, as when its inbox key raised the frontier after its batch ran)."""
         wake = due
         if self.held:
-            head = self.held[0][2].ts
-            blocked = self.state.next_deadline(self.cfg)
-            need = [t for t in (head - self.cfg.lateness, blocked) if t is not None and t > w and t <= head]
+            ts, st = self.held[0][2].ts, self.state
+            limit = ts if st.clock is None or ts > st.clock else st.clock
+            steps = (st.next_deadline(self.cfg), ts - self.cfg.lateness, limit)  # see _admit
+            need = [t for t in steps if t is not None and t > w]
             first = min(need) if need else w
             wake = first if wake is None else min(wake, first)
         return wake
@@ -302,7 +358,9 @@ class ProfileLogic(StatefulBatchLogic):
             now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
             if self.frontier is not None and self.frontier.value < now:
                 now = self.frontier.value
-            out.extend(_at(1 << 62, self.state.advance(now, self.cfg)))
+            res = self.state.advance(now, self.cfg)
+            self._count_failures(res)
+            out.extend(_at(1 << 62, res))
         return self._emit(out)
 
     def snapshot(self) -> Optional[bytes]:
@@ -313,6 +371,17 @@ class ProfileLogic(StatefulBatchLogic):
         return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+_WALL_MIN, _WALL_MAX = 0.0, 253_402_214_400.0  # 1970-01-01 .. 9999-12-31 (datetime's end, minus a day)
+
+
+def _wall_datetime(wall: float) -> datetime:
+    """A wall-clock time for Bytewax's timer, clamped into datetime's range: a due time centuries away
+    (validation keeps event times within 2000..2199, settings may stretch timers) waits, never raises."""
+    if not _WALL_MIN <= wall <= _WALL_MAX:  # also NaN
+        wall = _WALL_MIN if wall < _WALL_MIN else _WALL_MAX
+    return datetime.fromtimestamp(wall, tz=timezone.utc)
+
+
 def _pos(item: Any) -> int:
     return item.pos
 
@@ -320,7 +389,8 @@ def _pos(item: Any) -> int:
 def _at(pos: int, outputs: list) -> list:
     """Tag what an input caused with the input's position (see :class:`ModelLogic`)."""
     for o in outputs:
-        o.pos = pos
+        if type(o) is not DeadLetter:  # dead letters leave the flow here: no order to keep
+            o.pos = pos
     return outputs
 
 
@@ -359,8 +429,8 @@ class ModelLogic(StatefulBatchLogic):
             if kind is ScoreRequest:
                 self._score(item, out)
             elif kind is Label:
-                self.shard.learn(item)
-                self.t.labels.labels(item.model).inc()
+                if self.shard.learn(item):
+                    self.t.labels.labels(item.model).inc()
             elif kind is RecsUpdate:
                 for update in item.updates:
                     self.recs.apply(update)
@@ -372,8 +442,21 @@ class ModelLogic(StatefulBatchLogic):
                 if kind is Candidate and item.recs is not None:
                     item.payload["recommendations"] = self.recs.recommend(item.recs, item.event_ts)
                 out.append(item)
+        self._report_nonfinite()
         publish(self.t, self.shard)
         return out, StatefulBatchLogic.RETAIN
+
+    def _report_nonfinite(self) -> None:
+        """Model calls the shard refused for a non-finite feature since the last batch -> telemetry."""
+        counts = getattr(self.shard, "nonfinite", None)
+        if not counts:
+            return
+        reported = self.__dict__.setdefault("_nonfinite_reported", {})
+        for key, n in counts.items():
+            if n != reported.get(key, 0):
+                model, call = key.split(":", 1)
+                self.t.nonfinite_features(model, call, n - reported.get(key, 0))
+                reported[key] = n
 
     def on_eof(self) -> tuple[list, bool]:
         publish(self.t, self.shard, force=True)
@@ -381,12 +464,20 @@ class ModelLogic(StatefulBatchLogic):
 
     def _score(self, req: ScoreRequest, out: list) -> None:
         p = self.shard.score(req)
+        clv = self.shard.clv(req) if req.model == "churn" else None
         if p is not None:
             self.t.predictions.labels(req.model).inc()
-            if self.profiles:
-                field_name = "churn_probability" if req.model == "churn" else "frustration_probability"
-                out.append(ProfileUpdate(req.customer_id, {field_name: round(p, 4)}))
+        if self.profiles and (p is not None or clv is not None):
+            fields = {}
+            if p is not None:
+                fields["churn_probability" if req.model == "churn" else "frustration_probability"] = round(p, 4)
+            if clv is not None:
+                fields["predicted_clv"] = clv
+            out.append(ProfileUpdate(req.customer_id, fields))
         c = req.candidate
+        if self.profiles and c is not None and c.recs is not None and req.features.get(SESSION_END):
+            # a session ended: the profile's next-product list, from the outreach candidate's query
+            out.append(ProfileUpdate(req.customer_id, {"recommendations": self.recs.for_customer(c.recs, req.ts)}))
         if c is None:
             return
         c.score = None if p is None else round(p, 4)
@@ -396,6 +487,9 @@ class ModelLogic(StatefulBatchLogic):
                 c.reasons.append("frustration")
         elif c.type == "proactive_outreach":
             c.payload["churn_probability"] = c.score
+            c.payload["predicted_clv"] = clv
+            if clv is not None and self.cfg.vip_clv is not None and clv >= self.cfg.vip_clv:
+                c.tier = "vip"  # priority as for a vip: their expected spend says so
         if c.threshold is None or (p is not None and p >= c.threshold):
             if c.recs is not None:  # only for candidates that go on: a recommendation costs ~100 us
                 c.payload["recommendations"] = self.recs.recommend(c.recs, c.event_ts)
@@ -541,6 +635,8 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     rules = RuleConfig(settings)
     policy_cfg = PolicyConfig(settings)
     live = edges.live
+    if live:  # live profiles are read at any time: keep an away customer's churn score fresh
+        rules.churn_refresh = rules.refresh_every
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, edges.source)
     decoded = op.map("decode", raw, make_decoder(settings, t))

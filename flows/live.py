@@ -16,7 +16,7 @@ from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kaf
 from connectors.metrics import serve_metrics, telemetry
 from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
 from connectors.watermark import TickSource, Watermarks
-from flows.dataflow import Edges, build_flow, replay_decoder
+from flows.dataflow import Edges, build_flow, live_decoder
 from flows.runtime import engine_gc
 
 log = logging.getLogger("crm.run")
@@ -28,7 +28,7 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
     watermarks = Watermarks()
     return Edges(
         recovery=settings.recovery_dir is not None,
-        source=KafkaEventSource(k, tail=tail, tap=tap, decode=replay_decoder(settings), watermarks=watermarks,
+        source=KafkaEventSource(k, tail=tail, tap=tap, decode=live_decoder(settings), watermarks=watermarks,
                                 ahead_ms=ms(settings.time.lateness)),
         watermarks=watermarks,
         ticks=TickSource(watermarks, tail=tail),

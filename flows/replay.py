@@ -18,7 +18,7 @@ from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
-from flows.dataflow import Edges, build_flow, replay_decoder
+from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
 from flows.runtime import engine_gc
 
 
@@ -45,7 +45,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
     end = ReplayEnd(Path(tempfile.mkdtemp(prefix="crm-replay-end-")), partitions=1, drain=drain)
-    source = LogSource(logs, replay_decoder(settings), end, progress=progress)
+    source = LogSource(logs, replay_decoder(settings), end, progress=progress, guard=future_guard(settings))
     edges = Edges(
         source=source,
         end=end,
@@ -69,6 +69,20 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         t.extra["saved_models"] = save_models(shards_of(t), model_out)
     summary = finish_summary(t, out)
     return summary
+
+
+def replay_for_eval(config: Optional[Path], log: Path, out_dir: Path, model_in: Optional[Path] = None,
+                    model_out: Optional[Path] = None, overrides: Optional[dict] = None) -> tuple[dict, list[dict]]:
+    """One replay of ``log`` into ``out_dir`` for ``crm-stream eval``: (summary, final profiles).
+    ``overrides``: settings groups to change (``{"models": {"clv_horizon": 86400}}``)."""
+    from config.settings import load_settings
+
+    settings = load_settings(config, **(overrides or {}))
+    out = ReplayOutputs(out_dir / "triggers.jsonl", out_dir / "dlq.jsonl", out_dir / "summary.json",
+                        out_dir / "profiles.jsonl")
+    summary = replay(settings, [log], out, model_in=model_in, model_out=model_out)
+    profiles = [orjson.loads(line) for line in out.profiles.read_bytes().splitlines() if line.strip()]
+    return summary, profiles
 
 
 def finish_summary(t: Telemetry, out: ReplayOutputs) -> dict:

@@ -11,7 +11,7 @@ parcels (late, lost, cancelled, returned), chat with support, and churn with a h
 with bad experiences. Taste multiplies popularity (draws by rejection), so sales stay Zipf-skewed
 while a customer's next items resemble their previous ones.
 
-Output (see CONTRACT.md section 4):
+Output (see CONTRACT.md section 8):
 
 * ``events.jsonl``: one event per line, sorted by ``ts`` (stable), plus a ``bad_share`` of
   extra deliberately bad lines (malformed JSON, garbage bytes, missing fields, wrong types,
@@ -55,7 +55,7 @@ _MIN_STR: dict[int, str] = {}
 
 CART_ACTIVITY = ("add_to_cart", "remove_from_cart", "checkout_started")
 
-# Word-boundary scan for "asks for a human" (the engine's list, CONTRACT 2 escalation (a)).
+# Word-boundary scan for "asks for a human" (the engine's list, CONTRACT.md section 3, escalation (a)).
 HUMAN_WORDS = (
     "human", "agent", "representative", "real person", "supervisor", "manager",
     "someone real", "live person", "talk to a person", "speak to a person",

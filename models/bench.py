@@ -42,7 +42,7 @@ def model_stream(paths: Iterable[Path], settings: Optional[Settings] = None) -> 
                 out.extend(x for x in res if type(x) in (ScoreRequest, Label))
                 end = ev.ts if end is None or ev.ts > end else end
     for cid in sorted(states):
-        out.extend(x for x in states[cid].advance(end, cfg) if type(x) in (ScoreRequest, Label))
+        out.extend(x for x in states[cid].flush(end, cfg) if type(x) in (ScoreRequest, Label))
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 from river import compose, forest, linear_model, naive_bayes, optim, tree
 
 from models.scaler import StandardScaler
+from models.text import TextAndNumbers
 
 
 def _logreg(lr: float = 0.01, l2: float = 0.0):
@@ -23,6 +24,13 @@ def _logreg(lr: float = 0.01, l2: float = 0.0):
 def _logreg_adagrad():
     return compose.Pipeline(StandardScaler(),
                             linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.05)))
+
+
+def _logreg_text(lr: float = 0.1):
+    """Scaled numeric features beside hashed n-grams of the text (unscaled: unit-norm already), one
+    logistic regression over both; AdaGrad, as the hashed weights are sparse and seen rarely."""
+    return lambda: compose.Pipeline(TextAndNumbers(StandardScaler()),
+                                    linear_model.LogisticRegression(optimizer=optim.AdaGrad(lr)))
 
 
 def _hoeffding():
@@ -42,11 +50,15 @@ ESTIMATORS: dict[str, Callable[[], object]] = {
     "logreg_fast": _logreg(0.05),
     "logreg_l2": _logreg(0.05, l2=1e-3),
     "logreg_adagrad": _logreg_adagrad,
+    "logreg_text": _logreg_text(0.1),
     "hoeffding": _hoeffding,
     "arf": _arf(10),
     "arf5": _arf(5),
     "gaussian_nb": _gaussian_nb,
 }
+
+
+TEXT_ESTIMATORS = frozenset({"logreg_text"})  # read ``TEXT_KEY``; the others never see it
 
 
 def build(name: str):

@@ -17,11 +17,12 @@ EPS = 1e-7
 
 
 class ModelMetrics:
-    __slots__ = ("predictions", "decisions", "labels", "matched", "positives", "matched_positives",
+    __slots__ = ("predictions", "withheld", "decisions", "labels", "matched", "positives", "matched_positives",
                  "log_loss_sum", "delay_ms_sum", "evicted", "pos_hist", "neg_hist")
 
     def __init__(self) -> None:
         self.predictions = 0  # scores returned (decision points and payload-only scores)
+        self.withheld = 0  # scores computed and validated, but withheld: the model is not ready
         self.decisions = 0  # scores kept to wait for their label
         self.labels = 0  # labels received (learned from)
         self.matched = 0  # labels that found their prediction: the progressive-validation sample
@@ -33,8 +34,11 @@ class ModelMetrics:
         self.pos_hist = [0] * BINS
         self.neg_hist = [0] * BINS
 
-    def predicted(self, decision: bool) -> None:
-        self.predictions += 1
+    def predicted(self, decision: bool, returned: bool = True) -> None:
+        if returned:
+            self.predictions += 1
+        else:
+            self.withheld += 1
         self.decisions += decision
 
     def labelled(self, label: int, p: Optional[float], delay_ms: int) -> None:
@@ -77,6 +81,7 @@ class ModelMetrics:
         auc = self.roc_auc
         return {
             "predictions": self.predictions,
+            "withheld": self.withheld,
             "decisions": self.decisions,
             "labels": self.labels,
             "validated": self.matched,
@@ -91,6 +96,8 @@ class ModelMetrics:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state):
+        if len(state) == len(self.__slots__) - 1:  # pickled before ``withheld``
+            state = state[:1] + (0,) + tuple(state[1:])
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
 

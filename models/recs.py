@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from operators.recs import PopularityBaseline, RecsConfig, RecsEvaluator, RecsTable
+from operators.recs import PopularityBaseline, RecsConfig, RecsEvaluator, RecsTable, recency_weights
 from operators.scoring import RecsEval
 
 
@@ -32,6 +32,18 @@ class ShardRecs:
         if not items or not self.in_payload:
             return []
         return self.table.recommend(items, exclude, self.in_payload, ts)
+
+    def for_customer(self, recs: tuple, ts: int, k: int = 10) -> list[str]:
+        """The ``k`` products this customer is likeliest to want next (the profile's
+        ``recommendations``, scored by ``crm-stream recs-eval``): ``recs`` = (recent products, most
+        recent first; products never to offer). The query is recency-weighted and a product the
+        customer looked at may come back (re-views are a large share of next clicks)."""
+        items, exclude = recs
+        if not items:
+            return []
+        cfg = self.table.cfg
+        return self.table.recommend(items, exclude, k, ts, recency_weights(len(items), cfg.recency),
+                                    cfg.repeat_weight)
 
     def evaluate(self, ev: RecsEval) -> None:
         """Score what would have been offered before this order; then count the order's products."""

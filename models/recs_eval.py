@@ -77,6 +77,7 @@ class RecsPipeline:
         self.timers: list[tuple[int, str]] = []  # (session end due, customer), lazily invalidated
         self.pairs = 0
         self.updates = 0
+        self.learn = True  # False: sessions still close, but nothing reaches the product step
 
     def process(self, ev: Event) -> None:
         t = ev.type
@@ -113,6 +114,8 @@ class RecsPipeline:
 
     def route(self, blocks, ts: int) -> None:
         """The product step: each block to its products, then an update if material."""
+        if not self.learn:
+            return
         touched: dict[str, int] = {}
         observe_blocks(self.products, blocks, self.cfg, touched)
         self.pairs += sum(len(mine) * len(others) for mine, others, _w, _t in blocks)

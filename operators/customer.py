@@ -1,22 +1,32 @@
 """One customer's state machine: the functional core behind the ``profile`` step.
 
-``process(event)`` applies an event and returns what it caused; ``advance(now)`` fires every
-event-time timer due at or before ``now``; ``next_deadline()`` says when the next one is due.
-No Bytewax, Kafka or Redis here: the shell adapts these three verbs.
+``process(event)`` takes an event and returns what it caused; ``advance(now)`` moves the
+customer's event-time frontier to ``now - lateness``; ``flush(now)`` applies everything still
+held and fires the timers due at or before ``now`` (end of input); ``next_deadline()`` says at
+which ``now`` advance has work. No Bytewax, Kafka or Redis here: the shell adapts these verbs.
 
-Order of work for an event at ``ts``: timers due strictly before ``ts`` fire first (an activity
-exactly at the due time still counts as "within"), then the event applies, then timers due at or
-before the new clock fire.
+Arrival order within ``lateness`` does not matter (CONTRACT.md, Time): an event goes into a
+per-customer reorder buffer and is applied once the customer's clock (the latest event time seen)
+is ``lateness`` past it, in ``(ts, event_id)`` order. Timers fire when that frontier has passed
+their due time, interleaved with the buffered events in event time: timers due strictly before an
+event's ``ts`` fire first (an activity exactly at the due time still counts as "within"). The
+service fast path (``cfg.fast_service``) sends an escalation asked for in words, and a carrier's
+delay apology, at arrival instead; the exact path then only confirms it.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
+import logging
 from sys import intern
 from typing import Any, Optional
 
+import orjson
+
 from operators.dedup import SeenIds
-from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, Event, format_ts, parse_ts
-from operators.features import History, churn_features, message_features, support_context
+from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, DeadLetter, Event, format_ts, parse_ts
+from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
 from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
@@ -24,7 +34,10 @@ from operators.text import cut
 from operators.triggers import Candidate, Notice, ProfileUpdate
 
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
+FAST_REASONS = frozenset({"human_requested", "carrier_reported"})  # what the service fast path sends
 NEVER = 1 << 62
+log = logging.getLogger("crm.customer")
+MAX_MONEY = 1e30  # a bound on sums of money: past any bounded amount x quantity, far from overflow
 
 
 class _Empty(dict):
@@ -51,7 +64,11 @@ def _empty() -> dict:
 
 
 class Order:
-    __slots__ = ("order_id", "placed_ts", "promised", "total", "status", "apologized")
+    """An open order. Split shipments: ``parcels`` maps ``shipment_id`` -> delivered; ``ordered`` and
+    ``delivered_qty`` count item quantities when events list items (None: not known)."""
+
+    __slots__ = ("order_id", "placed_ts", "promised", "total", "status", "apologized", "parcels", "ordered",
+                 "delivered_qty")
 
     def __init__(self, order_id: str, placed_ts: Optional[int], promised: Optional[int], total: Optional[float]):
         self.order_id = order_id
@@ -60,20 +77,46 @@ class Order:
         self.total = total
         self.status = "placed"
         self.apologized = False
+        self.parcels: dict[str, bool] = EMPTY
+        self.ordered: Optional[int] = None
+        self.delivered_qty = 0
 
     def __getstate__(self):
-        return (self.order_id, self.placed_ts, self.promised, self.total, self.status, self.apologized)
+        return (self.order_id, self.placed_ts, self.promised, self.total, self.status, self.apologized,
+                self.parcels, self.ordered, self.delivered_qty)
 
     def __setstate__(self, s):
-        self.order_id, self.placed_ts, self.promised, self.total, self.status, self.apologized = s
+        (self.order_id, self.placed_ts, self.promised, self.total, self.status, self.apologized,
+         self.parcels, self.ordered, self.delivered_qty) = s
+
+    def deliver(self, shipment_id: Optional[str], quantity: Optional[int]) -> bool:
+        """Record a delivery; True when the whole order has arrived (a delivery without
+        ``shipment_id`` is the whole order; with one, every parcel known and every item ordered)."""
+        if shipment_id is None:
+            return True
+        if self.parcels is EMPTY:
+            self.parcels = {}
+        self.parcels[shipment_id] = True
+        if quantity is not None:
+            self.delivered_qty += quantity
+        if self.ordered is not None and quantity is not None:
+            return self.delivered_qty >= self.ordered and all(self.parcels.values())
+        return all(self.parcels.values())
+
+    def ship(self, shipment_id: Optional[str]) -> None:
+        if shipment_id is not None and shipment_id not in self.parcels:
+            if self.parcels is EMPTY:
+                self.parcels = {}
+            self.parcels[shipment_id] = False
 
 
 class Conversation:
     __slots__ = ("conversation_id", "started", "last_msg", "last_reply", "run", "messages", "escalated",
-                 "pending")
+                 "pending", "key")
 
-    def __init__(self, conversation_id: str, ts: int):
+    def __init__(self, conversation_id: str, ts: int, key: Optional[str] = None):
         self.conversation_id = conversation_id
+        self.key = key or conversation_id  # the episode: a conversation written to after its close reopens
         self.started = ts
         self.last_msg = ts
         self.last_reply: Optional[int] = None
@@ -84,11 +127,11 @@ class Conversation:
 
     def __getstate__(self):
         return (self.conversation_id, self.started, self.last_msg, self.last_reply, self.run, self.messages,
-                self.escalated, self.pending)
+                self.escalated, self.pending, self.key)
 
     def __setstate__(self, s):
         (self.conversation_id, self.started, self.last_msg, self.last_reply, self.run, self.messages,
-         self.escalated, self.pending) = s
+         self.escalated, self.pending, self.key) = s
 
 
 class CustomerState:
@@ -100,6 +143,7 @@ class CustomerState:
         "orders", "closed", "order_count", "spend",
         "convs", "session_last", "help_views",
         "churn_pending", "rescore_n", "history", "dirty", "due", "recent",
+        "held", "fast", "last_order", "cart_currency",
     )
 
     def __init__(self, customer_id: str, cfg_recs: RecsConfig = RECS_DEFAULT):
@@ -120,7 +164,7 @@ class CustomerState:
         self.convs: dict[str, Conversation] = EMPTY
         self.session_last: Optional[int] = None  # last clickstream ts of the open session
         self.help_views: list[int] = []
-        # (decision_id, ts, features); tuples, as most customers have none pending (the empty tuple
+        # (decision_id, ts, features, label due ts) in due order; tuples, as most customers have none pending (the empty tuple
         # is shared, an empty list costs 56 bytes each)
         self.churn_pending: tuple[tuple[str, int, dict], ...] = ()
         self.rescore_n = 0
@@ -128,6 +172,10 @@ class CustomerState:
         self.dirty = False
         self.due = NEVER  # the next timer's due time, kept by advance() (saves a scan per event)
         self.recent = RecentItems(cfg_recs)  # products of the open session and recent purchases
+        self.held: list = []  # reorder buffer: heap of (ts, event_id, Event) not yet applied
+        self.fast: dict = EMPTY  # (type, key) -> event ts of service triggers sent by the fast path
+        self.last_order: Optional[int] = None  # ts of the latest order_placed (purchase quiet period)
+        self.cart_currency: dict = EMPTY  # product_id -> currency code of its cart line, when known
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -139,21 +187,28 @@ class CustomerState:
     # ------------------------------------------------------------------ the three verbs
 
     def process(self, ev: Event, cfg: RuleConfig) -> tuple[list, str]:
-        """Apply one event; return (outputs, status) with status ok / late / duplicate."""
+        """Take one event; return (outputs, status) with status ok / late / duplicate.
+
+        A late event (older than ``clock - lateness``) is applied at once and never arms a
+        trigger; any other is held until the frontier passes it (module docstring)."""
         ts = ev.ts
         seen_key, seen_at, seen_ts = self.seen.lookup(ev.event_id)
         if seen_ts is not None and abs(ts - seen_ts) <= cfg.dedup_window:
             return [], DUPLICATE
         out: list = []
         if self.clock is None:
-            self.clock = self.first_seen = self.last_seen = ts
-        late = ts < self.clock - cfg.lateness
-        if ts > self.clock and self.due < ts:
-            self.advance(ts - 1, cfg, out)
-        self.seen.put(seen_key, seen_at, ts)  # advance() above never touches seen ids
-        self._apply(ev, late, cfg, out)
-        if ts > self.clock:
             self.clock = ts
+        late = ts < self.clock - cfg.lateness
+        self.seen.put(seen_key, seen_at, ts)
+        if late:
+            self._apply(ev, True, cfg, out)
+        else:
+            if ts > self.clock:
+                self.clock = ts
+                self.advance(ts, cfg, out)  # what the new clock lets out comes before this event
+            if cfg.fast_service:
+                self._fast_service(ev, cfg, out)
+            heapq.heappush(self.held, (ts, ev.event_id, ev))
         self.advance(self.clock, cfg, out)
         if self.clock >= self.prune_at:
             self._prune(cfg)
@@ -161,18 +216,51 @@ class CustomerState:
         return out, LATE if late else OK
 
     def next_deadline(self, cfg: RuleConfig) -> Optional[int]:
+        """The ``now`` at which :meth:`advance` has work (``None``: nothing held, no timer)."""
         return None if self.due >= NEVER else self.due
 
     def advance(self, now: int, cfg: RuleConfig, out: Optional[list] = None) -> list:
-        """Fire, in due-time order, every timer due at or before ``now``."""
+        """Move the frontier to ``now - lateness``: apply held events up to it and fire timers
+        due strictly before it, in event-time order."""
         out = [] if out is None else out
+        self._release(now - cfg.lateness, False, cfg, out)
+        return out
+
+    def flush(self, now: Optional[int], cfg: RuleConfig, out: Optional[list] = None) -> list:
+        """End of input: apply every held event (nothing earlier can come), then fire the timers
+        due at or before ``now`` (at least the latest event time; ``None``: only those due before
+        the last event applied)."""
+        out = [] if out is None else out
+        if self.held:
+            self._release(max(h[0] for h in self.held), False, cfg, out)
+        if now is not None:
+            self._release(now, True, cfg, out)
+        return out
+
+    def _release(self, frontier: int, inclusive: bool, cfg: RuleConfig, out: list) -> None:
+        held = self.held
         while True:
             due, fire = self._next_timer(cfg)
-            if due > now:
-                self.due = due
-                return out
-            fire(due, cfg, out)
+            if held and held[0][0] <= frontier and due >= held[0][0]:
+                self._apply_safely(heapq.heappop(held)[2], cfg, out)
+            elif due < frontier or (inclusive and due == frontier):
+                fire(due, cfg, out)
+            else:
+                break
             self.dirty = True
+        nxt = due + cfg.lateness + 1 if due < NEVER else NEVER
+        if held and held[0][0] + cfg.lateness < nxt:
+            nxt = held[0][0] + cfg.lateness
+        self.due = nxt
+
+    def _apply_safely(self, ev: Event, cfg: RuleConfig, out: list) -> None:
+        """A bug must cost one event, not the flow: the event becomes a ``processing_error`` dead
+        letter (its source in the log line, never its content) and the customer goes on."""
+        try:
+            self._apply(ev, False, cfg, out)
+        except Exception as exc:
+            log.exception("processing %s failed", ev.source)
+            out.append(DeadLetter(_raw(ev), ev.source, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
 
     # ------------------------------------------------------------------ timers
 
@@ -188,10 +276,13 @@ class CustomerState:
         for conv in self.convs.values():
             if conv.last_msg + cfg.conversation_abandoned < best:
                 best, fire = conv.last_msg + cfg.conversation_abandoned, self._fire_conversation_abandoned
-        if self.churn_pending and self.churn_pending[0][1] + cfg.churn_horizon < best:
-            best, fire = self.churn_pending[0][1] + cfg.churn_horizon, self._fire_churned
-        rescore = self.last_seen + cfg.rescore_every * (self.rescore_n + 1) if self.last_seen is not None else NEVER
-        if rescore < best and rescore - self.last_seen < cfg.churn_horizon:
+        if self.churn_pending and self.churn_pending[0][3] < best:
+            best, fire = self.churn_pending[0][3], self._fire_churned
+        # inactive: a decision point every rescore_every within the horizon; live, the profile's
+        # score is also refreshed every refresh_every for as long as the customer stays away
+        step = cfg.churn_refresh or cfg.rescore_every
+        rescore = self.last_seen + step * (self.rescore_n + 1) if self.last_seen is not None else NEVER
+        if rescore < best and (cfg.churn_refresh or rescore - self.last_seen < cfg.churn_horizon):
             best, fire = rescore, self._fire_rescore
         return best, fire
 
@@ -199,9 +290,12 @@ class CustomerState:
         self.cart_armed = False
         self.history.carts_abandoned += 1
         payload: dict[str, Any] = {"items": self.cart_items(), "cart_value": self.cart_value(), "recommendations": []}
-        currency = self.currency or cfg.currency
-        if currency:
-            payload["currency"] = currency
+        if payload["cart_value"] is None:  # lines in several currencies: one total per currency
+            payload["cart_values"] = self.cart_values()
+        else:
+            currency = next(iter(self.cart_currency.values()), None) or self.currency or cfg.currency
+            if currency:
+                payload["currency"] = currency
         cand = Candidate("abandoned_cart", self.customer_id, due, ["cart_idle"], payload, key=str(due),
                          tier=self.tier(cfg))
         cand.recs = (tuple(self.cart), tuple(sorted(set(self.cart) | self.recent.recently_bought(due))))
@@ -220,11 +314,26 @@ class CustomerState:
 
     def _fire_rescore(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.rescore_n += 1
-        self._churn_decision(due, "inactive", cfg, out)
+        away = due - self.last_seen
+        if away % cfg.rescore_every == 0 and away < cfg.churn_horizon:
+            self._churn_decision(due, "inactive", cfg, out)
+        elif self.clock <= due:  # (a refresh the customer's return has already overtaken is moot)
+            out.append(self.churn_refresh(due, cfg))
+
+    def churn_refresh(self, ts: int, cfg: RuleConfig) -> ScoreRequest:
+        """A payload-only churn score at ``ts`` for the profile (no label, no trigger): live while
+        the customer stays away, and at the end of a replay, so the profile describes them now."""
+        feats = churn_features(self, ts)
+        feats["_horizon_days"] = self._churn_horizon(ts, cfg) / 86_400_000
+        return ScoreRequest("churn", self.customer_id, f"refresh|{ts}", ts, feats, None, decision=False)
+
+    def _churn_horizon(self, ts: int, cfg: RuleConfig) -> int:
+        return churn_horizon(self.history, self.first_seen, ts, cfg.churn_horizon_min, cfg.churn_horizon,
+                             cfg.churn_horizon_gaps)
 
     def _fire_churned(self, due: int, cfg: RuleConfig, out: list) -> None:
-        while self.churn_pending and self.churn_pending[0][1] + cfg.churn_horizon <= due:
-            decision_id, ts, feats = self.churn_pending[0]
+        while self.churn_pending and self.churn_pending[0][3] <= due:
+            decision_id, ts, feats, _ = self.churn_pending[0]
             self.churn_pending = self.churn_pending[1:]
             out.append(Label("churn", self.customer_id, decision_id, due, feats, 1, ts))
 
@@ -236,6 +345,8 @@ class CustomerState:
 
     def _apply(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         t, ts = ev.type, ev.ts
+        if self.last_seen is None:
+            self.first_seen = self.last_seen = ts
         if ts > self.last_seen:
             self.last_seen = ts
             self.rescore_n = 0
@@ -284,15 +395,17 @@ class CustomerState:
             else:
                 line[0] += qty
                 line[1] = ev.get("price")
-            if ev.get("currency") and isinstance(ev.get("currency"), str):
-                self.currency = ev.get("currency")
+            currency = ev.get("currency")
+            if currency and isinstance(currency, str):
+                self.currency = currency
+                if self.cart_currency is EMPTY:
+                    self.cart_currency = {}
+                self.cart_currency[pid] = currency
         elif t == "remove_from_cart" and pid in self.cart:
             line = self.cart[pid]
             line[0] -= qty
             if line[0] <= 0:
-                del self.cart[pid]
-                if not self.cart:
-                    self.cart = EMPTY
+                self._drop_line(pid)
         if not self.cart:
             self.cart_armed = False  # emptied: the episode ends, the timer is cancelled
             self.cart_last = None
@@ -303,53 +416,95 @@ class CustomerState:
             self.cart_armed = True  # a new episode after a trigger, or the running one goes on
 
     def _apply_order(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
-        t, ts, oid = ev.type, ev.ts, ev.get("order_id")
-        if "o:" + oid in self.closed and t not in ("return_requested", "refund_issued"):
+        t, oid = ev.type, ev.get("order_id")
+        if t == "order_placed":
+            self._place_order(ev, late, cfg, out)
+            return
+        if "o:" + oid in self.closed or t in ("return_requested", "refund_issued"):
             return
         order = self.orders.get(oid)
-        promised = ev.get("promised_delivery_ts")
-        promised_ms = _parse_optional_ts(promised)
-        if t == "order_placed":
-            bought = [i["product_id"] for i in ev.get("items") or ()] or list(self.cart)
-            if order is None:
-                out.append(self._recs_eval(bought, ts))  # scored before anything learns from it
-                out.extend(pair_messages(self.recent.observe(t, bought, None, ts)))
-            self.cart = EMPTY
-            self.cart_armed = False
-            self.cart_last = None
-            total = float(ev.get("total"))
-            if order is None:
-                self.order_count += 1
-                self.spend += total
-                if self.orders is EMPTY:
-                    self.orders = {}
-                order = self.orders[oid] = Order(oid, ts, promised_ms, total)
-            self._churn_decision(ts, "order_placed", cfg, out)
-            return
-        if t in ("return_requested", "refund_issued"):
-            return
-        if order is None:  # an order seen first through a later lifecycle event
+        promised_ms = _parse_optional_ts(ev.get("promised_delivery_ts"))
+        if order is None:  # an order seen first through a later lifecycle event (placed comes late)
             if self.orders is EMPTY:
                 self.orders = {}
             order = self.orders[oid] = Order(oid, None, promised_ms, ev.get("total"))
         if promised_ms is not None and t in ("order_shipped", "order_delayed"):
             order.promised = promised_ms
-        if t in ("order_delivered", "order_cancelled"):
+        shipment = ev.get("shipment_id")
+        if t == "order_cancelled" or (t == "order_delivered" and order.deliver(shipment, _quantity(ev))):
             if order.apologized and t == "order_delivered":
                 self.history.late_orders += 1
-            self.closed["o:" + oid] = ts
+            self.closed["o:" + oid] = ev.ts
             del self.orders[oid]
             if not self.orders:
                 self.orders = EMPTY
             return
+        if t == "order_delivered":
+            order.status = "partly_delivered"
+            return
+        order.ship(shipment if t == "order_shipped" else None)
         order.status = "delayed" if t == "order_delayed" else "shipped"
         if t == "order_delayed" and not order.apologized and not late:
-            self._apologize(order, ts, "carrier_reported", cfg, out)
+            self._apologize(order, ev.ts, "carrier_reported", cfg, out)
+
+    def _place_order(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
+        """The purchase: counted once per ``order_id`` whenever it arrives (late, or after the
+        order's lifecycle events); it empties the cart and is a churn decision point."""
+        ts, oid = ev.ts, ev.get("order_id")
+        order = self.orders.get(oid)
+        items = ev.get("items") or ()
+        bought = [i["product_id"] for i in items] or list(self.cart)
+        if "p:" + oid not in self.closed:
+            self.closed["p:" + oid] = ts
+            out.append(self._recs_eval(bought, ts))  # scored before anything learns from it
+            out.extend(pair_messages(self.recent.observe("order_placed", bought, None, ts)))
+            total = _finite(ev.get("total"))
+            self.order_count += 1
+            self.spend = _finite(self.spend + total)
+            if "o:" + oid not in self.closed:
+                promised_ms = _parse_optional_ts(ev.get("promised_delivery_ts"))
+                if order is None:
+                    if self.orders is EMPTY:
+                        self.orders = {}
+                    order = self.orders[oid] = Order(oid, ts, promised_ms, total)
+                else:  # lifecycle events came first: the purchase fills in what they lacked
+                    order.placed_ts, order.total = ts, total
+                    if order.promised is None:
+                        order.promised = promised_ms
+                if items:
+                    order.ordered = sum(_quantity_of(i) for i in items)
+        if late and items:  # a late purchase takes what it bought out of today's cart, no more
+            for pid in bought:
+                self._drop_line(pid)
+        elif not late or self.cart_last is None or self.cart_last <= ts:
+            self.cart, self.cart_currency = EMPTY, EMPTY
+        if not self.cart:
+            self.cart_armed = False
+            self.cart_last = None
+        if self.last_order is None or ts > self.last_order:
+            self.last_order = ts
+        out.append(Notice("order_placed", self.customer_id, ts, oid))
+        self._churn_decision(ts, "order_placed", cfg, out)
+
+    def _drop_line(self, pid: str) -> None:
+        if pid in self.cart:
+            del self.cart[pid]
+            if not self.cart:
+                self.cart = EMPTY
+        if pid in self.cart_currency:
+            del self.cart_currency[pid]
+            if not self.cart_currency:
+                self.cart_currency = EMPTY
 
     def _apply_chat(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         t, ts, cid = ev.type, ev.ts, ev.get("conversation_id")
-        if "c:" + cid in self.closed:
-            return
+        closed_at = self.closed.get("c:" + cid)
+        key = None
+        if closed_at is not None:
+            if t == "chat_closed" or ts <= closed_at or late:
+                return  # part of the closed episode
+            del self.closed["c:" + cid]  # the customer writes again: a new episode
+            key = f"{cid}@{ts}"
         conv = self.convs.get(cid)
         if t == "chat_closed":
             if conv is not None:
@@ -364,7 +519,7 @@ class CustomerState:
                 return  # a late message never re-opens (or opens) a conversation
             if self.convs is EMPTY:
                 self.convs = {}
-            conv = self.convs[cid] = Conversation(cid, ts)
+            conv = self.convs[cid] = Conversation(cid, ts, key)
             self.history.chats += 1
         sender, text = ev.get("sender"), ev.get("text")
         conv.last_msg = max(conv.last_msg, ts)
@@ -383,44 +538,162 @@ class CustomerState:
             reasons.append("human_requested")
         if len(conv.run) >= cfg.unanswered_count:
             reasons.append("unanswered")
-        ctx = {
-            "since_reply_s": (ts - conv.last_reply) / 1000 if conv.last_reply is not None else -1.0,
-            "in_a_row": float(len(conv.run)),
-            "conversation_age_s": (ts - conv.started) / 1000,
-            "late_order_now": float(any(o.promised is not None and ts > o.promised for o in self.orders.values())),
-        }
-        ctx.update(support_context(self.history, ts))  # repeat contacts in 7 days, earlier bad chats
-        feats = message_features(text, ctx)
-        decision_id = f"{conv.conversation_id}|{ts}"
+        feats = message_features(text, self._message_context(conv, ts))
+        decision_id = f"{conv.key}|{ts}"
         if len(conv.pending) >= cfg.max_pending:
             conv.pending.pop(0)
         conv.pending.append((decision_id, ts, feats))
         candidate = None
         if not conv.escalated:
-            payload = {
-                "conversation_id": conv.conversation_id,
-                "frustration": None,
-                "last_messages": [{"sender": s, "text": m, "ts": format_ts(mts)} for s, m, mts in conv.messages],
-                "customer_tier": self.tier(cfg),
-            }
-            candidate = Candidate("escalation", self.customer_id, ts, reasons, payload, key=conv.conversation_id,
-                                  tier=self.tier(cfg), threshold=None if reasons else cfg.frustration_threshold)
-            conv.escalated = bool(reasons)
+            sent = self.fast.get(("escalation", conv.key))
+            fast_key = self._fast_sent_in_episode(conv.conversation_id, conv.started, ts)
+            if sent is not None:  # the fast path sent it: confirm the exact time to policy, send nothing
+                conv.escalated = True
+                out.append(Notice("service_exact", self.customer_id, min(ts, sent), conv.key))
+            elif fast_key is not None:  # sent for a message of this episode, under the key it saw then
+                conv.escalated = True
+                out.append(Notice("service_exact", self.customer_id, ts, fast_key))
+            else:
+                candidate = self._escalation(conv, conv.messages, ts, reasons, cfg)
+                conv.escalated = bool(reasons)
         out.append(ScoreRequest("frustration", self.customer_id, decision_id, ts, feats, candidate))
+
+    def _message_context(self, conv: Conversation, ts: int) -> dict:
+        ctx = {
+            "since_reply_s": (ts - conv.last_reply) / 1000 if conv.last_reply is not None else -1.0,
+            "in_a_row": float(len(conv.run)),
+            "conversation_age_s": (ts - conv.started) / 1000,
+            "late_order_now": float(any(o.promised is not None and ts > o.promised for o in self.orders.values())),
+            "earlier_lines": [m for s, m, _ in conv.messages[:-1] if s == "customer"],  # the text model reads them
+        }
+        ctx.update(support_context(self.history, ts))  # repeat contacts in 7 days, earlier bad chats
+        return ctx
+
+    def _escalation(self, conv: Conversation, messages: list, ts: int, reasons: list, cfg: RuleConfig) -> Candidate:
+        tier = self.tier(cfg)
+        payload = {
+            "conversation_id": conv.conversation_id,
+            "frustration": None,
+            "last_messages": [{"sender": s, "text": m, "ts": format_ts(mts)} for s, m, mts in messages],
+            "customer_tier": tier,
+        }
+        return Candidate("escalation", self.customer_id, ts, reasons, payload, key=conv.key, tier=tier,
+                         threshold=None if reasons else cfg.frustration_threshold)
+
+    # ------------------------------------------------------------------ the service fast path
+
+    def _fast_service(self, ev: Event, cfg: RuleConfig, out: list) -> None:
+        """At arrival, before the reorder buffer: a customer message is scored for escalation, and
+        a carrier's delay answered, from what has arrived so far (applied or held). The exact path,
+        ``lateness`` later, sends nothing for a key sent here and tells policy the exact time
+        (``service_exact``); policy keeps one escalation per episode whichever path sends it."""
+        t = ev.type
+        if t == "chat_message":
+            if ev.get("sender") == "customer":
+                self._fast_escalation(ev, ev.get("text"), cfg, out)
+        elif t == "order_delayed":
+            oid = ev.get("order_id")
+            order = self.orders.get(oid)
+            if order is None or order.placed_ts is None or order.apologized or ("delay_apology", oid) in self.fast:
+                return  # unknown order: the exact path has the total and promise once it is placed
+            if order.promised is not None and order.promised + cfg.grace < ev.ts:
+                return  # the promise timer comes first in event time
+            promised = _parse_optional_ts(ev.get("promised_delivery_ts"))
+            self._mark_fast("delay_apology", oid, ev.ts)
+            out.append(self._apology(order, ev.ts, "carrier_reported", cfg,
+                                     order.promised if promised is None else promised))
+
+    def _fast_escalation(self, ev: Event, text: str, cfg: RuleConfig, out: list) -> None:
+        ts = ev.ts
+        conv = self._conversation_so_far(ev.get("conversation_id"), ts, cfg)
+        if conv is None or conv.escalated or ("escalation", conv.key) in self.fast \
+                or self._fast_sent_in_episode(conv.conversation_id, conv.started, ts) is not None:
+            return
+        conv.run = [r for r in conv.run if r >= ts - cfg.unanswered_window] + [ts]
+        conv.messages = (conv.messages + [("customer", cut(text, cfg.text_max), ts)])[-cfg.last_messages:]
+        reasons = (["human_requested"] if cfg.human(text) else []) + \
+            (["unanswered"] if len(conv.run) >= cfg.unanswered_count else [])
+        if reasons:
+            self._mark_fast("escalation", conv.key, ts)
+            self.fast[("message", f"{conv.conversation_id}|{ts}")] = conv.key
+        cand = self._escalation(conv, conv.messages, ts, reasons, cfg)  # no reason: the model decides
+        feats = message_features(text, self._message_context(conv, ts))
+        out.append(ScoreRequest("frustration", self.customer_id, f"{conv.key}|{ts}|fast", ts, feats, cand,
+                                decision=False))
+
+    def _fast_sent_in_episode(self, cid: str, start: int, ts: int) -> Optional[str]:
+        """The key of an escalation the fast path sent for a message of ``cid``'s episode that
+        started at ``start`` (no close held between that message and ``ts``), if any."""
+        for (kind, ref), key in self.fast.items():
+            if kind != "message":
+                continue
+            c, t = ref.rsplit("|", 1)
+            t = int(t)
+            if c != cid or t < start:
+                continue
+            lo, hi = min(t, ts), max(t, ts)
+            if not any(h.type == "chat_closed" and lo < hts < hi and h.get("conversation_id") == cid
+                       for hts, _, h in self.held):
+                return key
+        return None
+
+    def _conversation_so_far(self, cid: str, ts: int, cfg: RuleConfig) -> Optional[Conversation]:
+        """A copy of conversation ``cid`` as the exact path will see it at ``ts``: the held events of
+        it before ``ts`` applied by :meth:`_apply_chat`'s rules (None: ``ts`` is in a closed episode)."""
+        conv, closed_at = self.convs.get(cid), self.closed.get("c:" + cid)
+        if conv is not None:
+            view = Conversation(cid, conv.started)
+            view.__setstate__(conv.__getstate__())
+            conv, view.run, view.messages = view, list(conv.run), list(conv.messages)
+        for hts, _, h in sorted(self.held):
+            if hts >= ts or h.get("conversation_id") != cid or h.type not in ("chat_message", "chat_closed"):
+                continue
+            reopen = None
+            if closed_at is not None:
+                if h.type == "chat_closed" or hts <= closed_at:
+                    continue  # part of the closed episode
+                reopen, closed_at = f"{cid}@{hts}", None
+            if h.type == "chat_closed":
+                conv, closed_at = None, hts
+                continue
+            if conv is None:
+                conv = Conversation(cid, hts, reopen)
+            line = (h.get("sender"), cut(h.get("text"), cfg.text_max), hts)
+            conv.messages = (conv.messages + [line])[-cfg.last_messages:]
+            if h.get("sender") == "customer":
+                conv.run = [r for r in conv.run if r >= hts - cfg.unanswered_window] + [hts]
+            else:
+                conv.run, conv.last_reply = [], hts
+        if conv is None:
+            if closed_at is not None and ts <= closed_at:
+                return None
+            conv = Conversation(cid, ts, None if closed_at is None else f"{cid}@{ts}")
+        return conv
+
+    def _mark_fast(self, type: str, key: str, ts: int) -> None:
+        if self.fast is EMPTY:
+            self.fast = {}
+        self.fast[(type, key)] = ts
 
     # ------------------------------------------------------------------ shared steps
 
     def _apologize(self, order: Order, due: int, reason: str, cfg: RuleConfig, out: list) -> None:
         order.apologized = True
+        sent = self.fast.get(("delay_apology", order.order_id))
+        if sent is not None:
+            out.append(Notice("service_exact", self.customer_id, min(due, sent), order.order_id))
+            return
+        out.append(self._apology(order, due, reason, cfg, order.promised))
+
+    def _apology(self, order: Order, due: int, reason: str, cfg: RuleConfig, promised: Optional[int]) -> Candidate:
         tier = self.tier(cfg)
         payload = {
             "order_id": order.order_id,
-            "promised_delivery_ts": format_ts(order.promised) if order.promised is not None else None,
+            "promised_delivery_ts": format_ts(promised) if promised is not None else None,
             "order_total": order.total,
             "suggested_credit": cfg.suggested_credit(order.total, tier),
         }
-        out.append(Candidate("delay_apology", self.customer_id, due, [reason], payload, key=order.order_id,
-                             tier=tier))
+        return Candidate("delay_apology", self.customer_id, due, [reason], payload, key=order.order_id, tier=tier)
 
     def _outreach(self, ts: int, reason: str, cfg: RuleConfig, out: list) -> None:
         """A rule-driven outreach: scored by the churn model for its payload, not a decision point."""
@@ -455,18 +728,26 @@ class CustomerState:
         feats = churn_features(self, ts)
         feats["decision_" + why] = 1.0
         decision_id = f"{self.customer_id}|{ts}|{why}"
-        self.churn_pending = (self.churn_pending + ((decision_id, ts, feats),))[-cfg.max_pending:]
+        horizon = self._churn_horizon(ts, cfg)
+        feats["_horizon_days"] = horizon / 86_400_000  # the label's horizon, for BG/NBD's P(a purchase within it)
+        due = ts + horizon
+        # kept in due order (horizons differ); beyond max_pending the oldest decision goes
+        pending = sorted(self.churn_pending + ((decision_id, ts, feats, due),), key=_due)
+        if len(pending) > cfg.max_pending:
+            pending.remove(min(pending, key=_decided))
+        self.churn_pending = tuple(pending)
         cand = self._outreach_candidate(ts, "churn_risk", cfg, threshold=cfg.churn_threshold)
         out.append(ScoreRequest("churn", self.customer_id, decision_id, ts, feats, cand))
 
     def _churn_returned(self, ts: int, out: list) -> None:
         """The customer came back: every decision point before ``ts`` is labelled 0."""
         keep = []
-        for decision_id, dts, feats in self.churn_pending:
+        for pending in self.churn_pending:
+            decision_id, dts, feats, _ = pending
             if dts < ts:
                 out.append(Label("churn", self.customer_id, decision_id, ts, feats, 0, dts))
             else:
-                keep.append((decision_id, dts, feats))
+                keep.append(pending)
         self.churn_pending = tuple(keep)
 
     def _close_conversation(self, conv: Conversation, ts: int, label: int, out: list) -> None:
@@ -476,13 +757,16 @@ class CustomerState:
         if not self.convs:
             self.convs = EMPTY
         self.closed["c:" + conv.conversation_id] = ts
-        out.append(Notice("conversation_closed", self.customer_id, ts, conv.conversation_id))
+        out.append(Notice("conversation_closed", self.customer_id, ts, conv.key))
 
     def _prune(self, cfg: RuleConfig) -> None:
         horizon = self.clock - cfg.dedup_window
         self.seen.prune(horizon)
         closed_horizon = self.clock - cfg.closed_memory
         self.closed = {k: t for k, t in self.closed.items() if t >= closed_horizon}
+        if self.fast:  # (type, key) -> ts, and ("message", "cid|ts") -> the key sent under
+            self.fast = {k: v for k, v in self.fast.items()
+                         if (v if k[0] != "message" else int(k[1].rsplit("|", 1)[1])) >= closed_horizon} or EMPTY
         self.prune_at = self.clock + 3_600_000
 
     # ------------------------------------------------------------------ the agent's view
@@ -492,22 +776,38 @@ class CustomerState:
 
     def profile_defaults(self) -> ProfileUpdate:
         """Fields other steps own, null until they report (written only where absent)."""
-        return ProfileUpdate(self.customer_id, {"churn_probability": None, "frustration_probability": None},
+        return ProfileUpdate(self.customer_id, {"churn_probability": None, "frustration_probability": None,
+                                                 "predicted_clv": None},
                              defaults=True)
 
     def cart_items(self) -> list[dict]:
-        return [{"product_id": p, "quantity": q, "price": price} for p, (q, price) in self.cart.items()]
+        items = [{"product_id": p, "quantity": q, "price": price} for p, (q, price) in self.cart.items()]
+        if len(set(self.cart_currency.values())) > 1:
+            for item in items:
+                item["currency"] = self.cart_currency.get(item["product_id"])
+        return items
 
-    def cart_value(self) -> float:
-        return round(sum(q * (price or 0.0) for q, price in self.cart.values()), 2)
+    def cart_value(self) -> Optional[float]:
+        """The cart's total; ``None`` when its lines are priced in more than one currency
+        (:meth:`cart_values` then has one total per currency, never a sum across them)."""
+        if len(set(self.cart_currency.values())) > 1:
+            return None
+        return _finite(round(sum(q * (price or 0.0) for q, price in self.cart.values()), 2))
+
+    def cart_values(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for p, (q, price) in self.cart.items():
+            code = self.cart_currency.get(p) or self.currency or ""
+            totals[code] = totals.get(code, 0.0) + q * (price or 0.0)
+        return {k: _finite(round(v, 2)) for k, v in totals.items()}
 
     def profile(self, cfg: RuleConfig) -> ProfileUpdate:
         fields = {
             "tier": self.tier(cfg),
             "lifetime_spend": round(self.spend, 2),
             "order_count": self.order_count,
-            "first_seen": format_ts(self.first_seen),
-            "last_seen": format_ts(self.last_seen),
+            "first_seen": None if self.first_seen is None else format_ts(self.first_seen),
+            "last_seen": None if self.last_seen is None else format_ts(self.last_seen),
             "open_orders": [
                 {"order_id": o.order_id, "status": o.status, "order_total": o.total,
                  "promised_delivery_ts": format_ts(o.promised) if o.promised is not None else None}
@@ -522,5 +822,36 @@ class CustomerState:
         return ProfileUpdate(self.customer_id, fields)
 
 
+def _due(pending: tuple) -> tuple:
+    return pending[3], pending[1]
+
+
+def _decided(pending: tuple) -> int:
+    return pending[1]
+
+
+def _raw(ev: Event) -> bytes:
+    try:
+        return orjson.dumps(ev.data)
+    except Exception:  # a value orjson refuses: the standard library writes what it can
+        return json.dumps(ev.data, default=str).encode("utf-8", "backslashreplace")
+
+
 def _parse_optional_ts(value: Any) -> Optional[int]:
     return None if value is None else parse_ts(value)
+
+
+def _finite(x: Any) -> float:
+    """Money sums stay finite (decode bounds each number; this bounds their sums)."""
+    x = float(x or 0.0)
+    return x if -MAX_MONEY <= x <= MAX_MONEY else (MAX_MONEY if x > 0 else -MAX_MONEY)
+
+
+def _quantity_of(item: Any) -> int:
+    q = item.get("quantity", 1) if isinstance(item, dict) else 1
+    return q if type(q) is int and q > 0 else 1
+
+
+def _quantity(ev: Event) -> Optional[int]:
+    items = ev.get("items")
+    return sum(_quantity_of(i) for i in items) if items else None

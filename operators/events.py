@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 import orjson
 
+from config.jsonsafe import clean_str, dumps as safe_dumps, has_surrogate
+
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
@@ -32,9 +34,23 @@ SENDERS = frozenset({"customer", "agent", "bot"})
 
 # Reason codes of dead letters: low-cardinality, used as metric labels.
 REASONS = (
-    "oversized", "malformed_json", "not_an_object", "missing_field", "wrong_type",
-    "unknown_type", "invalid_ts", "processing_error",
+    "oversized", "malformed_json", "not_an_object", "missing_field", "wrong_type", "out_of_range",
+    "unknown_type", "invalid_ts", "invalid_unicode", "processing_error", "future_ts",
 )
+
+# The bounds validation states (CONTRACT.md section 1): inside them every sum, feature, timer
+# and output the engine computes stays finite, in datetime's range and writable by orjson.
+MAX_AMOUNT = 1e12  # price, total, item price: 0..1e12 (VND/IDR totals fit; sums stay far from inf)
+MAX_QUANTITY = 1_000_000
+ID_MAX_LEN = 128  # event_id, customer_id
+INT_ID_LIMIT = 1 << 64  # an integer id is 0 <= id < 2^64 and becomes its decimal string
+YEAR_MIN, YEAR_MAX = 2000, 2199  # ISO timestamps: the year as written
+TS_MIN_MS, TS_END_MS = 946_684_800_000, 7_258_118_400_000  # epoch numbers: [2000-01-01, 2200-01-01) UTC
+# Identifier fields: a string, or a non-negative integer; a lone surrogate makes them a dead letter
+# (replacing it would merge two customers, orders...). Free text is repaired instead.
+ID_FIELDS = ("event_id", "customer_id", "session_id", "product_id", "order_id", "conversation_id")
+TS_HOWTO = ("send ISO-8601 with a UTC offset (2026-11-23T10:15:00Z, 2026-11-23T11:15:00+01:00) "
+            "or epoch seconds / milliseconds as a JSON number, years 2000..2199")
 
 
 class Event:
@@ -74,12 +90,18 @@ class DeadLetter:
         self.detail = detail
 
     def to_json(self) -> dict:
+        """The dead-letter record; every string in it encodes as UTF-8 (a sink never refuses it)."""
         try:
             raw, encoding = self.raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             raw, encoding = base64.b64encode(self.raw).decode("ascii"), "base64"
-        return {"reason": self.reason, "detail": self.detail, "source": self.source,
+        return {"reason": self.reason, "detail": clean_str(self.detail), "source": clean_str(self.source),
                 "raw": raw, "raw_encoding": encoding}
+
+    @classmethod
+    def of_event(cls, ev: "Event", reason: str, detail: str) -> "DeadLetter":
+        """An event the engine failed on, re-encoded (never raises, whatever the event holds)."""
+        return cls(safe_dumps(ev.data), ev.source, reason, clean_str(detail))
 
     def __repr__(self) -> str:
         return f"DeadLetter({self.reason}: {self.detail}, {self.source})"
@@ -98,29 +120,52 @@ class Invalid(Exception):
 _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})")
 
 
-def parse_ts(value: Any) -> int:
-    """ISO-8601 with a UTC offset (``Z`` or ``+hh:mm``) -> epoch milliseconds; else :class:`Invalid`.
+def parse_ts(value: Any, field: str = "ts") -> int:
+    """ISO-8601 with a UTC offset (``Z`` or ``+hh:mm``), year 2000..2199 as written -> epoch
+    milliseconds; else :class:`Invalid` (``invalid_ts``, the detail says what to send instead).
     (All C calls: a hand-written parser of the canonical form measured slower.)"""
     if type(value) is not str:
-        raise Invalid("invalid_ts", "not a string")
+        raise Invalid("invalid_ts", f"{field}: not a string; {TS_HOWTO}")
     if not _TS.fullmatch(value):
-        raise Invalid("invalid_ts", "no UTC offset" if _TS.fullmatch(value + "Z") else "not ISO-8601")
+        problem = "no UTC offset" if _TS.fullmatch(value + "Z") else "not ISO-8601"
+        raise Invalid("invalid_ts", f"{field}: {problem}; {TS_HOWTO}")
+    if not YEAR_MIN <= int(value[:4]) <= YEAR_MAX:
+        raise Invalid("invalid_ts", f"{field}: year {value[:4]} outside {YEAR_MIN}..{YEAR_MAX}")
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise Invalid("invalid_ts", "not ISO-8601") from None
-    if dt.tzinfo is None:
-        raise Invalid("invalid_ts", "no UTC offset")
+        raise Invalid("invalid_ts", f"{field}: not a calendar date; {TS_HOWTO}") from None
     return (dt - EPOCH) // _MS
 
 
+def event_time(value: Any, field: str = "ts") -> int:
+    """A timestamp as the contract takes it -> epoch milliseconds: an ISO string (:func:`parse_ts`)
+    or a JSON number of epoch seconds in [946684800, 7258118400) or epoch milliseconds in
+    [946684800000, 7258118400000), i.e. 2000-01-01 to 2200-01-01 UTC. The two ranges are disjoint,
+    so a number is never ambiguous; seconds may carry a fraction (kept to the millisecond)."""
+    t = type(value)
+    if t is str:
+        return parse_ts(value, field)
+    if (t is int or t is float) and value == value:
+        if TS_MIN_MS <= value < TS_END_MS:
+            return int(round(value))
+        if TS_MIN_MS // 1000 <= value < TS_END_MS // 1000:
+            return int(round(value * 1000))
+        raise Invalid("invalid_ts", f"{field}: epoch number outside seconds/milliseconds of 2000..2199; {TS_HOWTO}")
+    raise Invalid("invalid_ts", f"{field}: {TS_HOWTO}")
+
+
+_MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # datetime's own range, 0001..9999
+
+
 def format_ts(ms: int) -> str:
-    """Epoch milliseconds -> ``2026-11-23T10:15:00.000Z``."""
+    """Epoch milliseconds -> ``2026-11-23T10:15:00.000Z`` (clamped to years 1..9999: never raises)."""
+    if not _MIN_MS <= ms <= _MAX_MS:
+        ms = _MIN_MS if ms < _MIN_MS else _MAX_MS
     return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _MISSING = object()
-_INF = float("inf")
 
 
 def _present(obj: dict, field: str, required: bool) -> Any:
@@ -140,26 +185,46 @@ def _str(obj: dict, field: str, required: bool, max_len: int = 0) -> None:
     v = _present(obj, field, required)
     if v is _MISSING:
         return
-    if type(v) is not str or (max_len and not 0 < len(v) <= max_len):
+    if type(v) is not str:
         raise Invalid("wrong_type", field)
+    if max_len and not 0 < len(v) <= max_len:
+        raise Invalid("out_of_range", f"{field}: 1..{max_len} characters")
+
+
+def _id(obj: dict, field: str, required: bool, max_len: int = 0) -> None:
+    """An identifier: a string, or a JSON integer 0 <= id < 2^64 stored as its decimal string."""
+    v = _present(obj, field, required)
+    if type(v) is float and v.is_integer():  # JSON has one number type: 42.0 is the integer 42
+        v = int(v)
+    if type(v) is int:
+        if not 0 <= v < INT_ID_LIMIT:
+            raise Invalid("out_of_range", f"{field}: an integer id must be 0 <= id < 2^64; or send a string")
+        v = obj[field] = str(v)
+    elif v is not _MISSING and type(v) is not str:
+        raise Invalid("wrong_type", f"{field}: send a string or an integer")
+    _str(obj, field, required, max_len)
 
 
 def _number(obj: dict, field: str, required: bool) -> None:
     v = _present(obj, field, required)
     if v is _MISSING:
         return
-    if type(v) not in (int, float) or v < 0 or v != v or v == _INF:
+    if type(v) not in (int, float):
         raise Invalid("wrong_type", field)
+    if not 0 <= v <= MAX_AMOUNT:  # also NaN and the infinities
+        raise Invalid("out_of_range", f"{field}: a finite number 0..{MAX_AMOUNT:.0e}")
 
 
-def _int(obj: dict, field: str, lo: int, hi: Optional[int] = None) -> None:
+def _int(obj: dict, field: str, lo: int, hi: int) -> None:
     v = _present(obj, field, False)
     if v is _MISSING:
         return
     if type(v) is float and v.is_integer():  # JSON has one number type: 2.0 is the integer 2
         v = obj[field] = int(v)
-    if type(v) is not int or v < lo or (hi is not None and v > hi):
+    if type(v) is not int:
         raise Invalid("wrong_type", field)
+    if not lo <= v <= hi:
+        raise Invalid("out_of_range", f"{field}: an integer {lo}..{hi}")
 
 
 def _check_items(obj: dict) -> None:
@@ -172,11 +237,12 @@ def _check_items(obj: dict) -> None:
         for item in items:
             if type(item) is not dict:
                 raise Invalid("wrong_type", "items")
-            _str(item, "product_id", True)
-            _int(item, "quantity", 1)
+            _id(item, "product_id", True)
+            _int(item, "quantity", 1, MAX_QUANTITY)
             _number(item, "price", False)
     except Invalid as exc:  # a malformed line item makes the whole `items` field the wrong shape
-        raise Invalid("wrong_type", "items" if exc.detail == "items" else f"items.{exc.detail}") from None
+        reason = exc.reason if exc.reason == "out_of_range" else "wrong_type"
+        raise Invalid(reason, "items" if exc.detail == "items" else f"items.{exc.detail}") from None
 
 
 def _check_clickstream(t: str, obj: dict) -> None:
@@ -184,18 +250,18 @@ def _check_clickstream(t: str, obj: dict) -> None:
     only otherwise by the checker that names what is wrong (same verdicts, a third of the time)."""
     g = obj.get
     if type(g("session_id")) is not str:
-        _str(obj, "session_id", True)
+        _id(obj, "session_id", True)
     needs_product = t in CART_ACTIVITY and t != "checkout_started" or t == "product_view"
     v = g("product_id", _MISSING)
     if type(v) is not str and (needs_product or v is not _MISSING):
-        _str(obj, "product_id", needs_product)
+        _id(obj, "product_id", needs_product)
     v = g("price", _MISSING)
-    if not ((type(v) is float and 0.0 <= v < _INF) or (type(v) is int and v >= 0)
+    if not ((type(v) is float or type(v) is int) and 0 <= v <= MAX_AMOUNT
             or (v is _MISSING and t != "add_to_cart")):
         _number(obj, "price", t == "add_to_cart")
     v = g("quantity", _MISSING)
-    if v is not _MISSING and not (type(v) is int and v >= 1):
-        _int(obj, "quantity", 1)
+    if v is not _MISSING and not (type(v) is int and 1 <= v <= MAX_QUANTITY):
+        _int(obj, "quantity", 1, MAX_QUANTITY)
     v = g("query", _MISSING)
     if v is not _MISSING and type(v) is not str:
         _str(obj, "query", False)
@@ -205,19 +271,41 @@ def _check_clickstream(t: str, obj: dict) -> None:
 
 
 def _check_order(t: str, obj: dict) -> None:
-    _str(obj, "order_id", True)
+    _id(obj, "order_id", True)
     placed = t == "order_placed"
     _number(obj, "total", placed)
     _check_items(obj)
-    promised = _present(obj, "promised_delivery_ts", placed)
+    promised = _present(obj, "promised_delivery_ts", False)  # digital goods: a purchase with no promise
     if promised is not _MISSING:
-        parse_ts(promised)
+        _promise(obj, promised)
     _str(obj, "reason", False)
+
+
+# the schema's timestamp shape with any year (its no_promise_sentinel), for the no-promise dates
+_ISO_ANY_YEAR = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+                           r"(:[0-5][0-9](\.[0-9]+)?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
+
+
+def _promise(obj: dict, value: Any) -> None:
+    """A promised delivery time; a well-formed ISO date with a year outside 2000..2199 (the "no date"
+    sentinels 9999-12-31T23:59:59Z, 0001-01-01T00:00:00Z...) means *no promise*: the field is
+    dropped (the order is tracked, only the promise_missed apology needs a date). An epoch number
+    is stored as the ISO string it stands for (the state machine reads that)."""
+    try:
+        ms = event_time(value, "promised_delivery_ts")
+    except Invalid:
+        if type(value) is str and _ISO_ANY_YEAR.fullmatch(value) and not YEAR_MIN <= int(value[:4]) <= YEAR_MAX:
+            del obj["promised_delivery_ts"]
+            obj["promised_delivery_ts_ignored"] = value
+            return
+        raise
+    if type(value) is not str:
+        obj["promised_delivery_ts"] = format_ts(ms)
 
 
 def _check_chat(t: str, obj: dict) -> None:
     """Field types hold across the topic; which fields are required depends on the type."""
-    _str(obj, "conversation_id", True)
+    _id(obj, "conversation_id", True)
     message = t == "chat_message"
     sender = _present(obj, "sender", message)
     if sender is not _MISSING and (type(sender) is not str or sender not in SENDERS):
@@ -234,11 +322,11 @@ def validate(obj: Any, source: str = "") -> Event:
     if type(obj) is not dict:
         raise Invalid("not_an_object", type(obj).__name__)
     v = obj.get("event_id")
-    if not (type(v) is str and 0 < len(v) <= 128):
-        _str(obj, "event_id", True, 128)
+    if not (type(v) is str and 0 < len(v) <= ID_MAX_LEN):
+        _id(obj, "event_id", True, ID_MAX_LEN)
     v = obj.get("customer_id")
-    if not (type(v) is str and 0 < len(v) <= 128):
-        _str(obj, "customer_id", True, 128)
+    if not (type(v) is str and 0 < len(v) <= ID_MAX_LEN):
+        _id(obj, "customer_id", True, ID_MAX_LEN)
     t = obj.get("type")
     if t is None:
         raise Invalid("missing_field", "type")
@@ -246,7 +334,7 @@ def validate(obj: Any, source: str = "") -> Event:
         raise Invalid("wrong_type", "type")
     if "ts" not in obj:
         raise Invalid("missing_field", "ts")
-    ts = parse_ts(obj["ts"])
+    ts = event_time(obj["ts"])
     if t in CLICKSTREAM_TYPES:
         _check_clickstream(t, obj)
     elif t in ORDER_TYPES:
@@ -254,7 +342,7 @@ def validate(obj: Any, source: str = "") -> Event:
     elif t in CHAT_TYPES:
         _check_chat(t, obj)
     else:
-        raise Invalid("unknown_type", t[:64])
+        raise Invalid("unknown_type", clean_str(t[:64]))
     return Event(obj["event_id"], t, obj["customer_id"], ts, obj, source)
 
 
@@ -286,12 +374,52 @@ def decode(raw: bytes, source: str = "", max_bytes: int = 65536, parsed: Any = _
 PARSE_FAILED = object()
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _decode_slow(raw: bytes, source: str) -> Event | DeadLetter:
-    """What orjson refuses but JSON allows (numbers beyond a double, e.g. ``1e400`` in an extra
-    field) gets a second chance with the standard library; anything else is malformed."""
+    """What orjson refuses but JSON allows gets a second chance with the standard library: numbers
+    beyond a double (``1e400`` in an extra field) and lone UTF-16 surrogates (``"\\ud83d"``, text
+    cut inside an emoji). A surrogate in an identifier is a dead letter (``invalid_unicode``);
+    anywhere else it becomes U+FFFD. NaN/Infinity literals and anything else are malformed."""
     try:
-        return validate(json.loads(raw.decode("utf-8")), source)
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        if b"\\u" in raw:
+            obj = _repair_surrogates(obj)
+        return validate(obj, source)
     except Invalid as exc:
         return DeadLetter(raw, source, exc.reason, exc.detail)
     except Exception:
         return DeadLetter(raw, source, "malformed_json", "")
+
+
+def _repair_surrogates(obj: Any) -> Any:
+    """Identifiers with a lone surrogate raise ``invalid_unicode``; every other string (keys too)
+    gets U+FFFD in its place. Iterative: nesting depth costs no recursion."""
+    if type(obj) is dict:
+        for field in ID_FIELDS:
+            v = obj.get(field)
+            if type(v) is str and has_surrogate(v):
+                raise Invalid("invalid_unicode", f"{field}: lone UTF-16 surrogate; send valid UTF-8 "
+                                                 "(an identifier is never repaired)")
+        items = obj.get("items")
+        if type(items) is list and any(type(i) is dict and type(i.get("product_id")) is str
+                                       and has_surrogate(i["product_id"]) for i in items):
+            raise Invalid("invalid_unicode", "items.product_id: lone UTF-16 surrogate; send valid UTF-8")
+    root = [obj]
+    stack: list = [root]
+    while stack:
+        node = stack.pop()
+        pairs = list(node.items()) if type(node) is dict else list(enumerate(node))
+        if type(node) is dict and any(type(k) is str and has_surrogate(k) for k, _ in pairs):
+            node.clear()
+            node.update((clean_str(k), v) for k, v in pairs)
+            pairs = list(node.items())
+        for k, v in pairs:
+            if type(v) is str:
+                if has_surrogate(v):
+                    node[k] = clean_str(v)
+            elif type(v) is dict or type(v) is list:
+                stack.append(v)
+    return root[0]

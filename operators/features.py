@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from operators.events import Event
 
 log1p = math.log1p
+TEXT_KEY = "_text"  # message_features' text (a str among the numbers; models.text hashes it)
 
 
 class History:
@@ -54,6 +55,7 @@ class History:
         "order_log", "cart_adds", "checkouts", "delays", "cancels", "delivered",
         # support
         "contacts", "last_conv", "messages", "csat_sum", "csat_n", "escalations", "bad_chats",
+        "first_order_ts",  # BG/NBD's clock starts at the first purchase
     )
 
     def __init__(self) -> None:
@@ -91,6 +93,7 @@ class History:
         self.csat_n = 0
         self.escalations = 0
         self.bad_chats = 0  # closed escalated or with csat <= 2
+        self.first_order_ts: Optional[int] = None
 
     # ------------------------------------------------------------------ updates
 
@@ -145,7 +148,10 @@ class History:
 
     def _order_placed(self, ev: "Event") -> None:
         self.orders += 1
-        self.last_order_ts = ev.ts
+        if self.last_order_ts is None or ev.ts > self.last_order_ts:  # a late order is not the latest
+            self.last_order_ts = ev.ts
+        if self.first_order_ts is None or ev.ts < self.first_order_ts:
+            self.first_order_ts = ev.ts
         try:
             total = float(ev.get("total") or 0.0)
         except (TypeError, ValueError):
@@ -219,6 +225,8 @@ class History:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state):
+        if len(state) < len(self.__slots__):  # a snapshot from before first_order_ts
+            state = tuple(state) + (None,) * (len(self.__slots__) - len(state))
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
 
@@ -290,8 +298,31 @@ def visit_rate_features(visits: int, tenure_days: float, recency_days: float, pr
     }
 
 
+def churn_horizon(h: History, first_seen: int, now: int, shortest: int, longest: int, gaps: float) -> int:
+    """The churn label's horizon (ms) for a decision at ``now``: ``gaps`` of the customer's expected
+    gaps between active days, within ``shortest`` .. ``longest``. The expected gap is
+    1 / the gamma-Poisson posterior rate of active days (prior: one every PRIOR_A days), so a
+    new customer gets the prior's rhythm and a long silence lengthens it."""
+    tenure = max(0.0, (now - first_seen) / DAY)
+    rate = (PRIOR_R + max(h.active_days - 1, 0)) / (PRIOR_A + tenure)
+    return int(min(longest, max(shortest, gaps / rate * DAY)))
+
+
+def purchase_stats(h: History, now: int, spend: float) -> dict[str, float]:
+    """BG/NBD's sufficient statistics (Fader, Hardie & Lee 2005), for the model step to turn into
+    P(alive) under its population parameters: repeat purchases x, t_x and T in days from the first
+    purchase, and spend. ``_btyd_x`` is -1 for a customer who never bought."""
+    first = h.first_order_ts
+    if first is None or not h.orders:
+        return {"_btyd_x": -1.0, "_btyd_tx": 0.0, "_btyd_T": 0.0, "_btyd_spend": 0.0}
+    last = h.last_order_ts if h.last_order_ts is not None else first
+    return {"_btyd_x": float(h.orders - 1), "_btyd_tx": max(0.0, (last - first) / DAY),
+            "_btyd_T": max(0.0, (now - first) / DAY, (last - first) / DAY), "_btyd_spend": max(0.0, spend)}
+
+
 def churn_features(state: "CustomerState", now: int) -> dict[str, float]:
-    """The churn model's view of a customer at a decision point at event time ``now``."""
+    """The churn model's view of a customer at a decision point at event time ``now`` (and the raw
+    purchase statistics ``_btyd_*`` the model step reads, see :func:`purchase_stats`)."""
     h = state.history
     tenure = max(0.0, (now - state.first_seen) / DAY)
     recency = max(0.0, (now - state.last_seen) / DAY)
@@ -346,6 +377,7 @@ def churn_features(state: "CustomerState", now: int) -> dict[str, float]:
     feats.update(visit_rate_features(visits, tenure, recency))
     feats.update(visit_rate_features(orders, tenure, max(since_order, 0.0), "order",
                                      (ORDER_PRIOR_R, ORDER_PRIOR_A)))
+    feats.update(purchase_stats(h, now, state.spend))
     return feats
 
 
@@ -444,10 +476,14 @@ def support_context(history: History, now: int) -> dict[str, float]:
             "prior_bad_chats": float(history.bad_chats)}
 
 
-def message_features(text: str, ctx: dict) -> dict[str, float]:
-    """The frustration model's view of one customer message in its conversation."""
-    feats = sentiment(text)
+def message_features(text: str, ctx: dict) -> dict:
+    """The frustration model's view of one customer message in its conversation: numbers, and
+    under ``TEXT_KEY`` the text for the model's hashed n-grams (the customer's earlier lines that
+    the state still holds, ``ctx["earlier_lines"]``, then this one)."""
+    feats: dict = sentiment(text)
     feats.update(shape_features(text))
     feats.update(word_features(text))
     feats.update(context_features(ctx))
+    earlier = ctx.get("earlier_lines")
+    feats[TEXT_KEY] = " ".join((*earlier, text)) if earlier else text
     return feats

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from config.settings import Settings, ms
 from operators.recs import RecsConfig
-from operators.text import WordMatcher
+from operators.text import HumanRequest, WordMatcher
 
 
 class RuleConfig:
@@ -13,6 +13,7 @@ class RuleConfig:
     def __init__(self, s: Settings | None = None):
         s = s or Settings()
         self.lateness = ms(s.time.lateness)
+        self.fast_service = s.time.service_fast_path
         self.dedup_window = ms(s.time.dedup_window)
         self.cart_idle = ms(s.abandoned_cart.idle)
         self.currency = s.abandoned_cart.currency
@@ -21,7 +22,8 @@ class RuleConfig:
         self.credit_min = s.delay_apology.credit_min
         self.credit_max = s.delay_apology.credit_max
         self.credit_tier = dict(s.delay_apology.tier_multiplier)
-        self.human = WordMatcher(s.escalation.human_words)
+        self.human = HumanRequest(s.escalation.human_words, s.escalation.human_negations,
+                                  s.escalation.human_compounds)
         self.unanswered_count = s.escalation.unanswered_count
         self.unanswered_window = ms(s.escalation.unanswered_window)
         self.frustration_threshold = s.escalation.frustration_threshold
@@ -37,12 +39,20 @@ class RuleConfig:
         self.vip_orders = s.tiers.vip_orders
         self.vip_spend = s.tiers.vip_spend
         self.churn_horizon = ms(s.labels.churn_horizon)
+        self.churn_horizon_min = ms(s.labels.churn_horizon_min)
+        self.churn_horizon_gaps = s.labels.churn_horizon_gaps
+        self.churn_refresh = None  # live only (flows.dataflow sets it): refresh an away customer's score
+        self.refresh_every = ms(s.proactive.refresh_every)
+        self.vip_clv = s.tiers.vip_clv
         self.conversation_abandoned = ms(s.labels.conversation_abandoned)
         self.frustrated_csat = s.labels.frustrated_csat
         self.max_pending = s.labels.max_pending
-        self.closed_memory = max(self.churn_horizon, self.dedup_window)
+        # closed order/conversation ids are remembered as long as before cadence-relative horizons
+        self.closed_memory = max(30 * 86_400_000, self.dedup_window)
         self.recs = RecsConfig(half_life=ms(s.recs.half_life), neighbours=s.recs.neighbours,
-                               capacity=s.recs.capacity, top_k=s.recs.top_k, normalisation=s.recs.normalisation)
+                               capacity=s.recs.capacity, top_k=s.recs.top_k, normalisation=s.recs.normalisation,
+                               sequence_weight=s.recs.sequence_weight, recency=s.recs.recency,
+                               repeat_weight=s.recs.repeat_weight)
         self.recs_in_payload = s.recs.in_payload
 
     def tier(self, order_count: int, spend: float) -> str:

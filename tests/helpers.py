@@ -48,8 +48,12 @@ def ev(type: str, ts: str, customer: str = "c1", **fields) -> Event:
 class Machine:
     """A customer state machine plus everything it emitted, for assertions."""
 
-    def __init__(self, cfg: RuleConfig | None = None, customer: str = "c1"):
+    def __init__(self, cfg: RuleConfig | None = None, customer: str = "c1", lateness_ms: int | None = 0):
+        """``lateness_ms`` 0 (the default here): each event applies as it is fed, so a rule test
+        reads as the rule; ``None`` keeps the settings' reorder buffer."""
         self.cfg = cfg or RuleConfig()
+        if lateness_ms is not None:
+            self.cfg.lateness = lateness_ms
         self.state = CustomerState(customer)
         self.out: list = []
 
@@ -62,7 +66,8 @@ class Machine:
         return statuses
 
     def advance(self, ts_ms: int) -> None:
-        self.state.advance(ts_ms, self.cfg, self.out)
+        """Input is over up to ``ts_ms``: apply what is held, fire the timers due by then."""
+        self.state.flush(ts_ms, self.cfg, self.out)
 
     def candidates(self, type: str | None = None) -> list[Candidate]:
         from operators.scoring import ScoreRequest
@@ -75,9 +80,10 @@ class Machine:
         return found
 
 
-def with_closing_events(lines: list[bytes], ts: str = "2027-06-01T00:00:00Z") -> list[bytes]:
+def with_closing_events(lines: list[bytes], ts: str = "2026-09-01T00:00:00Z") -> list[bytes]:
     """``lines`` plus one page view per customer at ``ts``, far after them: live has no end-of-input
-    flush, so this makes every timer of the simulated period pass by an event, live and in replay."""
+    flush, so this makes every timer of the simulated period pass by an event, live and in replay.
+    (In the past: live, an event ahead of the wall clock is a ``future_ts`` dead letter.)"""
     import orjson
 
     customers = set()

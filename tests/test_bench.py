@@ -46,7 +46,7 @@ def test_the_core_row_does_the_flows_work(tmp_path):
     assert replayed > 20 and counts["triggers"] == replayed, summary
     # the river row times exactly the model calls a replay makes: a prediction per scored
     # decision point, a learning step per label
-    calls = sum(m["predictions"] + m["labels"] for m in summary["models"].values())
+    calls = sum(m["predictions"] + m["withheld"] + m["labels"] for m in summary["models"].values())
     assert calls > 100 and counts["river_calls"] == calls, summary["models"]
     assert 0 < counts["river_seconds"]
 

@@ -28,6 +28,8 @@ def test_cart_activity_exactly_at_idle_counts_as_within():
 def test_non_cart_event_at_due_time_fires():
     m = Machine()
     m.feed(ev("add_to_cart", at(0)), ev("page_view", at(30)))
+    assert m.candidates("abandoned_cart") == []  # a cart activity at 30 may still come: not yet
+    m.feed(ev("page_view", at(31)))
     assert [c.event_ts for c in m.candidates("abandoned_cart")] == [ms_at(30)]
 
 
@@ -77,7 +79,7 @@ def test_timers_fire_on_advance_only_up_to_now():
     m.feed(ev("add_to_cart", at(0)))
     m.advance(ms_at(29))
     assert m.candidates("abandoned_cart") == []
-    assert m.state.next_deadline(m.cfg) == ms_at(30)
+    assert m.state.next_deadline(m.cfg) == ms_at(30) + 1  # the frontier must pass the due time
     m.advance(ms_at(30))
     assert len(m.candidates("abandoned_cart")) == 1
 
@@ -108,7 +110,7 @@ def test_late_event_is_applied_counted_and_never_reopens_a_trigger():
 
 
 def test_out_of_order_within_lateness_is_not_late():
-    m = Machine()
+    m = Machine(lateness_ms=None)
     m.feed(ev("page_view", at(10)))
     assert m.feed(ev("add_to_cart", at(7))) == ["ok"]
     m.feed(ev("page_view", at(100)))

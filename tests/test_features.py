@@ -231,7 +231,13 @@ def test_message_features_combine_all_parts():
                                         "late_order_now": 0.0})
     for key in ("vader_compound", "caps_share", "question_run", "negative_words", "since_reply_log", "in_a_row"):
         assert key in f
+    assert f.pop(F.TEXT_KEY) == "hello???"  # the text itself, for the model's hashed n-grams
     assert all(isinstance(v, float) for v in f.values())
+
+
+def test_message_text_carries_the_customers_earlier_lines():
+    f = F.message_features("still nothing", {"earlier_lines": ["where is my order?", "hello??"]})
+    assert f[F.TEXT_KEY] == "where is my order? hello?? still nothing"
 
 
 def test_state_machine_message_features_carry_the_context():
@@ -239,7 +245,8 @@ def test_state_machine_message_features_carry_the_context():
     m.feed(ev("chat_message", at(0), text="where is my order"),
            ev("chat_message", at(1), sender="agent", text="checking"),
            ev("chat_message", at(3), text="WHERE IS IT!!!"))
-    reqs = [x for x in m.out if type(x).__name__ == "ScoreRequest" and x.model == "frustration"]
+    # decision points only (the service fast path also scores each message at arrival, decision-free)
+    reqs = [x for x in m.out if type(x).__name__ == "ScoreRequest" and x.model == "frustration" and x.decision]
     assert len(reqs) == 2
     assert reqs[1].features["since_reply_log"] == pytest.approx(math.log1p(2.0))
     assert reqs[1].features["caps_share"] == 1.0

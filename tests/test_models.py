@@ -65,11 +65,11 @@ def lab(i, x, y, model="churn", ts=HOUR, decided=0):
 
 
 def test_shard_scores_none_for_an_unknown_model():
-    assert ModelShard(warmup=0).score(req(0, {"a": 1.0}, model="nope")) is None
+    assert ModelShard(min_outcomes=0, warmup=0).score(req(0, {"a": 1.0}, model="nope")) is None
 
 
 def test_shard_scores_none_during_warmup_and_never_after():
-    shard = ModelShard(warmup=20)
+    shard = ModelShard(min_outcomes=0, warmup=20)
     data = list(toy(200))
     for i, (x, y) in enumerate(data):
         p = shard.score(req(i, x))
@@ -81,7 +81,7 @@ def test_shard_scores_none_during_warmup_and_never_after():
 
 
 def test_shard_metrics_update_on_labels():
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     for i, (x, y) in enumerate(toy(400)):
         shard.score(req(i, x))
         shard.learn(lab(i, x, y, ts=i * HOUR + 2 * HOUR, decided=i * HOUR))
@@ -96,7 +96,7 @@ def test_shard_metrics_update_on_labels():
 
 
 def test_payload_only_scores_are_not_kept():
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     shard.score(req(1, {"a": 1.0}, decision=False))
     assert shard.metrics()["churn"]["predictions"] == 1
     assert shard.metrics()["churn"]["pending"] == 0
@@ -106,7 +106,7 @@ def test_payload_only_scores_are_not_kept():
 
 
 def test_pending_predictions_are_bounded_oldest_evicted():
-    shard = ModelShard(warmup=0, pending_max=10)
+    shard = ModelShard(min_outcomes=0, warmup=0, pending_max=10)
     for i in range(25):
         shard.score(req(i, {"a": float(i)}))
     assert len(shard.pending["churn"]) == 10
@@ -119,7 +119,7 @@ def test_pending_predictions_are_bounded_oldest_evicted():
 
 
 def test_shard_pickle_round_trip_keeps_predictions_identical():
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     data = list(toy(300))
     for i, (x, y) in enumerate(data[:200]):
         shard.score(req(i, x))
@@ -176,7 +176,7 @@ def test_merge_metrics_of_shards_equals_one_shard():
 
 def test_publish_writes_merged_metrics_to_telemetry():
     t = Telemetry()
-    shards = [ModelShard(warmup=0), ModelShard(warmup=0)]
+    shards = [ModelShard(min_outcomes=0, warmup=0), ModelShard(min_outcomes=0, warmup=0)]
     for i, (x, y) in enumerate(toy(100)):
         s = shards[i % 2]
         s.score(req(i, x))
@@ -191,7 +191,7 @@ def test_publish_writes_merged_metrics_to_telemetry():
 
 def test_refresh_publishes_at_once():
     t = Telemetry()
-    shard = ModelShard(warmup=0)
+    shard = ModelShard(min_outcomes=0, warmup=0)
     publish(t, shard, force=True)
     for i, (x, y) in enumerate(toy(30)):
         shard.score(req(i, x))
@@ -207,7 +207,7 @@ def test_refresh_publishes_at_once():
 
 
 def trained_shard(n=300, estimator=None):
-    shard = ModelShard(warmup=0, estimators={"churn": estimator} if estimator else None)
+    shard = ModelShard(min_outcomes=0, warmup=0, estimators={"churn": estimator} if estimator else None)
     for i, (x, y) in enumerate(toy(n)):
         shard.score(req(i, x))
         shard.learn(lab(i, x, y))
@@ -217,7 +217,7 @@ def trained_shard(n=300, estimator=None):
 def test_save_and_load_models_warm_starts_identically(tmp_path):
     shard = trained_shard()
     path = tmp_path / "models.bin"
-    info = save_models([shard, ModelShard(warmup=0)], path)
+    info = save_models([shard, ModelShard(min_outcomes=0, warmup=0)], path)
     assert info["churn"] == {"estimator": "logreg", "learned": 300}
     saved = load_models(path)
     assert saved.shards == 2 and saved.metrics["churn"].labels == 300
@@ -255,3 +255,66 @@ def test_load_models_refuses_other_files(tmp_path):
     cut.write_bytes(cut.read_bytes()[:200])
     with pytest.raises(ModelFileError, match="cannot read"):
         load_models(cut)
+
+
+# ------------------------------------------------------------------ no action before both outcomes
+
+
+def test_no_score_until_the_model_has_seen_both_outcomes():
+    shard = ModelShard(warmup=10, min_outcomes=20, auc_floor=0.6)
+    data = list(toy(400))
+    i = 0
+    for x, _ in data[:150]:  # only non-churners: whatever it learns, it never acts
+        assert shard.score(req(i, x)) is None
+        shard.learn(lab(i, x, 0))
+        i += 1
+    assert shard.metrics()["churn"]["predictions"] == 0 and shard.metrics()["churn"]["withheld"] > 0
+    returned = []
+    for x, y in data[150:]:
+        returned.append(shard.score(req(i, x)))
+        shard.learn(lab(i, x, y))
+        i += 1
+    first = next(k for k, p in enumerate(returned) if p is not None)
+    rec = shard.models["churn"].record
+    assert first > 20 and rec.matched_positives >= 20 and rec.roc_auc > 0.6
+    assert all(p is not None for p in returned[first:])  # a good model stays open
+    m = shard.metrics()["churn"]
+    assert m["predictions"] + m["withheld"] == m["decisions"] == 400 - 10
+
+
+def test_a_model_below_the_auc_floor_never_acts():
+    shard = ModelShard(warmup=10, min_outcomes=5, auc_floor=0.6)
+    rng = random.Random(4)
+    for i in range(300):  # labels unrelated to the features: AUC about 0.5
+        x = {"a": rng.gauss(0, 1)}
+        assert shard.score(req(i, x)) is None
+        shard.learn(lab(i, x, rng.random() < 0.5))
+    rec = shard.models["churn"].record
+    assert rec.matched_positives > 50 and rec.roc_auc < 0.6
+
+
+def test_a_warm_start_carries_the_track_record(tmp_path):
+    shard = ModelShard(warmup=0, min_outcomes=20)
+    for i, (x, y) in enumerate(toy(300)):
+        shard.score(req(i, x))
+        shard.learn(lab(i, x, y))
+    save_models(shard, tmp_path / "m")
+    warm = ModelShard(warm=load_models(tmp_path / "m").models, min_outcomes=20)
+    assert warm.score(req(999, {"a": 1.0, "b": 10.0, "noise": 0.5})) is not None  # acts from its first event
+    assert ModelShard(min_outcomes=20).score(req(999, {"a": 1.0})) is None
+
+
+def test_churn_scores_use_the_bgnbd_population_and_give_a_clv():
+    from models.btyd import DAY
+
+    shard = ModelShard(warmup=0, min_outcomes=0)
+    shard.population.min_customers = 5
+    feats = {"recency_log": 1.0, "_btyd_x": 2.0, "_btyd_tx": 40.0, "_btyd_T": 60.0, "_btyd_spend": 90.0,
+             "_horizon_days": 30.0}
+    assert shard.clv(req(0, feats)) is None  # before the population's first fit
+    for i in range(10):
+        shard.score(ScoreRequest("churn", f"c{i}", f"d{i}", 60 * DAY, dict(feats, _btyd_x=float(i % 4)), None))
+    assert shard.population.params is not None
+    clv = shard.clv(req(0, feats))
+    assert clv is not None and clv > 0
+    assert shard.clv(req(0, dict(feats, _btyd_x=-1.0))) is None  # never bought: no CLV

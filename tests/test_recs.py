@@ -102,11 +102,12 @@ def test_pairs_of_a_session_come_when_it_closes():
     assert session(cust, "s1", T0, views=["a", "b"], carts=["a", "b"]) == []  # open session: nothing yet
     pairs = expand(cust.observe("product_view", ["x"], "s2", T0 + 2 * 60 * MIN))  # next session closes s1
     got = sorted(Pair(*p)[:3] for p in pairs)
-    assert got == sorted([("a", "a", 1.0), ("b", "b", 1.0), ("a", "b", 1.0), ("b", "a", 1.0),
-                          ("a", "a", 2.0), ("b", "b", 2.0), ("a", "b", 2.0), ("b", "a", 2.0)])
-    # a refreshed page counts once per session
+    assert got == sorted([("a", "a", 1.0), ("b", "b", 1.0), ("a", "b", 1.0), ("b", "a", 1.0),  # co-views
+                          ("a", "a", 2.0), ("b", "b", 2.0), ("a", "b", 2.0), ("b", "a", 2.0),  # co-cart
+                          ("a", "a", 1.0), ("a", "b", 1.0), ("b", "b", 1.0)])  # b viewed next after a
+    # a refreshed page counts once per session (a co-view of itself, and the session's last view)
     cust.observe("product_view", ["x"], "s2", T0 + 2 * 60 * MIN + 1)
-    assert [Pair(*p)[:2] for p in expand(cust.flush())] == [("x", "x")]
+    assert [Pair(*p)[:2] for p in expand(cust.flush())] == [("x", "x"), ("x", "x")]
     assert cust.flush() == []
 
 
@@ -320,6 +321,10 @@ def _pairwise_flush(cust: RecentItems) -> list[tuple]:
             for b in items[i + 1:]:
                 out.append((a, b, w, ts))
                 out.append((b, a, w, ts))
+    for i, a in enumerate(cust.views):  # sequential: itself, then the product viewed next
+        out.append((a, a, cfg.sequence_weight, ts))
+        if i + 1 < len(cust.views):
+            out.append((a, cust.views[i + 1], cfg.sequence_weight, ts))
     w = cfg.purchase_weight
     for products, t in cust.orders:
         since = t - cfg.co_purchase_window

@@ -111,15 +111,27 @@ def test_escalated_once_even_when_several_reasons_fire():
            msg(at(4), "HUMAN"))
     [c] = escalations(m)
     assert c.reasons == ["human_requested", "unanswered"]
-    # Later messages no longer carry an escalation candidate at all.
-    reqs = [o for o in m.out if isinstance(o, ScoreRequest) and o.model == "frustration"]
-    assert [r.candidate is None for r in reqs] == [False, False, False, True, True]
+    # The fast path sent it at the supervisor message; from there on no decision carries a candidate.
+    reqs = [o for o in m.out if isinstance(o, ScoreRequest) and o.model == "frustration" and o.decision]
+    assert [r.candidate is None for r in reqs] == [False, False, True, True, True]
+    fast = [o for o in m.out if isinstance(o, ScoreRequest) and not o.decision]
+    assert len(fast) == 3 and fast[2].candidate is c  # one at each message's arrival up to the escalation
+    assert [f.candidate.threshold is not None for f in fast[:2]] == [True, True]  # the model's to decide
+
+
+def test_without_the_fast_path_the_exact_path_escalates_with_the_same_key():
+    cfg = RuleConfig(load_settings(time={"service_fast_path": False}))
+    m = Machine(cfg)
+    m.feed(msg(at(0), "x"), msg(at(1), "y"), msg(at(2), "get me a supervisor"), msg(at(3), "manager now"))
+    [c] = escalations(m)
+    assert c.reasons == ["human_requested", "unanswered"] and c.key == "conv1"
+    assert all(o.decision for o in m.out if isinstance(o, ScoreRequest))
 
 
 def test_every_customer_message_is_a_frustration_decision_point_with_model_candidate():
     m = Machine()
     m.feed(msg(at(0), "hi"), msg(at(1), "answer", sender="agent"))
-    [req] = [o for o in m.out if isinstance(o, ScoreRequest)]
+    [req] = [o for o in m.out if isinstance(o, ScoreRequest) and o.decision]
     assert req.model == "frustration" and req.candidate.threshold == 0.8 and req.candidate.reasons == []
 
 
@@ -134,10 +146,23 @@ def test_text_in_payload_cut_at_280_chars_without_breaking_characters():
     assert cut(combining, 281) == "e\u0301" * 140
 
 
-def test_closed_conversation_is_not_escalated_again():
+def test_message_after_close_reopens_the_conversation_as_a_new_episode():
+    """Customers write again after a chat is closed: the message is evaluated like any other, in
+    a new episode (its own key, so at most one escalation per episode)."""
     m = Machine()
-    m.feed(msg(at(0), "human please"), ev("chat_closed", at(5), csat=4), msg(at(6), "human please"))
-    assert len(escalations(m)) == 1
+    m.feed(msg(at(0), "human please"), ev("chat_closed", at(5), csat=4), msg(at(6), "I want a supervisor"))
+    assert [c.key for c in escalations(m)] == ["conv1", f"conv1@{ms_at(6)}"]
+    assert [c.payload["conversation_id"] for c in escalations(m)] == ["conv1", "conv1"]
+    m.feed(msg(at(7), "human!!"))
+    assert len(escalations(m)) == 2
+
+
+def test_a_message_of_the_closed_episode_arriving_late_reopens_nothing():
+    m = Machine(lateness_ms=None)
+    m.feed(msg(at(0), "hello"), ev("chat_closed", at(5), csat=4), ev("page_view", at(30)))
+    m.feed(msg(at(4), "human please"))  # before the close, and late: part of the closed episode
+    m.advance(ms_at(60))
+    assert escalations(m) == [] and m.state.convs == {}
 
 
 # ----------------------------------------------------------------------------- proactive_outreach

@@ -14,7 +14,9 @@ def test_defaults_are_the_contract_numbers():
     assert s.abandoned_cart.idle == timedelta(minutes=30) and s.delay_apology.grace == timedelta(hours=2)
     assert s.escalation.frustration_threshold == 0.8 and s.proactive.churn_threshold == 0.7
     assert s.policy.marketing_cap == 2 and s.policy.cooldown["proactive_outreach"] == timedelta(days=7)
-    assert s.time.lateness == timedelta(minutes=5) and s.labels.churn_horizon == timedelta(days=30)
+    assert s.time.lateness == timedelta(minutes=5) and s.labels.churn_horizon == timedelta(days=90)
+    assert s.labels.churn_horizon_min == timedelta(days=3) and s.labels.churn_horizon_gaps == 4.0
+    assert s.models.min_outcomes == 20 and s.models.auc_floor == 0.6
 
 
 def test_toml_file_then_environment(tmp_path, monkeypatch):
