@@ -225,6 +225,9 @@ class KafkaSettings(_Group):
                                  description="where a first run starts (later runs resume from recovery)")
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
     fetch_wait_ms: int = Field(10, ge=0, description="longest a consumer fetch waits on the broker when idle (latency)")
+    idle_after: Duration = Field(timedelta(seconds=30),
+                                 description="an input partition that delivers nothing for this long stops holding "
+                                             "timers back until it delivers again (CONTRACT.md, time across topics)")
     retry_give_up: Duration = Field(timedelta(minutes=10),
                                     description="how long the engine waits for an unreachable broker (at "
                                                 "start, and for trigger and dead-letter acks) before it stops")

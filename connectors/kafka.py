@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -22,24 +23,60 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from config.jsonsafe import dumps, encode_str
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
+from connectors.watermark import PartitionClock, Watermarks
 
 log = logging.getLogger("crm.kafka")
 
 Tap = Callable[[str, int, int, bytes], None]  # (topic, partition, timestamp ms, value): the archive
+Decoder = Callable[[bytes, str], Any]  # (value, "topic/partition/offset") -> event or dead letter
 
 
 class _Partition(StatefulSourcePartition):
-    def __init__(self, inner: StatefulSourcePartition, tap: Optional[Tap], topic: str, partition: int):
+    PAUSE = timedelta(milliseconds=5)  # how often a paused partition looks again
+
+    def __init__(self, inner: StatefulSourcePartition, tap: Optional[Tap], topic: str, partition: int,
+                 decode: Optional[Decoder] = None, clock: Optional[PartitionClock] = None,
+                 watermarks: Optional[Watermarks] = None, ahead_ms: int = 0):
         self.inner = inner
         self.tap = tap
         self.topic = topic
         self.partition = partition
         self.next_offset = -1
         self.lag_at = 0.0
+        self.decode = decode
+        self.clock = clock
+        self.finished = False
+        self.polled = 0  # messages in the last poll
+        self.event_lag = telemetry().event_lag.observe
+        self.watermarks = watermarks if clock is not None else None
+        self.ahead_ms = ahead_ms
+        self.paused = False
+
+    def _wait(self) -> bool:
+        """Whether to skip this poll: ahead of the frontier, or wake-ups are due first."""
+        frontier = self.watermarks.here()  # this worker's (the source runs on its thread)
+        clock = self.clock  # never before its first report: the frontier would wait for it for ever
+        ahead = clock.sent is not None and clock.max_ts is not None and clock.max_ts > frontier.value + self.ahead_ms
+        self.paused = ahead or frontier.has_ready()
+        if self.paused:
+            clock.quiet_since = time.monotonic()  # a pause is not a quiet partition
+        return self.paused
 
     def next_batch(self) -> list:
-        out = self._batch()
+        if self.watermarks is not None and not self.finished and self._wait():
+            return []
+        try:
+            out = self._batch()
+        except StopIteration:
+            if self.clock is None or self.finished:
+                raise
+            self.finished = True  # the end of a bounded read: say so before stopping
+            return [self.clock.finish()]
         now = time.monotonic()
+        if self.clock is not None:
+            wm = self.clock.polled(self.polled, now)
+            if wm is not None:
+                out.append(wm)  # after the events it covers, on the same path to every worker
         if now - self.lag_at >= 1.0:
             self.lag_at = now
             self._report_lag()
@@ -59,6 +96,8 @@ class _Partition(StatefulSourcePartition):
 
     def _batch(self) -> list:
         out = []
+        self.polled = 0
+        decode, clock = self.decode, self.clock
         for msg in self.inner.next_batch():
             if hasattr(msg, "err"):  # bytewax KafkaError: count it, keep going
                 telemetry().sink_errors.labels("kafka_consumer").inc()
@@ -67,17 +106,32 @@ class _Partition(StatefulSourcePartition):
             value = msg.value if msg.value is not None else b""
             if self.tap is not None:
                 self.tap(msg.topic, msg.partition, msg.timestamp[1], value)
-            out.append((value, f"{msg.topic}/{msg.partition}/{msg.offset}", msg.offset))
+            source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+            if decode is None:
+                out.append((value, source, msg.offset))
+            else:  # decoded here, where the partition's event time is known
+                item = decode(value, source)
+                ts = getattr(item, "ts", None)
+                if ts is not None:
+                    item.pos = msg.offset
+                    clock.observe(ts)
+                    self.event_lag(max(0.0, time.time() - ts / 1000.0))
+                out.append(item)
             self.next_offset = msg.offset + 1
+        self.polled = len(out)
         return out
 
     def next_awake(self):
+        if self.paused:
+            return datetime.now(timezone.utc) + self.PAUSE
         return self.inner.next_awake()
 
     def snapshot(self):
         if self.tap is not None and hasattr(self.tap, "flush"):
             self.tap.flush()  # what the snapshot's offset says was consumed is on disk
-        return self.inner.snapshot()
+        if self.clock is None:
+            return self.inner.snapshot()
+        return (self.inner.snapshot(), self.clock.max_ts)  # a restart knows its event time at once
 
     def close(self) -> None:
         self.inner.close()
@@ -119,10 +173,18 @@ def wait_for_brokers(cfg: KafkaSettings, step_s: float = 1.0) -> int:
 
 class KafkaEventSource(FixedPartitionedSource):
     """Every partition of the input topics as ``(value, "topic/partition/offset", offset)`` items;
-    ``tail=False`` stops at the current end (tests, replay)."""
+    ``tail=False`` stops at the current end (tests, replay).
+
+    With ``decode`` (bytes, source -> item), items come decoded (an event's ``pos`` is its offset)
+    and each partition adds a :class:`~connectors.watermark.Watermark` after a poll that moved its
+    event time, when it turns idle after ``kafka.idle_after`` without messages, and at its end.
+    With ``watermarks`` too, a partition more than ``ahead_ms`` ahead of its worker's frontier
+    pauses until the others catch up (Flink's watermark alignment), and no partition reads while
+    customers the frontier has released still wait for their tick (they go first, in input order)."""
 
     def __init__(self, cfg: KafkaSettings, tail: bool = True, tap: Optional[Tap] = None,
-                 topics: Optional[list[str]] = None, starting_offset: Optional[int] = None):
+                 topics: Optional[list[str]] = None, starting_offset: Optional[int] = None,
+                 decode: Optional[Decoder] = None, watermarks: Optional[Watermarks] = None, ahead_ms: int = 0):
         start = starting_offset
         if start is None:
             start = OFFSET_BEGINNING if cfg.starting_offset == "beginning" else OFFSET_END
@@ -133,13 +195,27 @@ class KafkaEventSource(FixedPartitionedSource):
                                  starting_offset=start, add_config=consumer, batch_size=cfg.batch_size,
                                  raise_on_errors=False)
         self.tap = tap
+        self.decode = decode
+        self.watermarks = watermarks
+        self.ahead_ms = ahead_ms
+        self.idle_after_s = cfg.idle_after.total_seconds()
+        self.parts: Optional[list[str]] = None
 
     def list_parts(self) -> list[str]:
-        return self.inner.list_parts()
+        self.parts = self.inner.list_parts()  # every worker lists them before any partition is built
+        return self.parts
 
     def build_part(self, step_id: str, for_part: str, resume_state):
         idx, topic = for_part.split("-", 1)
-        return _Partition(self.inner.build_part(step_id, for_part, resume_state), self.tap, topic, int(idx))
+        max_ts = None
+        if isinstance(resume_state, tuple):  # (offset, event time reached); a bare offset: older
+            resume_state, max_ts = resume_state
+        inner = self.inner.build_part(step_id, for_part, resume_state)
+        clock = None
+        if self.decode is not None:
+            parts = len(self.parts if self.parts is not None else self.list_parts())
+            clock = PartitionClock(for_part, parts, self.idle_after_s, max_ts)
+        return _Partition(inner, self.tap, topic, int(idx), self.decode, clock, self.watermarks, self.ahead_ms)
 
 
 class _ProducerPartition(StatefulSinkPartition):

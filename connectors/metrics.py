@@ -42,6 +42,8 @@ class Telemetry:
         self.sink_retries = PCounter("crm_sink_retries", "Write retries by sink", ["sink"], registry=r)
         self.customers = Gauge("crm_customers_in_state", "Customers held in state by this process", registry=r)
         self.timers = Gauge("crm_pending_timers", "Customers with a pending event-time timer", registry=r)
+        self.held = Gauge("crm_events_held", "Events waiting for the input watermark (a lagging input)",
+                          registry=r)
         self.predictions = PCounter("crm_model_predictions", "Model predictions", ["model"], registry=r)
         self.labels = PCounter("crm_model_labels", "Labels learned from", ["model"], registry=r)
         self.roc_auc = Gauge("crm_model_roc_auc", "Progressive-validation ROC AUC", ["model"], registry=r)

@@ -83,3 +83,15 @@ def worker_of_bytes(key: bytes, workers: int) -> int:
     """:func:`worker_of` for a key given as its UTF-8 bytes."""
     return siphash13(key + b"\xff") % workers
 
+
+
+def worker_keys(prefix: str, workers: int) -> list[str]:
+    """One state key per worker: key ``j`` lands on worker ``j`` of exactly ``workers`` (for any
+    count; :func:`balanced_key` stops spreading exactly beyond 8). Deterministic, found by search."""
+    keys = []
+    for j in range(workers):
+        n = 0
+        while worker_of(f"{prefix}{j}~{n:x}", workers) != j:
+            n += 1
+        keys.append(f"{prefix}{j}~{n:x}")
+    return keys

@@ -7,6 +7,7 @@ anything about customers. ``run``, ``replay``, the benchmark and the tests all c
 
 from __future__ import annotations
 
+import heapq
 import logging
 import pickle
 import time
@@ -25,7 +26,8 @@ from config.jsonsafe import clean_str
 from config.settings import Settings, ms
 from connectors.files import ReplayEnd
 from connectors.metrics import Telemetry, telemetry
-from connectors.routing import balanced_key, worker_of
+from connectors.routing import balanced_key, worker_keys, worker_of
+from connectors.watermark import Tick, Watermark, Watermarks
 from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
@@ -59,6 +61,11 @@ class Edges:
     live: bool = False
     end: Optional[ReplayEnd] = None  # replay: at end of input, fire timers due by the latest event time
     recovery: bool = True  # False: state is never snapshotted (nothing resumes from it)
+    # live: the input's event-time watermarks (connectors.watermark) hold timers for lagging inputs;
+    # ``ticks`` wakes the customers they held, ``workers`` (in the whole cluster) gets each watermark
+    watermarks: Optional[Watermarks] = None
+    ticks: Optional[Source] = None
+    workers: int = 1
 
 
 def utc_now_iso() -> str:
@@ -92,6 +99,8 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
                     lag(max(0.0, now - item.ts / 1000.0))  # live only: a replay's lag means nothing
         if type(item) is Event:
             t.read(_source_label(item.source), item.type)
+        elif type(item) is Watermark:
+            return item
         else:
             t.read(_source_label(item.source), "invalid")
             t.dead_letter(item.reason)
@@ -104,6 +113,24 @@ def future_guard(settings: Settings) -> Callable[[], FutureGuard]:
     """Per replayed file: events too far ahead of the log around them are ``future_ts`` dead letters."""
     skew = ms(settings.time.max_future_skew)
     return lambda: FutureGuard(skew)
+
+
+def live_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
+    """Decode where a Kafka partition is read; an event further than ``max_future_skew`` ahead of
+    the wall clock is a ``future_ts`` dead letter there, so it moves neither a customer's clock nor
+    its partition's watermark."""
+    max_bytes = settings.time.max_event_bytes
+    skew = ms(settings.time.max_future_skew)
+
+    def decode_live(raw: bytes, source: str) -> Any:
+        item = decode(raw, source, max_bytes)
+        if type(item) is Event:
+            now = int(time.time() * 1000)
+            if ahead_of_wall(item.ts, now, skew):
+                return future_dead_letter(raw, item, now)
+        return item
+
+    return decode_live
 
 
 def replay_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
@@ -120,13 +147,22 @@ class ProfileLogic(StatefulBatchLogic):
     Live, a timer fires when the customer's clock, advanced by wall-clock time since its latest
     event, passes the due time; in replay only later events and the end of input move it.
 
+    With a ``watermarks`` frontier (live Kafka input) nothing runs ahead of the inputs that could
+    still carry an earlier event of the customer (CONTRACT.md, time across topics): the timer's
+    ``now`` is also capped by the frontier (the minimum event time over all input partitions), and
+    an event waits in ``held`` while it is more than ``lateness`` ahead of the frontier, or while
+    applying it would fire a timer the frontier has not passed. The frontier's ticks wake the
+    customer when it moves. The key a worker's watermarks arrive on gets the same class (Bytewax
+    builds every key's logic alike): it feeds the worker's frontier and keeps no state.
+
     ``profiles``: when the profile view is emitted: after every batch that changed it (live),
     once at the end of a replay (``"end"``), or never (a replay without a profiles output: building
     the view costs more than most events).
     """
 
     def __init__(self, cfg: RuleConfig, live: bool, t: Telemetry, resume: Optional[bytes],
-                 end: Optional[ReplayEnd] = None, profiles: str = "batch", recovery: bool = True):
+                 end: Optional[ReplayEnd] = None, profiles: str = "batch", recovery: bool = True,
+                 watermarks: Optional[Watermarks] = None):
         self.recovery = recovery
         self.cfg = cfg
         self.live = live
@@ -138,33 +174,109 @@ class ProfileLogic(StatefulBatchLogic):
         self.timer_counted = False  # this customer counts in crm_pending_timers
         self.profile_wall = 0.0  # when the profile view was last emitted (live)
         self.material = False  # something beyond browsing changed since
+        self.frontier = watermarks.here() if watermarks is not None else None  # this worker's
+        self.held: list = []  # heap of (key, seq, event) waiting for the frontier (see _hold)
+        self.held_last: dict[str, int] = {}  # input partition -> key of its latest held event
+        self.seq = 0
         if resume is not None:
-            self.state, self.wall_at_clock = pickle.loads(resume)
+            saved = pickle.loads(resume)
+            self.state, self.wall_at_clock = saved[0], saved[1]
+            if len(saved) > 2:
+                self.held, self.held_last, self.seq = saved[2], saved[3], saved[4]
+                t.held.inc(len(self.held))
 
     def on_batch(self, items: list) -> tuple[list, bool]:
+        frontier = self.frontier
+        if frontier is not None and type(items[0]) is Watermark:  # this key is the worker's watermark inbox
+            for wm in items:
+                frontier.observe(wm)
+            return [], StatefulBatchLogic.DISCARD
         out: list = []
+        woken = False
+        events = []
         for item in items:
+            if type(item) is Tick:
+                woken = True
+                continue
             if self.state is None:
                 self.state = CustomerState(item.customer_id, self.cfg.recs)
                 self.t.customers.inc()
                 if self.profiles == "batch":
                     out.append(self.state.profile_defaults())
-            try:
-                res, status = self.state.process(item, self.cfg)
-            except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
-                log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
-                log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
-                self.t.dead_letter("processing_error")
-                out.append(DeadLetter.of_event(item, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
-                continue
-            if status != "ok":
-                self.t.status(status)
-            if res or item.type not in BROWSING:
-                self.material = True
-            self._count_failures(res)
-            out.extend(_at(item.pos, res))
-            self.wall_at_clock = time.time()
+            events.append(item)
+        if frontier is None:
+            for item in events:
+                self._process(item, out)
+        elif len(events) == 1 and not self.held and self._admit(events[0], out):
+            self._process(events[0], out)  # the common case: nothing waits, nothing to merge
+        else:  # merged with what waits (by event time across partitions), then as far as admitted
+            for item in events:
+                self._hold(item)
+            self._release(out)
+        if woken:
+            return self.on_notify(out)
         return self._emit(out)
+
+    def _process(self, item: Any, out: list) -> None:
+        try:
+            cap = self.frontier.value if self.frontier is not None else None
+            res, status = self.state.process(item, self.cfg, cap)
+        except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
+            log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
+            log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
+            self.t.dead_letter("processing_error")
+            out.append(DeadLetter.of_event(item, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
+            return
+        if status != "ok":
+            self.t.status(status)
+        if res or item.type not in BROWSING:
+            self.material = True
+        self._count_failures(res)
+        out.extend(_at(item.pos, res))
+        self.wall_at_clock = time.time()
+
+    def _admit(self, ev: Any, out: list) -> bool:
+        """May ``ev`` be applied now? First fires the timers due before it that the frontier has
+        passed (what ``process`` would fire first anyway)."""
+        w = self.frontier.value
+        ts = ev.ts
+        if ts > w + self.cfg.lateness:  # would make an input's coming events late: wait
+            return False
+        st = self.state
+        due = st.next_deadline(self.cfg)
+        if due is None:
+            return True
+        limit = ts if st.clock is None or ts > st.clock else st.clock  # process() works up to here
+        if due > limit:
+            return True
+        if due > w:
+            return False
+        fired = st.advance(min(w, ts - 1), self.cfg)
+        if fired:
+            out.extend(_at(ev.pos, fired))
+        due = st.next_deadline(self.cfg)
+        return due is None or due > limit or due <= w
+
+    def _hold(self, ev: Any) -> None:
+        """Queue ``ev``: held events leave merged by event time across input partitions and in
+        arrival order within one (its running maximum ts is its key), as a replay merges its logs."""
+        part = ev.source.rpartition("/")[0]
+        if not self.held:
+            self.held_last = {}
+        key = self.held_last.get(part, ev.ts)
+        if ev.ts > key:
+            key = ev.ts
+        self.held_last[part] = key
+        heapq.heappush(self.held, (key, self.seq, ev))
+        self.seq += 1
+        self.t.held.inc()
+
+    def _release(self, out: list) -> None:
+        """Apply, in that order, the held events the frontier now admits."""
+        held = self.held
+        while held and self._admit(held[0][2], out):
+            self._process(heapq.heappop(held)[2], out)
+            self.t.held.dec()
 
     def on_eof(self) -> tuple[list, bool]:
         """End of a replay: fire every timer due by the latest event time (all of them with drain).
@@ -173,7 +285,11 @@ class ProfileLogic(StatefulBatchLogic):
         if self.state is None:
             return [], StatefulBatchLogic.RETAIN
         if self.end is None:
-            res = self.state.flush(None, self.cfg)
+            out: list = []
+            while self.held:  # the input is over: nothing earlier can come
+                self._process(heapq.heappop(self.held)[2], out)
+                self.t.held.dec()
+            res = out + self.state.flush(None, self.cfg)
             self._count_failures(res)
             return self._emit(_at(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
@@ -210,21 +326,50 @@ class ProfileLogic(StatefulBatchLogic):
         if (due is not None) != self.timer_counted:
             self.timer_counted = due is not None
             self.t.timers.inc() if self.timer_counted else self.t.timers.dec()
-        if due is None:
+        wall = None if due is None else self.wall_at_clock + (due - self.state.clock) / 1000.0
+        if self.frontier is not None:
+            w = self.frontier.value
+            # the frontier, not the wall clock, holds the timer: wait for a tick instead
+            held_by_frontier = due is not None and due > w and wall <= time.time()
+            self.frontier.wait(self.state.customer_id, self._wake_at(w, due if held_by_frontier else None))
+            if held_by_frontier:
+                return None
+        if wall is None:
             return None
-        wall = self.wall_at_clock + (due - self.state.clock) / 1000.0
         return _wall_datetime(wall)
 
-    def on_notify(self) -> tuple[list, bool]:
-        now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
-        res = self.state.advance(now, self.cfg)
-        self._count_failures(res)
-        return self._emit(_at(1 << 62, res))
+    def _wake_at(self, w: int, due: Optional[int]) -> Optional[int]:
+        """The least frontier at which this customer can make progress (None: nothing waits for it;
+        ``w``: it can now, as when its inbox key raised the frontier after its batch ran)."""
+        wake = due
+        if self.held:
+            head = self.held[0][0] - self.cfg.lateness
+            blocked = self.state.next_deadline(self.cfg)
+            need = head if head > w else (blocked if blocked is not None and blocked > w else w)
+            wake = need if wake is None else min(wake, need)
+        return wake
+
+    def on_notify(self, out: Optional[list] = None) -> tuple[list, bool]:
+        out = [] if out is None else out
+        if self.state is None:
+            return self._emit(out)
+        if self.held:
+            self._release(out)
+        if self.state.clock is not None:
+            now = self.state.clock + int((time.time() - self.wall_at_clock) * 1000)
+            if self.frontier is not None and self.frontier.value < now:
+                now = self.frontier.value
+            res = self.state.advance(now, self.cfg)
+            self._count_failures(res)
+            out.extend(_at(1 << 62, res))
+        return self._emit(out)
 
     def snapshot(self) -> Optional[bytes]:
         if not self.recovery:  # nothing will ever resume from it: skip the pickling
             return None
-        return pickle.dumps((self.state, self.wall_at_clock), protocol=pickle.HIGHEST_PROTOCOL)
+        saved = (self.state, self.wall_at_clock) if not self.held else \
+            (self.state, self.wall_at_clock, self.held, self.held_last, self.seq)
+        return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 _WALL_MIN, _WALL_MAX = 0.0, 253_402_214_400.0  # 1970-01-01 .. 9999-12-31 (datetime's end, minus a day)
@@ -467,6 +612,23 @@ def _outputs(name: str, stream, sinks: list[tuple[Sink, Optional[Encoder]]]) -> 
         op.output(f"{name}_out_{i}", s, sink)
 
 
+def _with_watermarks(flow: Dataflow, items, edges: Edges):
+    """Events keyed by customer; every watermark to every worker's inbox key, on the same path as
+    the events (so each worker sees a partition's watermark after the events it covers); plus the
+    frontier's ticks."""
+    # Bytewax runs a batch's keys in sorted order: the leading space puts the inbox before the
+    # customers, so they already see the watermark that came with their events
+    inboxes = worker_keys(" watermarks/", edges.workers)
+
+    def key(x: Any) -> list:
+        if type(x) is Watermark:
+            return [(k, x) for k in inboxes]
+        return [(x.customer_id, x)]
+
+    keyed = op.flat_map("key_customer", items, key)
+    return op.merge("profile_input", keyed, op.input("ticks", flow, edges.ticks))
+
+
 def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Telemetry] = None,
                flow_id: str = "crm_stream", warm: Optional[dict] = None) -> Dataflow:
     """The whole dataflow; ``warm`` holds trained models to start every shard from."""
@@ -484,9 +646,13 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     _outputs("dead_letters", dead, edges.deadletters)
 
     profile_mode = "batch" if live else ("end" if edges.profiles else "none")
-    by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
+    if edges.watermarks is None:
+        by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
+    else:
+        by_customer = _with_watermarks(flow, split.trues, edges)
     profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end,
-                                                                          profile_mode, edges.recovery))
+                                                                          profile_mode, edges.recovery,
+                                                                          edges.watermarks))
     profiled = op.key_rm("profile_unkey", profiled)
     pairs = op.branch("split_pairs", profiled, lambda x: type(x) is PairMsg)
     product_keys = [balanced_key("products/", j) for j in range(PRODUCT_SHARDS)]

@@ -11,21 +11,28 @@ from typing import Optional
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from config.settings import Settings
+from config.settings import Settings, ms
 from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink, wait_for_brokers
 from connectors.metrics import serve_metrics, telemetry
 from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
-from flows.dataflow import Edges, build_flow
+from connectors.watermark import TickSource, Watermarks
+from flows.dataflow import Edges, build_flow, live_decoder
 from flows.runtime import engine_gc
 
 log = logging.getLogger("crm.run")
 
 
-def live_edges(settings: Settings, tail: bool = True, tap=None) -> Edges:
+def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1) -> Edges:
+    """``workers``: Bytewax workers in the whole cluster (each gets every input watermark)."""
     k = settings.kafka
+    watermarks = Watermarks()
     return Edges(
         recovery=settings.recovery_dir is not None,
-        source=KafkaEventSource(k, tail=tail, tap=tap),
+        source=KafkaEventSource(k, tail=tail, tap=tap, decode=live_decoder(settings), watermarks=watermarks,
+                                ahead_ms=ms(settings.time.lateness)),
+        watermarks=watermarks,
+        ticks=TickSource(watermarks, tail=tail),
+        workers=workers,
         # Redis first: the Kafka producer flush waits for broker acks and would delay the stream write
         triggers=[(RedisTriggerSink(settings.redis), None),
                   (kafka_sink(k, k.triggers_topic, "kafka_triggers"), encode_keyed)],
@@ -64,8 +71,8 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
         tap = Archive(archive, process_id or 0)
     serve_metrics(settings.metrics_port + (process_id or 0) if settings.metrics_port else 0, telemetry())
     processes = len(addresses) if addresses else 1
-    flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap), shards=shards or workers * processes,
-                      warm=warm)
+    flow = build_flow(settings, live_edges(settings, tail=tail, tap=tap, workers=workers * processes),
+                      shards=shards or workers * processes, warm=warm)
     # SIGTERM (systemd, Kubernetes, docker stop) stops the worker as Ctrl-C does: Bytewax checks for
     # the interrupt between steps and the CLI exits 0; state resumes from the last snapshot.
     main = threading.current_thread() is threading.main_thread()  # only there can handlers be set

@@ -75,7 +75,9 @@ def test_triggers_reach_kafka_and_redis_exactly_once(kafka_broker, kafka_topics,
          "conversation_id": "cv1", "sender": "customer", "text": "I want to speak to a supervisor"},
     ]
     orders = [
-        {"event_id": "o1", "type": "order_placed", "customer_id": "c2", "ts": iso(t0 + timedelta(minutes=5)),
+        # more than `lateness` after the cart it buys: within it, the order the two topics arrive in is
+        # the reorder buffer's business (CONTRACT.md, time), not what this test is about
+        {"event_id": "o1", "type": "order_placed", "customer_id": "c2", "ts": iso(t0 + timedelta(minutes=10)),
          "order_id": "ord1", "total": 4.0, "promised_delivery_ts": iso(t0 + timedelta(days=2))},
         {"event_id": "o2", "type": "order_delayed", "customer_id": "c2", "ts": iso(t0 + timedelta(days=1)),
          "order_id": "ord1"},
@@ -126,6 +128,7 @@ def test_live_timer_fires_on_wall_clock(kafka_broker, kafka_topics, redis_client
     topics = make_topics(kafka_topics)
     env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "CRM_REDIS__URL": redis_url,
            "CRM_METRICS_PORT": "0", "CRM_ABANDONED_CART__IDLE": "2", "CRM_TIME__LATENESS": "2",
+           "CRM_KAFKA__IDLE_AFTER": "1",  # three of the four input partitions stay empty: idle after 1 s
            **{f"CRM_KAFKA__{k.upper()}": v for k, v in topics.items()}}
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -206,7 +209,13 @@ def test_recommendations_reach_redis_and_abandoned_cart_payloads(kafka_broker, k
 
 def test_two_workers_give_the_same_triggers_exactly_once(kafka_broker, kafka_topics, redis_client, redis_url,
                                                          tmp_path):
-    """`crm-stream run -w 2`: input partitions and customer state spread over two Bytewax workers."""
+    """`crm-stream run -w 2`: input partitions and customer state spread over two Bytewax workers.
+
+    The models are off (never warm): with two workers they learn in two shards, the replay's in
+    one, and live they learn in arrival order across customers (which the watermark changes while
+    it holds the first events until every partition has reported), so model-driven triggers differ
+    and, through the policy's cooldowns, so could rule-driven ones. Without them every trigger
+    must match."""
     from flows.replay import ReplayOutputs, replay
     from flows.simulation import generate
 
@@ -226,8 +235,7 @@ def test_two_workers_give_the_same_triggers_exactly_once(kafka_broker, kafka_top
     out = ReplayOutputs(tmp_path / "t.jsonl", tmp_path / "d.jsonl", tmp_path / "s.json")
     replay(load_settings(models=cold), [tmp_path / "events.jsonl"], out)
     replayed = [orjson.loads(x) for x in out.triggers.read_bytes().splitlines()]
-    rules = lambda ts: {t["trigger_id"] for t in ts if t["score"] is None}  # noqa: E731 - rule-driven ones
-    assert rules(live) == rules(replayed)
+    assert {t["trigger_id"] for t in live} == {t["trigger_id"] for t in replayed}
 
 
 def test_live_an_event_a_day_ahead_of_the_wall_clock_is_a_dead_letter(kafka_broker, kafka_topics, redis_client,
