@@ -51,7 +51,7 @@ class TimeSettings(_Group):
     dedup_window: Duration = Field(timedelta(days=7), description="a repeated event_id within this much event time is a duplicate")
     max_event_bytes: int = Field(65536, gt=0, description="larger messages are dead letters (reason `oversized`)")
     service_fast_path: bool = Field(True, description="send an escalation asked for in words and a carrier's delay apology at arrival, not `lateness` later (exact event-time order otherwise)")
-    max_future_skew: Duration = Field(timedelta(minutes=15), description="an event further ahead of the wall clock (live) or of its log's event-time frontier (replay) is a dead letter (reason `future_ts`)")
+    max_future_skew: Duration = Field(timedelta(minutes=15), description="an event further ahead of the wall clock (live) or of the events after it in its log (replay) is a dead letter (reason `future_ts`)")
 
 
 class AbandonedCartSettings(_Group):

@@ -280,7 +280,7 @@ class ProfileLogic(StatefulBatchLogic):
 
     def on_eof(self) -> tuple[list, bool]:
         """End of a replay: fire every timer due by the latest event time (all of them with drain).
-        End of a bounded live run (``run --no-tail``): apply what the reorder buffer holds; timers
+        End of a live run that stops at the topics' current end: apply what the reorder buffer holds; timers
         stay on the wall clock."""
         if self.state is None:
             return [], StatefulBatchLogic.RETAIN
