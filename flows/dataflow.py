@@ -174,6 +174,7 @@ class ProfileLogic(StatefulBatchLogic):
         self.timer_counted = False  # this customer counts in crm_pending_timers
         self.profile_wall = 0.0  # when the profile view was last emitted (live)
         self.material = False  # something beyond browsing changed since
+        self.pos_floor = 0  # the highest input position this customer's outputs were tagged with
         self.frontier = watermarks.here() if watermarks is not None else None  # this worker's
         self.held: list = []  # heap of (key, seq, event) waiting for the frontier (see _hold)
         self.held_last: dict[str, int] = {}  # input partition -> key of its latest held event
@@ -232,7 +233,7 @@ class ProfileLogic(StatefulBatchLogic):
         if res or item.type not in BROWSING:
             self.material = True
         self._count_failures(res)
-        out.extend(_at(item.pos, res))
+        out.extend(self._tag(item.pos, res))
         self.wall_at_clock = time.time()
 
     def _admit(self, ev: Any, out: list) -> bool:
@@ -253,7 +254,7 @@ class ProfileLogic(StatefulBatchLogic):
             return False
         fired = st.advance(min(w, ts - 1), self.cfg)
         if fired:
-            out.extend(_at(ev.pos, fired))
+            out.extend(self._tag(ev.pos, fired))
         due = st.next_deadline(self.cfg)
         return due is None or due > limit or due <= w
 
@@ -291,17 +292,26 @@ class ProfileLogic(StatefulBatchLogic):
                 self.t.held.dec()
             res = out + self.state.flush(None, self.cfg)
             self._count_failures(res)
-            return self._emit(_at(1 << 61, res))
+            return self._emit(self._tag(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
         res = self.state.flush(now, self.cfg)
         self._count_failures(res)
-        out = _at(1 << 61, res)
+        out = self._tag(1 << 61, res)
         if self.profiles == "end":
             end = self.end.read()  # the profile's churn score describes the customer at the end of input
             if self.state.last_seen is not None and end >= self.state.last_seen:
-                out += _at(1 << 61, [self.state.churn_refresh(end, self.cfg)])
+                out += self._tag(1 << 61, [self.state.churn_refresh(end, self.cfg)])
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)
+
+    def _tag(self, pos: int, outputs: list) -> list:
+        """Tag outputs with their input position, never below this customer's earlier ones: the
+        models step sorts a batch by position, and offsets of different topics do not compare (a
+        purchase's notice must reach policy before the reminder it quiets)."""
+        if pos < self.pos_floor:
+            pos = self.pos_floor
+        self.pos_floor = pos
+        return _at(pos, outputs)
 
     def _count_failures(self, res: list) -> None:
         for o in res:
@@ -361,7 +371,7 @@ class ProfileLogic(StatefulBatchLogic):
                 now = self.frontier.value
             res = self.state.advance(now, self.cfg)
             self._count_failures(res)
-            out.extend(_at(1 << 62, res))
+            out.extend(self._tag(1 << 62, res))
         return self._emit(out)
 
     def snapshot(self) -> Optional[bytes]:
