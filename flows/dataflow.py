@@ -308,6 +308,8 @@ class ProfileLogic(StatefulBatchLogic):
         """Tag outputs with their input position, never below this customer's earlier ones: the
         models step sorts a batch by position, and offsets of different topics do not compare (a
         purchase's notice must reach policy before the reminder it quiets)."""
+        if self.frontier is None:  # one input (replay) or topics read apart: positions as they come
+            return _at(pos, outputs)
         if pos < self.pos_floor:
             pos = self.pos_floor
         self.pos_floor = pos
