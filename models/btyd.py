@@ -152,6 +152,7 @@ class Population:
         self.fitted_at: Optional[int] = None
         self.latest = 0  # latest event time observed (ms)
         self.fits = 0
+        self.gap_days: Optional[float] = None  # median days between purchases of the sample's repeat buyers
 
     def observe(self, customer_id: str, first: int, last: int, orders: int, spend: float, now: int) -> None:
         if now > self.latest:
@@ -183,6 +184,9 @@ class Population:
             self.params = fit_bgnbd(x, t_x, T, self.params or BGNBD_START)
         except ValueError:
             pass  # keep the previous parameters (or none): a bad sample must not stop the stream
+        repeat = x > 0
+        if repeat.any():  # the shop's purchase rhythm, for churn scores on one common horizon
+            self.gap_days = max(float(np.median(t_x[repeat] / x[repeat])), 1.0)
         buyers = spend > 0
         if buyers.sum() >= self.min_customers // 2:
             try:
