@@ -51,7 +51,7 @@ class TimeSettings(_Group):
     dedup_window: Duration = Field(timedelta(days=7), description="a repeated event_id within this much event time is a duplicate")
     max_event_bytes: int = Field(65536, gt=0, description="larger messages are dead letters (reason `oversized`)")
     service_fast_path: bool = Field(True, description="send an escalation asked for in words and a carrier's delay apology at arrival, not `lateness` later (exact event-time order otherwise)")
-    max_future_skew: Duration = Field(timedelta(minutes=15), description="an event further ahead of the wall clock (live) or of its log's event-time frontier (replay) is a dead letter (reason `future_ts`)")
+    max_future_skew: Duration = Field(timedelta(minutes=15), description="an event further ahead of the wall clock (live) or of the events after it in its log (replay) is a dead letter (reason `future_ts`)")
 
 
 class AbandonedCartSettings(_Group):
@@ -225,6 +225,9 @@ class KafkaSettings(_Group):
                                  description="where a first run starts (later runs resume from recovery)")
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
     fetch_wait_ms: int = Field(10, ge=0, description="longest a consumer fetch waits on the broker when idle (latency)")
+    watermarks: bool = Field(False, description="experimental: hold timers and events for the slowest input "
+                                                "partition (CONTRACT.md, time across topics); off, each topic is "
+                                                "read on its own and a lagging one can fire a timer early")
     idle_after: Duration = Field(timedelta(seconds=30),
                                  description="an input partition that delivers nothing for this long stops holding "
                                              "timers back until it delivers again (CONTRACT.md, time across topics)")

@@ -527,8 +527,8 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
            "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
            "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
            "CRM_KAFKA__BATCH_SIZE": os.environ.get("BENCH_BATCH", "500"), "CRM_LOG_LEVEL": "WARNING",
-           # a first start holds everything until each of the 12 input partitions has delivered an
-           # event or been quiet this long; the row measures the running engine, not that start
+           # with watermarks on, a first start holds everything until each of the 12 input partitions
+           # has delivered an event or been quiet this long; the row measures the running engine
            "CRM_KAFKA__IDLE_AFTER": os.environ.get("BENCH_IDLE_AFTER", "2")}
     engine = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)

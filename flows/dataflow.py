@@ -116,8 +116,9 @@ def future_guard(settings: Settings) -> Callable[[], FutureGuard]:
 
 
 def live_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
-    """What the Kafka source decodes with (there, its partitions' event time is known): an event
-    too far ahead of the wall clock is a ``future_ts`` dead letter before it can move anything."""
+    """Decode where a Kafka partition is read; an event further than ``max_future_skew`` ahead of
+    the wall clock is a ``future_ts`` dead letter there, so it moves neither a customer's clock nor
+    its partition's watermark."""
     max_bytes = settings.time.max_event_bytes
     skew = ms(settings.time.max_future_skew)
 
@@ -125,7 +126,7 @@ def live_decoder(settings: Settings) -> Callable[[bytes, str], Any]:
         item = decode(raw, source, max_bytes)
         if type(item) is Event:
             now = int(time.time() * 1000)
-            if ahead_of_wall(item.ts, now, skew):  # a wrong clock must not move the customer's
+            if ahead_of_wall(item.ts, now, skew):
                 return future_dead_letter(raw, item, now)
         return item
 
@@ -173,6 +174,7 @@ class ProfileLogic(StatefulBatchLogic):
         self.timer_counted = False  # this customer counts in crm_pending_timers
         self.profile_wall = 0.0  # when the profile view was last emitted (live)
         self.material = False  # something beyond browsing changed since
+        self.pos_floor = 0  # the highest input position this customer's outputs were tagged with
         self.frontier = watermarks.here() if watermarks is not None else None  # this worker's
         self.held: list = []  # heap of (key, seq, event) waiting for the frontier (see _hold)
         self.held_last: dict[str, int] = {}  # input partition -> key of its latest held event
@@ -218,7 +220,8 @@ class ProfileLogic(StatefulBatchLogic):
 
     def _process(self, item: Any, out: list) -> None:
         try:
-            res, status = self.state.process(item, self.cfg)
+            cap = self.frontier.value if self.frontier is not None else None
+            res, status = self.state.process(item, self.cfg, cap)
         except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
             log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
             log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
@@ -230,7 +233,7 @@ class ProfileLogic(StatefulBatchLogic):
         if res or item.type not in BROWSING:
             self.material = True
         self._count_failures(res)
-        out.extend(_at(item.pos, res))
+        out.extend(self._tag(item.pos, res))
         self.wall_at_clock = time.time()
 
     def _admit(self, ev: Any, out: list) -> bool:
@@ -250,7 +253,7 @@ class ProfileLogic(StatefulBatchLogic):
             fired = st.advance(min(w, ts - 1), self.cfg)
             if fired:
                 self._count_failures(fired)
-                out.extend(_at(ev.pos, fired))
+                out.extend(self._tag(ev.pos, fired))
             due = st.next_deadline(self.cfg)
         return near and (due is None or due > limit)
 
@@ -277,28 +280,39 @@ class ProfileLogic(StatefulBatchLogic):
 
     def on_eof(self) -> tuple[list, bool]:
         """End of a replay: fire every timer due by the latest event time (all of them with drain).
-        End of a bounded live run (``run --no-tail``): apply what the reorder buffer holds; timers
+        End of a live run that stops at the topics' current end: apply what the reorder buffer holds; timers
         stay on the wall clock."""
         if self.state is None:
             return [], StatefulBatchLogic.RETAIN
         if self.end is None:
             out: list = []
-            while self.held:  # the end of every input: nothing earlier can come
+            while self.held:  # the input is over: nothing earlier can come
                 self._process(heapq.heappop(self.held)[2], out)
                 self.t.held.dec()
-            res = self.state.flush(None, self.cfg)
+            res = out + self.state.flush(None, self.cfg)
             self._count_failures(res)
-            return self._emit(out + _at(1 << 61, res))
+            return self._emit(self._tag(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
         res = self.state.flush(now, self.cfg)
         self._count_failures(res)
-        out = _at(1 << 61, res)
+        out = self._tag(1 << 61, res)
         if self.profiles == "end":
             end = self.end.read()  # the profile's churn score describes the customer at the end of input
             if self.state.last_seen is not None and end >= self.state.last_seen:
-                out += _at(1 << 61, [self.state.churn_refresh(end, self.cfg)])
+                out += self._tag(1 << 61, [self.state.churn_refresh(end, self.cfg)])
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)
+
+    def _tag(self, pos: int, outputs: list) -> list:
+        """Tag outputs with their input position, never below this customer's earlier ones: the
+        models step sorts a batch by position, and offsets of different topics do not compare (a
+        purchase's notice must reach policy before the reminder it quiets)."""
+        if self.frontier is None:  # one input (replay) or topics read apart: positions as they come
+            return _at(pos, outputs)
+        if pos < self.pos_floor:
+            pos = self.pos_floor
+        self.pos_floor = pos
+        return _at(pos, outputs)
 
     def _count_failures(self, res: list) -> None:
         for o in res:
@@ -360,7 +374,7 @@ class ProfileLogic(StatefulBatchLogic):
                 now = self.frontier.value
             res = self.state.advance(now, self.cfg)
             self._count_failures(res)
-            out.extend(_at(1 << 62, res))
+            out.extend(self._tag(1 << 62, res))
         return self._emit(out)
 
     def snapshot(self) -> Optional[bytes]:

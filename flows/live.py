@@ -25,6 +25,17 @@ log = logging.getLogger("crm.run")
 def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1) -> Edges:
     """``workers``: Bytewax workers in the whole cluster (each gets every input watermark)."""
     k = settings.kafka
+    outputs = dict(
+        # Redis first: the Kafka producer flush waits for broker acks and would delay the stream write
+        triggers=[(RedisTriggerSink(settings.redis), None),
+                  (kafka_sink(k, k.triggers_topic, "kafka_triggers"), encode_keyed)],
+        deadletters=[(kafka_sink(k, k.deadletter_topic, "kafka_deadletters"), encode_unkeyed)],
+        profiles=[(RedisProfileSink(settings.redis), None)],
+        recs=[(RedisRecsSink(settings.redis), None)],
+    )
+    if not k.watermarks:  # each topic read on its own (CONTRACT.md, time across topics)
+        return Edges(recovery=settings.recovery_dir is not None, source=KafkaEventSource(k, tail=tail, tap=tap),
+                     live=True, **outputs)
     watermarks = Watermarks()
     return Edges(
         recovery=settings.recovery_dir is not None,
@@ -33,13 +44,8 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
         watermarks=watermarks,
         ticks=TickSource(watermarks, tail=tail),
         workers=workers,
-        # Redis first: the Kafka producer flush waits for broker acks and would delay the stream write
-        triggers=[(RedisTriggerSink(settings.redis), None),
-                  (kafka_sink(k, k.triggers_topic, "kafka_triggers"), encode_keyed)],
-        deadletters=[(kafka_sink(k, k.deadletter_topic, "kafka_deadletters"), encode_unkeyed)],
-        profiles=[(RedisProfileSink(settings.redis), None)],
-        recs=[(RedisRecsSink(settings.redis), None)],
         live=True,
+        **outputs,
     )
 
 

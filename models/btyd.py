@@ -33,6 +33,7 @@ DAY = 86_400_000
 # weeks, a 0.79, b 2.43) and to the gamma-gamma note's (p 6.25, q 3.74, gamma 15.44).
 BGNBD_START = (0.25, 30.0, 0.8, 2.5)
 GG_START = (6.0, 4.0, 15.0)
+GROWTH = 1.25  # refit when the sample grew by a quarter since the last fit (O(log n) extra fits)
 
 
 # ---------------------------------------------------------------------------------- BG/NBD
@@ -152,6 +153,8 @@ class Population:
         self.fitted_at: Optional[int] = None
         self.latest = 0  # latest event time observed (ms)
         self.fits = 0
+        self.fitted_n = 0  # sample size at the last fit
+        self.gap_days: Optional[float] = None  # median days between purchases of the sample's repeat buyers
 
     def observe(self, customer_id: str, first: int, last: int, orders: int, spend: float, now: int) -> None:
         if now > self.latest:
@@ -164,12 +167,15 @@ class Population:
             self.sample = {c: v for c, v in self.sample.items() if zlib.crc32(c.encode()) < self.threshold}
 
     def maybe_refit(self, now: int) -> bool:
-        """Refit when due; True when the parameters changed."""
+        """Refit when due: ``refit_every`` of event time since the last fit, or the sample has grown
+        by GROWTH since (a replay or a late timer can run event time ahead of the customers the
+        sample has seen: the fit must not freeze on the first few). True when refitted."""
         if len(self.sample) < self.min_customers:
             return False
-        if self.fitted_at is not None and now - self.fitted_at < self.refit_every:
+        grown = len(self.sample) >= GROWTH * getattr(self, "fitted_n", 0)  # (pickles from before the field)
+        if self.fitted_at is not None and now - self.fitted_at < self.refit_every and not grown:
             return False
-        self.fitted_at = now
+        self.fitted_at, self.fitted_n = now, len(self.sample)
         self.refit(max(now, self.latest))
         return True
 
@@ -183,6 +189,9 @@ class Population:
             self.params = fit_bgnbd(x, t_x, T, self.params or BGNBD_START)
         except ValueError:
             pass  # keep the previous parameters (or none): a bad sample must not stop the stream
+        repeat = x > 0
+        if repeat.any():  # the shop's purchase rhythm, for churn scores on one common horizon
+            self.gap_days = max(float(np.median(t_x[repeat] / x[repeat])), 1.0)
         buyers = spend > 0
         if buyers.sum() >= self.min_customers // 2:
             try:

@@ -52,16 +52,21 @@ class Clicks:
         return {item for s in self.sessions.values() for _t, item in s}
 
 
+def _rows(fh, path: Path, delimiter: str, columns: list[str], shown: str):
+    """(line number, row) after a header whose first columns are ``columns``; FormatError otherwise."""
+    rows = csv.reader(fh, delimiter=delimiter)
+    header = next(rows, None)
+    if header is None or [h.strip() for h in header[:len(columns)]] != columns:
+        raise FormatError(f"{path}:1: expected the header {shown}")
+    return enumerate(rows, start=2)
+
+
 def read_tsv(path: Path) -> Clicks:
     """``SessionId<TAB>ItemId<TAB>Time`` with a header line -> :class:`Clicks`. Raises
     :class:`FormatError` on a missing column or a time that is not a number."""
     out = Clicks()
     with open(path, newline="") as fh:
-        rows = csv.reader(fh, delimiter="\t")
-        header = next(rows, None)
-        if header is None or [h.strip() for h in header[:3]] != ["SessionId", "ItemId", "Time"]:
-            raise FormatError(f"{path}:1: expected the header SessionId<TAB>ItemId<TAB>Time")
-        for line, row in enumerate(rows, start=2):
+        for line, row in _rows(fh, path, "\t", ["SessionId", "ItemId", "Time"], "SessionId<TAB>ItemId<TAB>Time"):
             if not row:
                 continue
             if len(row) < 3:
@@ -83,11 +88,8 @@ def read_positions(path: Path) -> tuple[set[tuple[str, int]], dict[tuple[str, in
     positions: set[tuple[str, int]] = set()
     lists: dict[tuple[str, int], list[str]] = {}
     with open(path, newline="") as fh:
-        rows = csv.reader(fh, delimiter=";")
-        header = next(rows, None)
-        if header is None or [h.strip() for h in header[:3]] != ["SessionId", "Position", "Recommendations"]:
-            raise FormatError(f"{path}:1: expected the header SessionId;Position;Recommendations;Scores")
-        for line, row in enumerate(rows, start=2):
+        for line, row in _rows(fh, path, ";", ["SessionId", "Position", "Recommendations"],
+                               "SessionId;Position;Recommendations;Scores"):
             if len(row) < 3 or not row[1].strip().isdigit():
                 raise FormatError(f"{path}:{line}: expected SessionId;Position;Recommendations")
             key = (row[0], int(row[1]))

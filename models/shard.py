@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 
 from config.settings import Settings
 from models.btyd import Population
-from models.churn import ChurnModel, btyd_features, observe, predicted_clv
+from models.churn import ChurnModel, btyd_churn, btyd_features, observe, orders_only, predicted_clv
 from models.frustration import FrustrationModel
 from models.metrics import ModelMetrics, summarize
 from models.online import OnlineModel
@@ -137,8 +137,9 @@ class ModelShard:
             self._refuse(req.model, "predict")
             return None
         feats = self._features(req.model, req.customer_id, req.features, req.ts, True)
+        served = self._orders_only_churn(req) if req.model == "churn" else None
         if model.learned < self.warmup:
-            return None
+            return served
         p = model.predict(feats)
         ready = self.ready(model)
         self.stats[req.model].predicted(req.decision, ready)
@@ -148,7 +149,23 @@ class ModelShard:
             if len(pending) > self.pending_max:
                 pending.popitem(last=False)
                 self.stats[req.model].evicted += 1
+        if served is not None:
+            return served
         return p if ready else None
+
+    def _orders_only_churn(self, req: ScoreRequest) -> Optional[float]:
+        """BG/NBD's churn probability where the log has nothing but the customer's orders
+        (:func:`models.churn.btyd_churn`), else ``None`` (the River model's score is served).
+
+        Issue 16: on an orders-only log the River model has little but recency, and its labels (no
+        order within at most 90 days) reward near-term recency. The River model still predicts,
+        is validated and learns as everywhere (its progressive AUC in the metrics is its own), but
+        the BG/NBD score is served instead; it is not gated on the River model's track record
+        (it learns from no label): its readiness is the population's first fit (settings
+        ``models.btyd_min_customers`` buyers, at least one repeat buyer)."""
+        if not orders_only(req.features):
+            return None
+        return btyd_churn(self.population, req.features)
 
     def clv(self, req: ScoreRequest) -> Optional[float]:
         """``predicted_clv`` of a churn request's customer: expected spend in the next

@@ -5,8 +5,8 @@ An event more than ``max_future_skew`` ahead of a reference time is a dead lette
 A replay has no trustworthy wall clock for last week's log, so :class:`FutureGuard` uses the log
 itself: the median ``ts`` of the events that follow in the same file (and the frontier of those
 already accepted), which a single wrong clock cannot move and a quiet night in the log does not
-trip (the events after the gap are as late as the first one). The last event of a file has nothing
-after it and is accepted.
+trip (the events after the gap are as late as the first one). An event with fewer than three
+events after it in its file (the end of a log, a tiny hand-made one) is not judged: accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Optional
 from operators.events import DeadLetter, Event, format_ts
 
 LOOKAHEAD = 9  # events after the one judged; odd, so the median is one of them
+MIN_FOLLOWING = 3  # fewer events after it say nothing (a hand-made log of three unsorted lines)
 
 
 def ahead_of_wall(ts: int, now_ms: int, skew_ms: int) -> bool:
@@ -62,7 +63,7 @@ class FutureGuard:
             return item, raw
         self.events_held -= 1
         following = [i.ts for i, _ in self.window if type(i) is Event]
-        if following:  # the last event of a file has nothing after it to be judged by: accepted
+        if len(following) >= MIN_FOLLOWING:  # too few after it (a file's end, a tiny log): accepted
             ref = median_low(following) if self.frontier is None else max(self.frontier, median_low(following))
             if item.ts > ref + self.skew:
                 return future_dead_letter(raw, item, ref), raw

@@ -186,11 +186,13 @@ class CustomerState:
 
     # ------------------------------------------------------------------ the three verbs
 
-    def process(self, ev: Event, cfg: RuleConfig) -> tuple[list, str]:
+    def process(self, ev: Event, cfg: RuleConfig, cap: Optional[int] = None) -> tuple[list, str]:
         """Take one event; return (outputs, status) with status ok / late / duplicate.
 
         A late event (older than ``clock - lateness``) is applied at once and never arms a
-        trigger; any other is held until the frontier passes it (module docstring)."""
+        trigger; any other is held until the frontier passes it (module docstring). ``cap`` (live,
+        the input watermark: no input can still bring anything much older) bounds the clock the
+        frontier follows, so an event a lagging input still brings is not late."""
         ts = ev.ts
         seen_key, seen_at, seen_ts = self.seen.lookup(ev.event_id)
         if seen_ts is not None and abs(ts - seen_ts) <= cfg.dedup_window:
@@ -198,18 +200,18 @@ class CustomerState:
         out: list = []
         if self.clock is None:
             self.clock = ts
-        late = ts < self.clock - cfg.lateness
+        late = ts < _capped(self.clock, cap) - cfg.lateness
         self.seen.put(seen_key, seen_at, ts)
         if late:
             self._apply(ev, True, cfg, out)
         else:
             if ts > self.clock:
                 self.clock = ts
-                self.advance(ts, cfg, out)  # what the new clock lets out comes before this event
+                self.advance(_capped(ts, cap), cfg, out)  # what the new clock lets out comes before this event
             if cfg.fast_service:
                 self._fast_service(ev, cfg, out)
             heapq.heappush(self.held, (ts, ev.event_id, ev))
-        self.advance(self.clock, cfg, out)
+        self.advance(_capped(self.clock, cap), cfg, out)
         if self.clock >= self.prune_at:
             self._prune(cfg)
         self.dirty = True
@@ -828,6 +830,10 @@ def _due(pending: tuple) -> tuple:
 
 def _decided(pending: tuple) -> int:
     return pending[1]
+
+
+def _capped(t: int, cap: Optional[int]) -> int:
+    return t if cap is None or t < cap else cap
 
 
 def _raw(ev: Event) -> bytes:

@@ -124,3 +124,15 @@ def test_population_ignores_customers_without_a_purchase_and_survives_a_bad_fit(
     pop.observe("c", 0, 0, 1, 0.0, DAY)
     pop.maybe_refit(DAY)  # degenerate (no repeat purchase at all): whatever it gives, no exception
     assert pop.fits == 1
+
+
+def test_population_refits_early_when_its_sample_has_grown():
+    # a replay can run event time ahead of the customers seen: the fit must not freeze on the first few
+    pop = Population(min_customers=2, refit_every=30 * DAY)
+    for i in range(8):
+        pop.observe(f"a{i}", 0, (10 + i) * DAY, 3, 30.0, 100 * DAY)
+    assert pop.maybe_refit(100 * DAY) and pop.fitted_n == 8
+    pop.observe("b0", 0, 10 * DAY, 2, 20.0, 101 * DAY)  # 9 < 8 x 1.25: not yet
+    assert not pop.maybe_refit(101 * DAY)
+    pop.observe("b1", 0, 20 * DAY, 2, 20.0, 101 * DAY)
+    assert pop.maybe_refit(101 * DAY) and pop.fitted_n == 10 and pop.fits == 2

@@ -310,7 +310,7 @@ def wrong_values(field: str):
             lambda s: s not in ("customer", "agent", "bot")))
     if field == "items":
         bad_item = st.one_of(
-            ints, st.text(max_size=3), st.just({}), st.just({"product_id": 7}),
+            ints, st.text(max_size=3), st.just({}), st.just({"product_id": 7.5}),
             st.just({"product_id": "p", "quantity": 0}), st.just({"product_id": "p", "price": -1}))
         return st.one_of(st.text(max_size=3), ints, st.dictionaries(st.text(max_size=3), ints, max_size=2),
                          st.lists(bad_item, min_size=1, max_size=2))

@@ -53,10 +53,12 @@ def test_a_few_fast_events_in_a_row_are_all_caught():
 
 
 def test_near_the_end_of_a_log_the_events_left_judge():
-    events = [event(i, i) for i in range(10)] + [event(99, 24 * 60), event(10, 10)]
-    assert verdicts(events)[-2:] == ["future", "ok"]
-    # the very last line has nothing after it: accepted (live, the wall clock judges every event)
+    events = [event(i, i) for i in range(10)] + [event(99, 24 * 60)] + [event(10 + i, 10 + i) for i in range(3)]
+    assert verdicts(events)[-4:] == ["future", "ok", "ok", "ok"]
+    # fewer than three events after it say nothing: accepted (live, the wall clock judges every event)
     assert verdicts([event(i, i) for i in range(3)] + [event(98, 90)]) == ["ok"] * 4
+    # three unsorted lines of a hand-made log are not a wrong clock
+    assert verdicts([event(0, 60), event(1, 50), event(2, 5)]) == ["ok"] * 3
 
 
 def test_lines_that_are_not_events_pass_in_order():
