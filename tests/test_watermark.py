@@ -195,9 +195,9 @@ def test_events_far_ahead_of_the_frontier_wait_and_leave_merged_by_event_time(mo
     applied = []
     original = CustomerState.process
 
-    def spy(state, e, cfg):
+    def spy(state, e, cfg, *rest):
         applied.append(e.ts)
-        return original(state, e, cfg)
+        return original(state, e, cfg, *rest)
 
     monkeypatch.setattr(CustomerState, "process", spy)
     step.watermark(click=60, orders=60, chat=60)
