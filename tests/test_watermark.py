@@ -165,12 +165,18 @@ def test_a_lagging_orders_topic_holds_the_cart_timer_until_it_has_passed_the_due
     assert step.logic("c1").state.clock == ms_at(minutes=120)
 
 
-def test_without_the_order_the_reminder_fires_once_every_input_has_passed_the_due_time():
+def cart_then_view_with_no_orders_read() -> "Step":
+    """A cart at 0 and a page view 2 h later, while the orders topic has delivered nothing yet."""
     step = Step()
     step.watermark(click=0, orders=-1, chat=DONE)
     step.send(CLICK, ev("add_to_cart", at(0)))
     step.watermark(click=120, orders=-1, chat=DONE)
     step.send(CLICK, ev("page_view", at(120)))
+    return step
+
+
+def test_without_the_order_the_reminder_fires_once_every_input_has_passed_the_due_time():
+    step = cart_then_view_with_no_orders_read()
     # due at 30 min; the reorder buffer waits `lateness` (5 min) past it for events within it
     step.watermark(click=120, orders=35, chat=DONE)
     step.tick()
@@ -214,11 +220,7 @@ def test_an_event_within_lateness_of_the_frontier_is_applied_at_once():
 
 
 def test_held_events_survive_a_snapshot():
-    step = Step()
-    step.watermark(click=0, orders=-1, chat=DONE)
-    step.send(CLICK, ev("add_to_cart", at(0)))
-    step.watermark(click=120, orders=-1, chat=DONE)
-    step.send(CLICK, ev("page_view", at(120)))
+    step = cart_then_view_with_no_orders_read()
     saved = step.logic("c1").snapshot()
     back = ProfileLogic(step.cfg, True, step.t, saved, watermarks=step.watermarks)
     assert [e.ts for _, _, e in back.held] == [ms_at(minutes=120)]
