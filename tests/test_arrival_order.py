@@ -254,3 +254,15 @@ def test_fast_path_escalation_goes_out_at_arrival_not_lateness_later():
     out, _ = state.process(ev("page_view", at(10)), cfg)  # the exact path confirms, sends nothing
     assert not [o for o in out if type(o) is ScoreRequest and o.candidate is not None]
     assert [(n.kind, n.key) for n in out if type(n) is Notice] == [("service_exact", "conv1")]
+
+
+def test_an_agent_reply_arriving_late_still_answers_the_run_with_the_fast_path_on():
+    """"Unanswered" rests on a missing agent reply, so it is left to the exact path: a reply
+    that arrives after the third customer message but is older than it means no escalation."""
+    msgs = [ev("chat_message", at(s / 60), conversation_id="cv0", sender=who, text="hello", event_id=f"m{s}")
+            for s, who in ((0, "customer"), (1, "customer"), (2, "agent"), (3, "customer"))]
+    later = ev("page_view", at(30))
+    arrival = [msgs[0], msgs[1], msgs[3], msgs[2], later]  # the agent's reply overtaken by the next message
+    for fast in (True, False):
+        assert [s for s in Core(fast).feed(msgs + [later]).sent if s[0] == "escalation"] == []
+        assert [s for s in Core(fast).feed(arrival).sent if s[0] == "escalation"] == []
