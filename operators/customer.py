@@ -613,8 +613,10 @@ class CustomerState:
             return
         conv.run = [r for r in conv.run if r >= ts - cfg.unanswered_window] + [ts]
         conv.messages = (conv.messages + [("customer", cut(text, cfg.text_max), ts)])[-cfg.last_messages:]
-        # "unanswered" rests on the absence of an agent reply, which a late reply can refute: exact path only
+        # "unanswered" alone rests on a missing agent reply, which a late reply can refute: exact path only
         reasons = ["human_requested"] if cfg.human(text) else []
+        if reasons and len(conv.run) >= cfg.unanswered_count:
+            reasons.append("unanswered")
         if reasons:
             self._mark_fast("escalation", conv.key, ts)
             self.fast[("message", f"{conv.conversation_id}|{ts}")] = conv.key
