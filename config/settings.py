@@ -225,9 +225,9 @@ class KafkaSettings(_Group):
                                  description="where a first run starts (later runs resume from recovery)")
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
     fetch_wait_ms: int = Field(10, ge=0, description="longest a consumer fetch waits on the broker when idle (latency)")
-    watermarks: bool = Field(False, description="experimental: hold timers and events for the slowest input "
-                                                "partition (CONTRACT.md, time across topics); off, each topic is "
-                                                "read on its own and a lagging one can fire a timer early")
+    watermarks: bool = Field(True, description="hold timers and events for the slowest input partition "
+                                               "(CONTRACT.md, time across topics); off, each topic is read on its "
+                                               "own and a lagging one can fire a timer early")
     idle_after: Duration = Field(timedelta(seconds=30),
                                  description="an input partition that delivers nothing for this long stops holding "
                                              "timers back until it delivers again (CONTRACT.md, time across topics)")

@@ -13,6 +13,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from collections import deque
 from typing import Any, Callable, Optional
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource
@@ -23,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from config.jsonsafe import dumps, encode_str
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
-from connectors.watermark import PartitionClock, Watermarks
+from connectors.watermark import IDLE, PartitionClock, Watermarks
 
 log = logging.getLogger("crm.kafka")
 
@@ -46,41 +47,96 @@ class _Partition(StatefulSourcePartition):
         self.decode = decode
         self.clock = clock
         self.finished = False
-        self.polled = 0  # messages in the last poll
         self.event_lag = telemetry().event_lag.observe
         self.watermarks = watermarks if clock is not None else None
         self.ahead_ms = ahead_ms
         self.paused = False
+        self.buffer: deque = deque()  # (offset, kafka timestamp, value, decoded item) read, not yet let through
+        self.exhausted = False  # a bounded read reached the end of the partition
 
     def _wait(self) -> bool:
-        """Whether to skip this poll: ahead of the frontier, or wake-ups are due first."""
-        frontier = self.watermarks.here()  # this worker's (the source runs on its thread)
-        clock = self.clock  # never before its first report: the frontier would wait for it for ever
-        ahead = clock.sent is not None and clock.max_ts is not None and clock.max_ts > frontier.value + self.ahead_ms
-        self.paused = ahead or frontier.has_ready()
+        """Whether to skip this call: customers the frontier can wake go first (so what they
+        held reaches the models before what this partition reads next)."""
+        self.paused = self.watermarks.here().has_ready()
         if self.paused:
-            clock.quiet_since = time.monotonic()  # a pause is not a quiet partition
+            self.clock.quiet_since = time.monotonic()  # a pause is not a quiet partition
         return self.paused
 
     def next_batch(self) -> list:
-        if self.watermarks is not None and not self.finished and self._wait():
+        if self.watermarks is None:
+            return self._plain()
+        if self.finished:
+            raise StopIteration()
+        if self._wait():
             return []
-        try:
-            out = self._batch()
-        except StopIteration:
-            if self.clock is None or self.finished:
-                raise
-            self.finished = True  # the end of a bounded read: say so before stopping
-            return [self.clock.finish()]
+        if not self.buffer and not self.exhausted:
+            try:
+                self._poll()
+            except StopIteration:
+                self.exhausted = True
+        out = self._release()
         now = time.monotonic()
-        if self.clock is not None:
-            wm = self.clock.polled(self.polled, now)
-            if wm is not None:
-                out.append(wm)  # after the events it covers, on the same path to every worker
+        if self.exhausted and not self.buffer:
+            self.finished = True  # the end of a bounded read: say so before stopping
+            out.append(self.clock.finish())
+            return out
+        wm = self.clock.polled(len(out) + len(self.buffer), now)  # a partition with a buffer is not quiet
+        if wm is not None:
+            out.append(wm)  # after the events it covers, on the same path to every worker
+        self.paused = bool(self.buffer) and not out
+        self._maybe_report_lag(now)
+        return out
+
+    def _plain(self) -> list:
+        """Without watermarks: each poll as it comes."""
+        out = self._batch()
+        self._maybe_report_lag(time.monotonic())
+        return out
+
+    def _poll(self) -> None:
+        """Read one poll into the buffer (decoded where the partition is read)."""
+        for msg in self.inner.next_batch():
+            if hasattr(msg, "err"):  # bytewax KafkaError: count it, keep going
+                telemetry().sink_errors.labels("kafka_consumer").inc()
+                log.warning("kafka consumer error: %s", msg.err)
+                continue
+            value = msg.value if msg.value is not None else b""
+            item = self.decode(value, f"{msg.topic}/{msg.partition}/{msg.offset}")
+            if getattr(item, "ts", None) is not None:
+                item.pos = msg.offset
+            self.buffer.append((msg.offset, msg.timestamp[1], value, item))
+
+    def _release(self) -> list:
+        """The buffered items the frontier lets through, in offset order: events at most
+        ``ahead_ms`` past the other partitions' watermark (further, they would wait in the
+        customers' state and reach the models out of input order), and at least the first when the
+        frontier waits for this partition (so two partitions far apart never wait for each other)."""
+        buf, clock = self.buffer, self.clock
+        frontier = self.watermarks.here()
+        others = frontier.others(clock.part)
+        bound = others if others >= IDLE else others + self.ahead_ms
+        mine = frontier.parts.get(clock.part)
+        lowest = mine == clock.sent and (mine is None or mine <= others)  # the frontier has our latest
+        out: list = []
+        while buf:
+            offset, kafka_ts, value, item = buf[0]
+            ts = getattr(item, "ts", None)
+            if ts is not None and ts > bound and not (lowest and not out):
+                break
+            buf.popleft()
+            if self.tap is not None:  # archived when it enters the flow: a restart re-reads the rest
+                self.tap(self.topic, self.partition, kafka_ts, value)
+            if ts is not None:
+                clock.observe(ts)
+                self.event_lag(max(0.0, time.time() - ts / 1000.0))
+            self.next_offset = offset + 1
+            out.append(item)
+        return out
+
+    def _maybe_report_lag(self, now: float) -> None:
         if now - self.lag_at >= 1.0:
             self.lag_at = now
             self._report_lag()
-        return out
 
     def _report_lag(self) -> None:
         """High watermark (cached from librdkafka's statistics, no request) minus the next offset."""
@@ -96,8 +152,7 @@ class _Partition(StatefulSourcePartition):
 
     def _batch(self) -> list:
         out = []
-        self.polled = 0
-        decode, clock = self.decode, self.clock
+        decode = self.decode
         for msg in self.inner.next_batch():
             if hasattr(msg, "err"):  # bytewax KafkaError: count it, keep going
                 telemetry().sink_errors.labels("kafka_consumer").inc()
@@ -114,11 +169,9 @@ class _Partition(StatefulSourcePartition):
                 ts = getattr(item, "ts", None)
                 if ts is not None:
                     item.pos = msg.offset
-                    clock.observe(ts)
                     self.event_lag(max(0.0, time.time() - ts / 1000.0))
                 out.append(item)
             self.next_offset = msg.offset + 1
-        self.polled = len(out)
         return out
 
     def next_awake(self):
@@ -131,8 +184,9 @@ class _Partition(StatefulSourcePartition):
             self.tap.flush()  # what the snapshot's offset says was consumed is on disk
         if self.clock is None:
             return self.inner.snapshot()
+        offset = self.buffer[0][0] if self.buffer else self.inner.snapshot()  # the buffer is read again
         # a restart knows at once how far the partition got, and whether it was idle
-        return (self.inner.snapshot(), self.clock.max_ts, self.clock.idle)
+        return (offset, self.clock.max_ts, self.clock.idle)
 
     def close(self) -> None:
         self.inner.close()
@@ -213,7 +267,7 @@ class KafkaEventSource(FixedPartitionedSource):
             resume_state, max_ts, idle = (*resume_state, False)[:3]
         inner = self.inner.build_part(step_id, for_part, resume_state)
         clock = None
-        if self.decode is not None:
+        if self.watermarks is not None:
             parts = len(self.parts if self.parts is not None else self.list_parts())
             clock = PartitionClock(for_part, parts, self.idle_after_s, max_ts)
             # idle before the restart and still nothing to read: its idle_after has run out already

@@ -134,6 +134,13 @@ class Frontier:
             self.expected = wm.parts
         self.value = min(self.parts.values()) if len(self.parts) >= self.expected else UNKNOWN
 
+    def others(self, part: str) -> int:
+        """The least watermark over every partition but ``part``: :data:`UNKNOWN` while one has
+        not reported, :data:`IDLE` when ``part`` is the only one."""
+        if self.expected == 0 or len(self.parts) - (part in self.parts) < self.expected - 1:
+            return UNKNOWN
+        return min((v for k, v in self.parts.items() if k != part), default=IDLE)
+
     def wait(self, key: str, until: Optional[int]) -> None:
         if until is None:
             if key in self.waiting:

@@ -374,7 +374,9 @@ class ProfileLogic(StatefulBatchLogic):
                 now = self.frontier.value
             res = self.state.advance(now, self.cfg)
             self._count_failures(res)
-            out.extend(self._tag(1 << 62, res))
+            if res:  # after the batch's events; with a frontier at this customer's latest position, which
+                # a wake-up that fired nothing must not raise (later inputs would sort after everyone's)
+                out.extend(self._tag(1 << 62 if self.frontier is None else self.pos_floor, res))
         return self._emit(out)
 
     def snapshot(self) -> Optional[bytes]:
