@@ -24,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from config.jsonsafe import dumps, encode_str
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
-from connectors.watermark import IDLE, PartitionClock, Watermarks
+from connectors.watermark import IDLE, UNKNOWN, PartitionClock, Watermarks
 
 log = logging.getLogger("crm.kafka")
 
@@ -55,11 +55,14 @@ class _Partition(StatefulSourcePartition):
         self.exhausted = False  # a bounded read reached the end of the partition
 
     def _wait(self) -> bool:
-        """Whether to skip this call: customers the frontier can wake go first (so what they
-        held reaches the models before what this partition reads next)."""
-        self.paused = self.watermarks.here().has_ready()
+        """Whether to skip this call: ahead of the frontier, or customers the frontier can wake go
+        first (so what they held reaches the models before what this partition reads next)."""
+        frontier = self.watermarks.here()  # this worker's (the source runs on its thread)
+        clock = self.clock  # never before its first report: the frontier would wait for it for ever
+        ahead = clock.sent is not None and clock.max_ts is not None and clock.max_ts > frontier.value + self.ahead_ms
+        self.paused = ahead or frontier.has_ready()
         if self.paused:
-            self.clock.quiet_since = time.monotonic()  # a pause is not a quiet partition
+            clock.quiet_since = time.monotonic()  # a pause is not a quiet partition
         return self.paused
 
     def next_batch(self) -> list:
@@ -107,16 +110,19 @@ class _Partition(StatefulSourcePartition):
             self.buffer.append((msg.offset, msg.timestamp[1], value, item))
 
     def _release(self) -> list:
-        """The buffered items the frontier lets through, in offset order: events at most
-        ``ahead_ms`` past the other partitions' watermark (further, they would wait in the
-        customers' state and reach the models out of input order), and at least the first when the
-        frontier waits for this partition (so two partitions far apart never wait for each other)."""
+        """The buffered items the frontier lets through, in offset order: all of them once every
+        other partition has reported; before that (a first start) only the first, which reports
+        this partition. Otherwise a whole poll would wait in its customers' state for the frontier
+        and leave it in customer order, not input order, and the models would learn in another
+        order than a replay of the same partition."""
         buf, clock = self.buffer, self.clock
         frontier = self.watermarks.here()
-        others = frontier.others(clock.part)
-        bound = others if others >= IDLE else others + self.ahead_ms
+        known = frontier.others(clock.part) > UNKNOWN
+        bound = IDLE if known else UNKNOWN
         mine = frontier.parts.get(clock.part)
-        lowest = mine == clock.sent and (mine is None or mine <= others)  # the frontier has our latest
+        # the frontier waits for this partition (never reported, or it has our latest and it is the
+        # least): one event through, so partitions that know nothing of each other cannot all wait
+        lowest = clock.sent is None or (mine == clock.sent and mine <= frontier.others(clock.part))
         out: list = []
         while buf:
             offset, kafka_ts, value, item = buf[0]

@@ -181,7 +181,10 @@ class ProfileLogic(StatefulBatchLogic):
         self.seq = 0
         if resume is not None:
             saved = pickle.loads(resume)
-            self.state, self.wall_at_clock = saved[0], saved[1]
+            # the snapshot keeps the customer's silence so far (<= 0 s; older ones a wall time): the
+            # time the engine was down is not silence, so a restart fires no timer a replay would not
+            self.state, silence = saved[0], saved[1]
+            self.wall_at_clock = time.time() + (silence if silence <= 0 else 0.0)
             if len(saved) > 2:
                 self.held, self.held_last, self.seq = saved[2], saved[3], saved[4]
                 t.held.inc(len(self.held))
@@ -382,8 +385,8 @@ class ProfileLogic(StatefulBatchLogic):
     def snapshot(self) -> Optional[bytes]:
         if not self.recovery:  # nothing will ever resume from it: skip the pickling
             return None
-        saved = (self.state, self.wall_at_clock) if not self.held else \
-            (self.state, self.wall_at_clock, self.held, self.held_last, self.seq)
+        silence = min(0.0, self.wall_at_clock - time.time())
+        saved = (self.state, silence) if not self.held else (self.state, silence, self.held, self.held_last, self.seq)
         return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
 

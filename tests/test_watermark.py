@@ -240,3 +240,25 @@ def test_the_wall_clock_never_fires_a_timer_the_frontier_has_not_passed():
     step.watermark(click=60, orders=45, chat=DONE)
     step.tick()
     assert [c.event_ts for c in step.triggers("abandoned_cart")] == [ms_at(minutes=30)]
+
+
+def test_the_time_the_engine_was_down_is_not_the_customers_silence(monkeypatch):
+    """A restart resumes each customer's wall clock where the snapshot left it: the silence before
+    the snapshot counts, the downtime does not (a replay would fire nothing there either)."""
+    import flows.dataflow as dataflow
+
+    step = Step()
+    step.watermark(click=DONE, orders=DONE, chat=DONE)
+    step.send(CLICK, ev("add_to_cart", at(0)))
+    logic = step.logic("c1")
+    logic.wall_at_clock -= 10 * 60  # ten minutes of silence before the snapshot
+    saved = logic.snapshot()
+    now = dataflow.time.time()
+    monkeypatch.setattr(dataflow.time, "time", lambda: now + 3 * 3600)  # down for three hours
+    back = ProfileLogic(step.cfg, True, step.t, saved, watermarks=step.watermarks)
+    assert abs((now + 3 * 3600 - back.wall_at_clock) - 600) < 5
+    out, _ = back.on_notify()
+    assert not [o for o in out if isinstance(o, (Candidate, ScoreRequest))]
+    monkeypatch.setattr(dataflow.time, "time", lambda: now + 3 * 3600 + 40 * 60)  # 50 min of silence in all
+    out, _ = back.on_notify()
+    assert [o.event_ts for o in out if isinstance(o, Candidate) and o.type == "abandoned_cart"] == [ms_at(30)]
