@@ -111,6 +111,13 @@ def _decoded(path: Path, decode: Decoder, progress: Optional[Progress],
         progress.done += os.path.getsize(path) - reported
 
 
+def read_merged(paths: list[Path], decode: Decoder) -> Iterator[Any]:
+    """Every line of ``paths`` decoded, merged by ``ts`` as a replay reads them (tools, not the flow)."""
+    streams = [_lines(p, i, decode, None) for i, p in enumerate(paths)]
+    for _, _, _, item in heapq.merge(*streams):
+        yield item
+
+
 class ReplayEnd:
     """The latest event time of a replay, shared by every source partition with every worker.
 

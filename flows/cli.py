@@ -346,6 +346,84 @@ def eval_cmd(
         ev.dump(result, json_out)
 
 
+@app.command("explain")
+def explain_cmd(
+    logs: List[Path] = typer.Argument(..., exists=True, help=".jsonl / .jsonl.gz event logs, or directories of them"),
+    customer: str = typer.Option(..., "--customer", help="the customer_id to explain"),
+    type: Optional[str] = typer.Option(None, "--type", help="a trigger type: why it did or did not go out"),
+    replayed: Optional[Path] = typer.Option(None, exists=True, file_okay=False,
+                                            help="a directory with triggers.jsonl and suppressed.jsonl of a replay of the same logs"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table (every event)"),
+    verbose: bool = typer.Option(False, "--all", help="table rows for every event, also those that only moved a timer"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """One customer's timeline: each event, what it changed for the rules, each candidate and the
+    policy's decision, what the replay sent and held back, and with --type why (not)."""
+    import orjson
+
+    from connectors.files import expand_logs
+    from flows.explain import explain
+
+    settings = _settings(config, "explain")
+    result = explain(settings, expand_logs(logs), customer, type, replayed)
+    if json_out:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table(title=f"crm-stream explain: {result['events']} events")
+    for col in ("ts", "event", "changed", "next timer", "candidates and decisions"):
+        table.add_column(col)
+    for row in result["timeline"]:
+        if not (row["changed"] or row["candidates"] or row["decisions"] or verbose):
+            continue  # only the session or exit-intent timer moved (--all shows every event)
+        changed = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in row["changed"].items())
+        timer = "" if row["timer"] is None else f"{row['timer']['was'] or '-'} -> {row['timer']['now'] or '-'}"
+        said = [f"{c['type']} ({', '.join(c['reasons']) or 'model'})" for c in row["candidates"]]
+        said += [f"{d['type']}: {d['decision']}" + (f" ({d['reason']})" if "reason" in d else "") for d in row["decisions"]]
+        table.add_row(row["ts"] or "", row["event"], changed, timer, "\n".join(said))
+    Console().print(table)
+    out = Console()
+    for t in result["sent"]:
+        out.print(f"sent {t['type']} at {t['event_ts']} ({', '.join(t['reasons'])})")
+    for t in result["suppressed"]:
+        out.print(f"held back {t['type']} at {t['event_ts']}: {t.get('suppressed')}")
+    if "why" in result:
+        out.print(f"[bold]{type}[/bold]: {result['why']}")
+
+
+@app.command("backtest")
+def backtest_cmd(
+    logs: List[Path] = typer.Argument(..., exists=True, help=".jsonl / .jsonl.gz event logs, or directories of them"),
+    proposed: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False,
+                                  help="the changed rules and policy settings (TOML)"),
+    current: Optional[Path] = typer.Option(None, "--current", exists=True, dir_okay=False,
+                                           help="the settings to compare with (default: the defaults and CRM_* environment)"),
+    examples: int = typer.Option(3, min=0, help="examples of added and removed triggers per type"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """What a changed set of rules and policy settings would have sent on past logs, against
+    what the current settings send: per type, sent and suppressed (by reason), added and removed."""
+    import orjson
+
+    from connectors.files import expand_logs
+    from flows.explain import backtest
+
+    report = backtest(_settings(current, "backtest"), _settings(proposed, "backtest"), expand_logs(logs), examples)
+    if json_out:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table(title="crm-stream backtest: current -> proposed")
+    for col in ("type", "sent", "suppressed (by reason)", "added", "removed", "examples"):
+        table.add_column(col)
+    for ty, r in report["types"].items():
+        sup = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "0"  # noqa: E731
+        ex = [f"+ {e['customer_id']} {e['event_ts']}" for e in r["added_examples"]]
+        ex += [f"- {e['customer_id']} {e['event_ts']}" for e in r["removed_examples"]]
+        table.add_row(ty, f"{r['sent']['current']} -> {r['sent']['proposed']}",
+                      f"{sup(r['suppressed']['current'])} -> {sup(r['suppressed']['proposed'])}",
+                      str(r["added"]), str(r["removed"]), "\n".join(ex))
+    Console().print(table)
+
+
 @app.command("settings")
 def settings_cmd() -> None:
     """Print every setting as a Markdown table (environment name, default, meaning)."""

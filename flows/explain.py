@@ -1,0 +1,226 @@
+"""``crm-stream explain`` and ``crm-stream backtest``: why a customer did or did not get a message,
+and what changed rules or policy settings would have sent on past logs.
+
+* :func:`timeline` feeds one customer's events (read from the logs as a replay merges them)
+  through the functional core (``CustomerState`` and ``PolicyState``, no models) and records per
+  event what it changed for the rules: cart, open orders and conversations, the next timer,
+  the candidates and the policy's decisions.
+* :func:`explain` adds what the full replay (models included) actually sent and held back for
+  that customer, and for a type that did not fire, why not.
+* :func:`backtest` replays the same logs under two settings and compares, per trigger type,
+  what was sent and suppressed (by reason), with a few examples of added and removed triggers.
+
+Times are ISO-8601 UTC strings in every output (``format_ts`` of epoch ms).
+"""
+
+from __future__ import annotations
+
+import heapq
+import tempfile
+from datetime import timedelta
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional
+
+import orjson
+
+from config.settings import Settings
+from connectors.files import read_merged
+from operators.customer import CustomerState
+from operators.events import Event, decode, format_ts
+from operators.policy import PolicyConfig, PolicyState
+from operators.rules import RuleConfig
+from operators.scoring import ScoreRequest
+from operators.triggers import Candidate, Notice, Suppressed
+
+WATCHED = ("cart", "open_orders", "open_conversations", "tier", "order_count")
+# the event types each contract trigger's rule listens to (what "why not" looks for)
+LISTENS = {
+    "abandoned_cart": ("add_to_cart", "remove_from_cart", "checkout_started", "order_placed"),
+    "delay_apology": ("order_placed", "order_delayed", "order_shipped", "order_delivered", "order_cancelled"),
+    "escalation": ("chat_message", "chat_closed"),
+    "proactive_outreach": ("search", "help_view", "page_view", "product_view", "order_placed"),
+}
+
+
+def customer_events(settings: Settings, logs: list[Path], customer_id: str) -> tuple[list[Event], Optional[int]]:
+    """The customer's valid events in replay order (merged by ``ts``, duplicates by ``event_id``
+    dropped) and the latest ``ts`` of the whole input (where a replay's end fires timers)."""
+    events, seen = [], set()
+    end = None
+    for item in read_merged(logs, lambda raw, src: decode(raw, src, settings.time.max_event_bytes)):
+        if type(item) is not Event:
+            continue
+        end = item.ts if end is None else max(end, item.ts)
+        if item.customer_id == customer_id and item.event_id not in seen:
+            seen.add(item.event_id)
+            events.append(item)
+    return events, end
+
+
+def timeline(settings: Settings, events: list[Event], end: Optional[int]) -> list[dict[str, Any]]:
+    """One row per event in ts order (and one for the end of input): ``{"ts", "event", "event_id",
+    "changed", "timer", "candidates", "decisions"}``, each event's effect at its own ``ts``. Model-driven candidates carry their threshold: the
+    core has no model, so whether a score confirmed them comes from the replay (:func:`explain`)."""
+    # each event's effect at its own ts: the input is in ts order, so the reorder buffer would only
+    # apply the same effects later in processing (the replay's own outputs stay the truth)
+    exact = settings.model_copy(update={"time": settings.time.model_copy(update={"lateness": timedelta(0)})})
+    cfg, pcfg = RuleConfig(exact), PolicyConfig(exact)
+    events = sorted(events, key=lambda e: e.ts)
+    if not events:
+        return []
+    state, policy = CustomerState(events[0].customer_id), PolicyState()
+    before: dict = {}
+    timer = None
+    rows = []
+    steps = [(e, lambda e=e: state.process(e, cfg)[0]) for e in events]
+    steps.append((None, lambda: state.flush(end, cfg)))
+    for ev, step in steps:
+        outs = step()
+        after = _watched(state, cfg)
+        due = state.next_deadline(cfg)
+        row = {"ts": format_ts(ev.ts) if ev else (format_ts(end) if end is not None else None),
+               "event": ev.type if ev else "end of input", "event_id": ev.event_id if ev else None,
+               "changed": {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v},
+               "timer": None if due == timer else {"was": _ts(timer), "now": _ts(due)},
+               "candidates": [], "decisions": []}
+        for c in _candidates(outs):
+            row["candidates"].append(_describe(c))
+            for r in policy.decide(c, pcfg) if c.threshold is None else []:
+                if type(r) is Candidate:
+                    row["decisions"].append({"type": r.type, "trigger_id": r.trigger_id, "decision": "sent"})
+                elif type(r) is Suppressed:
+                    row["decisions"].append({"type": r.candidate.type, "trigger_id": r.candidate.trigger_id,
+                                             "decision": "suppressed", "reason": r.reason})
+        for n in (o for o in outs if type(o) is Notice):
+            policy.decide(n, pcfg)
+        before, timer = after, due
+        rows.append(row)
+    return rows
+
+
+def _ts(ms: Optional[int]) -> Optional[str]:
+    return None if ms is None else format_ts(ms)
+
+
+def _watched(state: CustomerState, cfg: RuleConfig) -> dict:
+    fields = state.profile(cfg).fields
+    return {k: fields.get(k) for k in WATCHED}
+
+
+def _candidates(outs: list) -> list[Candidate]:
+    found = []
+    for o in outs:
+        if type(o) is ScoreRequest and o.candidate is not None:
+            found.append(o.candidate)
+        elif type(o) is Candidate:
+            found.append(o)
+    return found
+
+
+def _describe(c: Candidate) -> dict:
+    return {"type": c.type, "trigger_id": c.trigger_id, "event_ts": format_ts(c.event_ts), "reasons": c.reasons,
+            "waits_for_model": c.threshold is not None}
+
+
+def explain(settings: Settings, logs: list[Path], customer_id: str, type: Optional[str] = None,
+            replayed: Optional[Path] = None) -> dict[str, Any]:
+    """The customer's timeline, what the replay sent (``sent``) and held back (``suppressed``, with
+    the policy clause), and with ``type`` the answer to "why (not)": ``why``.
+
+    ``replayed``: a directory with ``triggers.jsonl`` and ``suppressed.jsonl`` of a replay of the
+    same logs (else one is run, with models, into a temporary directory)."""
+    events, end = customer_events(settings, logs, customer_id)
+    rows = timeline(settings, events, end)
+    sent, held = _replayed(settings, logs, replayed, customer_id)
+    result = {"customer_id": customer_id, "events": len(events), "timeline": rows, "sent": sent, "suppressed": held}
+    if type is not None:
+        result["why"] = why(type, events, rows, sent, held)
+    return result
+
+
+def _replayed(settings: Settings, logs: list[Path], where: Optional[Path], customer_id: str) -> tuple[list, list]:
+    if where is None:
+        where = Path(tempfile.mkdtemp(prefix="crm-explain-"))
+        _replay(settings, logs, where)
+    pick = lambda name: [t for t in _read(where / name) if t.get("customer_id") == customer_id]  # noqa: E731
+    return pick("triggers.jsonl"), pick("suppressed.jsonl")
+
+
+def _replay(settings: Settings, logs: list[Path], where: Path) -> dict:
+    from flows.replay import ReplayOutputs, replay
+
+    out = ReplayOutputs(where / "triggers.jsonl", where / "dlq.jsonl", where / "summary.json",
+                        suppressed=where / "suppressed.jsonl")
+    return replay(settings, logs, out)
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list) -> str:
+    """One sentence: why a trigger of ``type`` went out, was held back, or never came up."""
+    mine = [t for t in sent if t["type"] == type]
+    if mine:
+        return f"sent {len(mine)}: " + "; ".join(f"{t['event_ts']} ({', '.join(t['reasons'])})" for t in mine)
+    stopped = [s for s in held if s["type"] == type]
+    if stopped:
+        reasons = Counter(s.get("suppressed") for s in stopped)
+        return "every candidate was held back by policy: " + ", ".join(f"{r} x{n}" for r, n in reasons.items())
+    raised = [c for r in rows for c in r["candidates"] if c["type"] == type]
+    if raised and all(c["waits_for_model"] for c in raised):
+        return (f"{len(raised)} candidate(s) waited for a model score that did not reach the threshold "
+                "(or the model was not ready yet: scores are null until it has learned both outcomes)")
+    if raised:
+        return f"{len(raised)} candidate(s) came up but none was sent in the replay"
+    listens = LISTENS.get(type)
+    if listens is None:
+        return f"no rule raised a {type!r} candidate for this customer"
+    relevant = [e for e in events if e.type in listens]
+    if not relevant:
+        return f"the {type} rule never started: none of its events ({', '.join(listens)}) for this customer"
+    return (f"the {type} rule saw {len(relevant)} of its events but never came due "
+            "(its episode was closed or cancelled before its timer; see the timeline's timer and changed columns)")
+
+
+# --------------------------------------------------------------------------- backtest
+
+
+def backtest(current: Settings, proposed: Settings, logs: list[Path], examples: int = 3,
+             work: Optional[Path] = None) -> dict[str, Any]:
+    """Replay ``logs`` under both settings; per trigger type: sent and suppressed (by reason)
+    under each, triggers added and removed (by ``trigger_id``), and up to ``examples`` of each."""
+    work = Path(tempfile.mkdtemp(prefix="crm-backtest-")) if work is None else work
+    runs = {}
+    for name, settings in (("current", current), ("proposed", proposed)):
+        where = work / name
+        _replay(settings, logs, where)
+        runs[name] = (_read(where / "triggers.jsonl"), _read(where / "suppressed.jsonl"))
+    (cur_sent, cur_held), (new_sent, new_held) = runs["current"], runs["proposed"]
+    by_id_cur = {t["trigger_id"]: t for t in cur_sent}
+    by_id_new = {t["trigger_id"]: t for t in new_sent}
+    types = sorted({t["type"] for t in cur_sent + new_sent + cur_held + new_held})
+    report = {}
+    for ty in types:
+        added = [t for i, t in by_id_new.items() if i not in by_id_cur and t["type"] == ty]
+        removed = [t for i, t in by_id_cur.items() if i not in by_id_new and t["type"] == ty]
+        report[ty] = {
+            "sent": {"current": sum(t["type"] == ty for t in cur_sent), "proposed": sum(t["type"] == ty for t in new_sent)},
+            "suppressed": {"current": _reasons(cur_held, ty), "proposed": _reasons(new_held, ty)},
+            "added": len(added), "removed": len(removed),
+            "added_examples": [_example(t) for t in heapq.nsmallest(examples, added, key=lambda t: t["event_ts"])],
+            "removed_examples": [_example(t) for t in heapq.nsmallest(examples, removed, key=lambda t: t["event_ts"])],
+        }
+    return {"types": report, "work": str(work)}
+
+
+def _reasons(held: list, ty: str) -> dict[str, int]:
+    return dict(sorted(Counter(s.get("suppressed") for s in held if s["type"] == ty).items()))
+
+
+def _example(t: dict) -> dict:
+    return {k: t.get(k) for k in ("trigger_id", "customer_id", "event_ts", "reasons")}
+
