@@ -214,11 +214,18 @@ def bench(
                                                    "KAFKA_BOOTSTRAP_SERVERS overrides both"),
     repeat: int = typer.Option(2, min=1, help="rounds of the throughput rows; each row reports its best "
                                               "(the machine is shared: one round is one noisy sample)"),
+    scale: Optional[str] = typer.Option(None, help="only the scale mode: customer counts, e.g. 10000,100000,1000000 "
+                                                   "(sparse six-month logs; events/s, bytes per active and cold "
+                                                   "customer, snapshot bytes, resume time)"),
 ) -> None:
     """Throughput against the engine's own ceiling, side by side in one run (ratios, not absolutes)."""
     import tempfile
 
     import orjson
+
+    if scale is not None:
+        _bench_scale([int(x) for x in scale.split(",") if x.strip()], json_out)
+        return
 
     from flows.bench import run_bench
     from flows.simulation import generate as simulate
@@ -344,6 +351,29 @@ def eval_cmd(
     Console().print(table)
     if json_out:
         ev.dump(result, json_out)
+
+
+def _bench_scale(sizes: List[int], json_out: Optional[Path]) -> None:
+    import tempfile
+
+    import orjson
+
+    from flows.scale import scale_row
+
+    work = Path(tempfile.mkdtemp(prefix="crm-scale-"))
+    rows = []
+    table = Table(title="crm-stream bench --scale")
+    for col in ("customers", "events", "events/s", "B/active", "B/cold", "snapshot B", "resume s"):
+        table.add_column(col, justify="right")
+    for n in sizes:
+        console.print(f"scale: {n:,} customers ...")
+        r = scale_row(n, work)
+        rows.append(r)
+        table.add_row(*(f"{r[k]:,}" for k in ("customers", "events", "events_per_s", "bytes_per_active_customer",
+                                               "bytes_per_cold_customer", "snapshot_bytes_per_customer", "resume_s")))
+    Console().print(table)
+    if json_out:
+        json_out.write_bytes(orjson.dumps({"scale": rows}, option=orjson.OPT_INDENT_2))
 
 
 @app.command("explain")
