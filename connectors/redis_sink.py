@@ -14,6 +14,7 @@ import random
 import time
 from datetime import datetime
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import orjson
 import redis
@@ -46,11 +47,12 @@ class RedisRefused(RuntimeError):
 def _refusal(cfg: RedisSettings, exc: Exception) -> Optional[RedisRefused]:
     """A clear one-line error for ``exc`` if it is a refusal, else None. Names the user and the
     URL with its password masked, never the password."""
-    who = f"user {cfg.username!r}" if cfg.username else "the default user"
+    user = cfg.username or urlsplit(cfg.url).username  # AUTH user: the setting, else the URL's
+    who = f"user {user!r}" if user else "the default user"
     if isinstance(exc, (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError)) or \
             "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
         return RedisRefused(f"redis at {cfg.safe_url} refused {who}: wrong username or password, or the user "
-                            f"is disabled (CRM_REDIS__USERNAME, CRM_REDIS__PASSWORD)")
+                            f"is disabled (CRM_REDIS__USERNAME, CRM_REDIS__PASSWORD, or those in the URL)")
     if isinstance(exc, redis.exceptions.NoPermissionError):
         return RedisRefused(f"redis at {cfg.safe_url}: {who} lacks a permission the engine needs "
                             f"({str(exc).splitlines()[0]}); its ACL needs ~crm:* and the read, write and "
