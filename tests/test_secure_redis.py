@@ -97,4 +97,4 @@ def test_run_stops_at_once_on_a_wrong_password(kafka_broker, kafka_topics, tls_r
     assert res.returncode == 1, out[-2000:]
     assert "wrong username or password" in out and "rediss://crm:***@" in out
     assert f"wrong-{PASSWORD}" not in out
-    print(out)
+    assert "refused user 'crm'" in out  # the user in the URL
