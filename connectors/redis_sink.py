@@ -14,6 +14,7 @@ import random
 import time
 from datetime import datetime
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import orjson
 import redis
@@ -38,6 +39,32 @@ class RedisUnavailable(RuntimeError):
     pass
 
 
+class RedisRefused(RuntimeError):
+    """The server answered but refused us (wrong user or password, an ACL without the rights, a
+    certificate that does not verify): retrying cannot help."""
+
+
+def _refusal(cfg: RedisSettings, exc: Exception) -> Optional[RedisRefused]:
+    """A clear one-line error for ``exc`` if it is a refusal, else None. Names the user and the
+    URL with its password masked, never the password."""
+    user = cfg.username or urlsplit(cfg.url).username  # AUTH user: the setting, else the URL's
+    who = f"user {user!r}" if user else "the default user"
+    if isinstance(exc, (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError)) or \
+            "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
+        return RedisRefused(f"redis at {cfg.safe_url} refused {who}: wrong username or password, or the user "
+                            f"is disabled (CRM_REDIS__USERNAME, CRM_REDIS__PASSWORD, or those in the URL)")
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return RedisRefused(f"redis at {cfg.safe_url}: {who} lacks a permission the engine needs "
+                            f"({str(exc).splitlines()[0]}); its ACL needs ~crm:* and the read, write and "
+                            f"scripting commands")
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+        return RedisRefused(f"redis at {cfg.safe_url}: the server's TLS certificate does not verify "
+                            f"(CRM_REDIS__SSL_CA_CERTS, CRM_REDIS__SSL_CHECK_HOSTNAME)")
+    if cfg.url.startswith("rediss") and ("wrong version number" in str(exc) or "record layer failure" in str(exc)):
+        return RedisRefused(f"redis at {cfg.safe_url}: the TLS handshake failed (is that port TLS?)")
+    return None
+
+
 def with_retries(cfg: RedisSettings, sink: str, action):
     """Run ``action()``; on a connection error retry with capped exponential backoff."""
     deadline = time.monotonic() + cfg.retry_give_up.total_seconds()
@@ -45,7 +72,12 @@ def with_retries(cfg: RedisSettings, sink: str, action):
     while True:
         try:
             return action()
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise _refusal(cfg, exc) from None  # the cause may quote the server's reply, nothing secret
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            refused = _refusal(cfg, exc)
+            if refused is not None:
+                raise refused from None
             telemetry().sink_errors.labels(sink).inc()
             if time.monotonic() >= deadline:
                 raise RedisUnavailable(f"redis unreachable for {cfg.retry_give_up}, giving up: {exc}") from exc
@@ -55,8 +87,27 @@ def with_retries(cfg: RedisSettings, sink: str, action):
             delay = min(delay * 2, 2.0)
 
 
-def _client(cfg: RedisSettings) -> redis.Redis:
-    return redis.Redis.from_url(cfg.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10)
+def client(cfg: RedisSettings, **kwargs: Any) -> redis.Redis:
+    """A client on ``redis.url`` with the ACL user, password and TLS settings: every Redis
+    connection of the engine is made here."""
+    return redis.Redis.from_url(cfg.url, **{"socket_timeout": 5, "socket_connect_timeout": 2,
+                                            "health_check_interval": 10, **cfg.client_kwargs(), **kwargs})
+
+
+def check_redis(cfg: RedisSettings) -> None:
+    """PING once at start, so a wrong password or certificate stops ``run`` at once with one clear
+    line (:class:`RedisRefused`); an unreachable server is left to the writes' retries."""
+    c = client(cfg)
+    try:
+        c.ping()
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+        refused = _refusal(cfg, exc)
+        if refused is not None:
+            raise refused from None
+        log.warning("redis at %s does not answer yet (%s); writes will retry", cfg.safe_url, type(exc).__name__)
+    finally:
+        c.close()
+
 
 
 def _iso_to_epoch(ts: str) -> float:
@@ -71,7 +122,7 @@ class _RedisPartition(StatelessSinkPartition):
 
     def __init__(self, cfg: RedisSettings):
         self.cfg = cfg
-        self.client = _client(cfg)
+        self.client = client(cfg)
 
     def close(self) -> None:
         self.client.close()

@@ -18,6 +18,20 @@ from config.settings import Settings, SettingsError, load_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
+
+
+@app.callback()
+def _check_environment() -> None:
+    """A ``CRM_*`` variable that names no setting stops every command (it would be ignored)."""
+    from config.settings import check_environment
+
+    try:
+        check_environment()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file (environment CRM_* overrides it)")
 
 
@@ -59,6 +73,8 @@ def _print_summary(summary: dict, elapsed: float) -> None:
         table.add_row(f"trigger {t}", f"{n:,}")
     for t, n in sorted(summary["suppressed"].items()):
         table.add_row(f"suppressed {t}", f"{n:,}")
+    for t, n in sorted(summary.get("stale_if_live", {}).items()):
+        table.add_row(f"stale if live {t}", f"{n:,} (run would drop them: due > max_trigger_age before the last event)")
     for name, m in sorted(summary.get("models", {}).items()):
         auc = m.get("roc_auc")
         auc_text = "n/a (one class so far)" if auc is None else round(auc, 3)
@@ -167,24 +183,28 @@ def run(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Consume the input topics from Kafka; write triggers to Kafka and Redis until stopped."""
-    from flows.live import run_live
+    from flows.live import resume_note, run_live
 
     settings = _settings(config, "run", process_id)
+    log = logging.getLogger("crm.run")
+    if not settings.recovery:
+        console.print("[bold red]warning:[/bold red] recovery is off (CRM_RECOVERY=false): a restart re-reads the "
+                      "topics from the start and sends their triggers again", highlight=False, soft_wrap=True)
     try:
         run_live(settings, workers=workers, process_id=process_id,
                  addresses=addresses.split(";") if addresses else None, archive=archive, model_in=model_in)
     except KeyboardInterrupt:
-        logging.getLogger("crm.run").info("interrupted: stopping (state resumes from the last snapshot)")
+        log.info("interrupted: stopping (%s)", resume_note(settings))
     except Exception as exc:
         causes = _causes(exc)
         # Bytewax reports SIGINT/SIGTERM as a runtime error, or wraps the KeyboardInterrupt it raised
         if "signal received" in str(exc) or any(isinstance(c, KeyboardInterrupt) for c in causes):
-            logging.getLogger("crm.run").info("stopped by a signal (state resumes from the last snapshot)")
+            log.info("stopped by a signal (%s)", resume_note(settings))
             return
         # one structured line with the root cause (the JSON log keeps the whole traceback), exit 1:
         # a supervisor restarts the worker and Bytewax recovery resumes from the last snapshot
         root = causes[-1]
-        logging.getLogger("crm.run").error("worker stopped: %s: %s", type(root).__name__, root, exc_info=exc)
+        log.error("worker stopped: %s: %s (%s)", type(root).__name__, root, resume_note(settings), exc_info=exc)
         raise typer.Exit(1) from None
 
 
@@ -455,13 +475,23 @@ def backtest_cmd(
 
 
 @app.command("settings")
-def settings_cmd() -> None:
-    """Print every setting as a Markdown table (environment name, default, meaning)."""
-    from config.settings import settings_table
+def settings_cmd(
+    config: Optional[Path] = ConfigOpt,
+    markdown: bool = typer.Option(False, "--markdown", help="the documentation table instead: every setting's "
+                                                            "default and meaning (README's configuration table)"),
+) -> None:
+    """Print every setting's effective value and where it came from (default, --config file,
+    environment); secrets (passwords, credentials in URLs) are masked."""
+    from config.settings import effective_table, settings_table
 
-    print("| environment variable | default | meaning |\n|---|---|---|")
-    for env, default, desc in settings_table():
-        print(f"| `{env}` | `{default}` | {desc} |")
+    if markdown:
+        print("| environment variable | default | meaning |\n|---|---|---|")
+        for env, default, desc in settings_table():
+            print(f"| `{env}` | `{default}` | {desc} |")
+        return
+    settings = _settings(config, "settings")
+    for env, value, source in effective_table(settings, config):
+        print(f"{env:<40} {source:<12} {value}")
 
 
 def main() -> None:

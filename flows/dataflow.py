@@ -599,16 +599,22 @@ class ProductsLogic(StatefulBatchLogic):
 
 
 class PolicyLogic(StatefulBatchLogic):
-    def __init__(self, cfg: PolicyConfig, t: Telemetry, resume: Optional[bytes], recovery: bool = True):
+    """Adapts :class:`PolicyState`. ``live``: marketing due more than ``max_trigger_age`` before the
+    wall clock is suppressed as ``stale`` (a replay only counts them: see flows.replay)."""
+
+    def __init__(self, cfg: PolicyConfig, t: Telemetry, resume: Optional[bytes], recovery: bool = True,
+                 live: bool = False):
         self.recovery = recovery
+        self.live = live
         self.cfg = cfg
         self.t = t
         self.state = pickle.loads(resume) if resume is not None else PolicyState()
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         out: list = []
+        now = int(time.time() * 1000) if self.live else None
         for item in items:
-            for result in self.state.decide(item, self.cfg):
+            for result in self.state.decide(item, self.cfg, now):
                 kind = type(result)
                 if kind is Candidate:
                     self.t.trigger(result.type)
@@ -710,7 +716,8 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
 
     by_customer2 = op.key_on("key_customer_policy", tops.falses, lambda x: x.customer_id)
     decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer2,
-                                                          lambda r: PolicyLogic(policy_cfg, t, r, edges.recovery)))
+                                                          lambda r: PolicyLogic(policy_cfg, t, r, edges.recovery,
+                                                                                live)))
     emitted = op.branch("split_emitted", decided, lambda x: type(x) is Candidate)
     rest = op.branch("split_suppressed", emitted.falses, lambda x: type(x) is Suppressed)
     profile_updates.append(rest.falses)

@@ -12,7 +12,7 @@ from typing import Optional
 import orjson
 from bytewax.testing import run_main
 
-from config.settings import Settings
+from config.settings import Settings, ms
 from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd
 from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
@@ -20,6 +20,8 @@ from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
 from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
 from flows.runtime import engine_gc
+from operators.events import parse_ts
+from operators.triggers import MARKETING
 
 
 @dataclass
@@ -59,6 +61,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     try:
         with engine_gc():
             run_main(flow)
+        t.extra["stale_if_live"] = stale_if_live(out.triggers, end.read(), ms(settings.policy.max_trigger_age))
     finally:
         shutil.rmtree(end.directory, ignore_errors=True)
     refresh(t)
@@ -69,6 +72,21 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         t.extra["saved_models"] = save_models(shards_of(t), model_out)
     summary = finish_summary(t, out)
     return summary
+
+
+def stale_if_live(triggers: Path, end_ts: Optional[int], max_age_ms: int) -> dict[str, int]:
+    """Per marketing type, the triggers of this replay that ``run`` would suppress as ``stale`` had it
+    started over the same events with the wall clock at the latest event time read (a first start
+    over history): those due more than ``max_trigger_age`` before it. Deterministic, as a replay is."""
+    counts = {t: 0 for t in sorted(MARKETING)}
+    if end_ts is None:
+        return counts
+    with open(triggers, "rb") as f:
+        for line in f:
+            trig = orjson.loads(line)
+            if trig["type"] in counts and end_ts - parse_ts(trig["event_ts"]) > max_age_ms:
+                counts[trig["type"]] += 1
+    return counts
 
 
 def replay_for_eval(config: Optional[Path], log: Path, out_dir: Path, model_in: Optional[Path] = None,

@@ -3,7 +3,8 @@
 Per customer, in event time, after the rules: marketing triggers (``abandoned_cart``,
 ``proactive_outreach``) are suppressed while an escalated conversation is open, within the quiet
 period after a ``delay_apology`` or after a purchase, within their own type's cooldown, or when
-the marketing cap is reached. Service triggers (``delay_apology``, ``escalation``) always go out.
+the marketing cap is reached; live, also when it would go out more than ``max_trigger_age``
+after it was due (``stale``). Service triggers (``delay_apology``, ``escalation``) always go out.
 
 Every clause compares event times, never arrival order: a candidate is judged against what went
 out before *and after* it in event time (a cooldown holds in both directions), so a candidate
@@ -27,6 +28,7 @@ class PolicyConfig:
         self.apology_quiet = ms(s.policy.apology_quiet)
         self.cooldown = {t: ms(d) for t, d in s.policy.cooldown.items()}
         self.purchase_quiet = {t: ms(d) for t, d in s.policy.purchase_quiet.items()}
+        self.max_age = ms(s.policy.max_trigger_age)  # live only: see decide's ``now``
         self.memory = ms(s.labels.churn_horizon)
         # how long a sent trigger or a purchase can still matter to a clause
         self.horizon = max([self.cap_window, self.apology_quiet, *self.cooldown.values(),
@@ -51,8 +53,10 @@ class PolicyState:
     def __setstate__(self, s):
         self.sent, self.marketing, self.apologies, self.escalated, self.orders = s
 
-    def decide(self, item: Candidate | Notice, cfg: PolicyConfig) -> list:
-        """A candidate -> [the candidate, its profile update] or [Suppressed]; a notice -> []."""
+    def decide(self, item: Candidate | Notice, cfg: PolicyConfig, now: Optional[int] = None) -> list:
+        """A candidate -> [the candidate, its profile update] or [Suppressed]; a notice -> [].
+        ``now`` (ms, live only: the wall clock): a marketing trigger that would go out but was due
+        more than ``max_trigger_age`` before it is suppressed as ``stale`` (and not counted as sent)."""
         if isinstance(item, Notice):
             self._notice(item, cfg)
             return []
@@ -65,6 +69,8 @@ class PolicyState:
             self.escalated[c.key] = [c.event_ts, None]
         elif c.type in MARKETING:
             reason = self._suppression(c, cfg)
+            if reason is None and now is not None and now - c.event_ts > cfg.max_age:
+                reason = "stale"  # catch-up after an outage, a first start over history
             if reason is not None:
                 return [Suppressed(c, reason)]
             self.marketing.append(c.event_ts)
