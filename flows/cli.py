@@ -83,6 +83,7 @@ def replay(
     summary: Path = typer.Option(..., help="summary JSON"),
     profiles_out: Optional[Path] = typer.Option(None, help="each customer's final profile"),
     suppressed_out: Optional[Path] = typer.Option(None, help="candidates policy held back, with the clause"),
+    audit_out: Optional[Path] = typer.Option(None, help="erasure_completed records, one JSON object a line"),
     drain: bool = typer.Option(False, help="fire every pending timer at the end, not only those due by the last event"),
     model_in: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="start the models from this file"),
     model_out: Optional[Path] = typer.Option(None, help="save the trained models here at the end"),
@@ -104,7 +105,7 @@ def replay(
     if not logs:
         console.print("[red]error:[/red] give event logs, or --kafka --from TS")
         raise typer.Exit(2)
-    outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
+    outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out, audit_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()
     job = lambda: do_replay(settings, list(logs), outputs, drain=drain, progress=progress,  # noqa: E731

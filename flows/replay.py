@@ -13,13 +13,15 @@ import orjson
 from bytewax.testing import run_main
 
 from config.settings import Settings
-from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd
+from connectors.files import (JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd, TombstoneFileSink,
+                              read_tombstones)
 from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
 from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
 from flows.runtime import engine_gc
+from operators.privacy import Tombstones
 
 
 @dataclass
@@ -29,6 +31,7 @@ class ReplayOutputs:
     summary: Path
     profiles: Optional[Path] = None
     suppressed: Optional[Path] = None
+    audit: Optional[Path] = None  # erasure_completed records
 
 
 def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool = False,
@@ -40,7 +43,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     models at the end (so a live engine can start from last month's log)."""
     warm = load_models(model_in).models if model_in else None
     t = reset_telemetry()
-    for path in (out.triggers, out.dlq, out.profiles, out.suppressed):
+    for path in (out.triggers, out.dlq, out.profiles, out.suppressed, out.audit):
         if path is not None:  # an output with nothing in it is still an (empty) file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
@@ -54,6 +57,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         deadletters=[(JsonlSink(out.dlq, "dead_letters_file"), None)],
         profiles=[(ProfilesFileSink(out.profiles), None)] if out.profiles else [],
         suppressed=[(JsonlSink(out.suppressed, "suppressed_file"), None)] if out.suppressed else [],
+        **privacy_edges(settings, out.audit),
     )
     flow = build_flow(settings, edges, shards=shards, t=t, warm=warm)
     try:
@@ -69,6 +73,17 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         t.extra["saved_models"] = save_models(shards_of(t), model_out)
     summary = finish_summary(t, out)
     return summary
+
+
+def privacy_edges(settings: Settings, audit: Optional[Path]) -> dict:
+    """The erasure outputs of a replay: the audit file, and the tombstone file (loaded now, appended
+    to as the replay erases customers) when ``privacy.tombstone_file`` is set."""
+    key = settings.privacy.tombstone_key.get_secret_value().encode()
+    store = settings.privacy.tombstone_file
+    sinks = [(JsonlSink(audit, "audit_file"), None)] if audit else []
+    if store is not None:
+        sinks.append((TombstoneFileSink(store), None))
+    return {"audit": sinks, "tombstones": Tombstones(key, dict(read_tombstones(store)))}
 
 
 def replay_for_eval(config: Optional[Path], log: Path, out_dir: Path, model_in: Optional[Path] = None,

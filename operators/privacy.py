@@ -55,18 +55,6 @@ class Tombstones:
                 self.erased[h] = at
 
 
-def parse_tombstone_line(line: bytes) -> Optional[tuple[str, int]]:
-    """One line of a tombstone file, ``<hash> <erased_at ms>``; ``None`` for a blank or broken line."""
-    parts = line.split()
-    if len(parts) != 2 or len(parts[0]) != HASH_CHARS or not parts[1].isdigit():
-        return None
-    return parts[0].decode("ascii", "replace"), int(parts[1])
-
-
-def tombstone_line(h: str, at: int) -> bytes:
-    return f"{h} {at}\n".encode("ascii")
-
-
 class Erasure:
     """An erasure on its way through the flow: the profile step makes it, the models and policy
     steps add what they removed, the sinks delete the Redis keys and write the audit record.
@@ -106,10 +94,16 @@ def state_inventory(state: Any, held: int = 0) -> tuple[dict, tuple]:
         "cart_lines": len(state.cart),
         "open_orders": len(state.orders),
         "conversations": len(state.convs),
-        "recent_items": _size(state.recent),
+        "recent_items": _recent(state.recent),
         "seen_event_ids": _size(state.seen),
     }
     return removed, tuple(decisions)
+
+
+def _recent(recent: Any) -> int:
+    """Distinct products a ``RecentItems`` remembers (session views and carts, purchases, recent)."""
+    names = ("views", "carts", "bought", "recent")
+    return len({p for n in names for p in (getattr(recent, n, None) or ())})
 
 
 def _size(obj: Any) -> int:
@@ -126,6 +120,7 @@ def audit_record(e: Erasure, completed_at: str, format_ts) -> dict:
         "customer_id": e.customer_id,
         "event_id": e.event_id,
         "erased_at": format_ts(e.ts),
+        "erased_at_ms": e.ts,
         "completed_at": completed_at,
         "tombstone": e.tombstone,
         "removed": dict(e.removed),
