@@ -425,6 +425,25 @@ def backtest_cmd(
     Console().print(table)
 
 
+archive_app = typer.Typer(no_args_is_help=True, help="The event-log archive of `crm-stream run --archive`.")
+app.add_typer(archive_app, name="archive")
+
+
+@archive_app.command("purge")
+def archive_purge(
+    customer: str = typer.Option(..., "--customer", help="the customer_id whose lines go (an erasure)"),
+    archive: Path = typer.Option(Path("archive"), "--archive", exists=True, file_okay=False,
+                                 help="the archive directory (as given to `run --archive`)"),
+) -> None:
+    """Rewrite the archive without one customer's lines: each file that has any is rewritten beside
+    itself and renamed over it (atomic), so the archive stays replayable."""
+    from connectors.archive import purge
+
+    counts = purge(archive, customer)
+    console.print(f"archive purge: {counts['lines_removed']} lines removed from {counts['rewritten']} of "
+                  f"{counts['files']} files")
+
+
 @app.command("settings")
 def settings_cmd() -> None:
     """Print every setting as a Markdown table (environment name, default, meaning)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -22,6 +23,8 @@ from models.persist import load_models, save_models
 from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
 from flows.runtime import engine_gc
 from operators.privacy import Tombstones
+
+log = logging.getLogger("crm.replay")
 
 
 @dataclass
@@ -83,7 +86,11 @@ def privacy_edges(settings: Settings, audit: Optional[Path]) -> dict:
     sinks = [(JsonlSink(audit, "audit_file"), None)] if audit else []
     if store is not None:
         sinks.append((TombstoneFileSink(store), None))
-    return {"audit": sinks, "tombstones": Tombstones(key, dict(read_tombstones(store)))}
+    tombs = Tombstones(key)
+    tombs.merge(read_tombstones(store))
+    if store is not None:
+        log.info("%d erased customers' tombstones loaded from %s", len(tombs.erased), store)
+    return {"audit": sinks, "tombstones": tombs}
 
 
 def replay_for_eval(config: Optional[Path], log: Path, out_dir: Path, model_in: Optional[Path] = None,

@@ -151,6 +151,43 @@ def test_no_customer_id_in_logs_at_info_or_above(tmp_path, caplog):
     secret = "jane.doe@example.org"
     events = [{**e, "customer_id": secret} if e["customer_id"] == "gone" else e for e in erasure_log()]
     events.append({"event_id": "bad", "type": "erasure_requested", "customer_id": secret, "ts": "yesterday"})
-    run_replay(tmp_path, events)
+    store = tmp_path / "tombstones.txt"
+    run_replay(tmp_path, events, "a", privacy={"tombstone_file": store})
+    run_replay(tmp_path, events, "b", privacy={"tombstone_file": store})  # the second one drops events
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("tombstones loaded" in m for m in loud)  # the capture sees the engine's log
     assert not [m for m in loud if secret in m or "jane" in m]
+
+
+# --------------------------------------------------------------------------- archive purge
+
+
+def test_archive_purge_removes_the_customers_lines_atomically_and_stays_replayable(tmp_path):
+    import gzip
+
+    from typer.testing import CliRunner
+
+    from connectors.archive import Archive
+    from flows.cli import app
+
+    arch = Archive(tmp_path / "archive")
+    events = erasure_log() + [line("page_view", 1, 123, "int1")]  # an integer id is the same customer as "123"
+    for i, e in enumerate(events):
+        arch("crm.clickstream", 0, ms_at(i * 30), orjson.dumps(e))
+        arch.flush()  # one gzip member per line, as batches are written
+    arch("crm.orders", 0, ms_at(0), b"{not json gone")  # a future dead letter naming the customer
+    arch.close()
+    res = CliRunner().invoke(app, ["archive", "purge", "--customer", "gone", "--archive", str(tmp_path / "archive")])
+    assert res.exit_code == 0, res.output
+    assert "gone" not in res.output
+    files = sorted((tmp_path / "archive").rglob("*"))
+    assert not [f for f in files if "purge-tmp" in f.name]
+    left = b"".join(gzip.decompress(f.read_bytes()) for f in files if f.is_file())
+    assert b"gone" not in left
+    assert left.count(b"\n") == len(events) - 6  # gone's six lines (and the broken one) are out, kept's and 123 stay
+    # the purged archive replays, with the customer absent
+    summary, triggers, profiles, _ = run_replay(tmp_path, [orjson.loads(x) for x in left.splitlines()], "purged")
+    assert {p["customer_id"] for p in profiles} == {"kept", "123"} and summary["events_invalid"] == 0
+    # a second purge finds nothing more
+    again = CliRunner().invoke(app, ["archive", "purge", "--customer", "gone", "--archive", str(tmp_path / "archive")])
+    assert "0 lines removed" in again.output
