@@ -228,8 +228,10 @@ class KafkaSettings(_Group):
     clickstream_topic: str = Field("crm.clickstream", description="input topic")
     orders_topic: str = Field("crm.orders", description="input topic")
     chat_topic: str = Field("crm.chat", description="input topic")
+    profile_topic: str = Field("crm.profile", description="input topic (erasure_requested)")
     triggers_topic: str = Field("crm.triggers", description="output topic, key = customer_id")
     deadletter_topic: str = Field("crm.deadletter", description="dead letters with raw bytes and reason")
+    audit_topic: str = Field("crm.audit", description="output topic: erasure_completed records, key = customer_id")
     starting_offset: str = Field("beginning", pattern="^(beginning|end)$",
                                  description="where a first run starts (later runs resume from recovery)")
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
@@ -264,7 +266,7 @@ class KafkaSettings(_Group):
 
     @property
     def input_topics(self) -> list[str]:
-        return [self.clickstream_topic, self.orders_topic, self.chat_topic]
+        return [self.clickstream_topic, self.orders_topic, self.chat_topic, self.profile_topic]
 
     @field_validator("security_protocol", mode="before")
     @classmethod
@@ -307,6 +309,9 @@ class RedisSettings(_Group):
     stream_maxlen: int = Field(1_000_000, gt=0, description="approximate MAXLEN of the stream")
     dedup_ttl: Duration = Field(timedelta(days=30), description="TTL of the crm:trigger:{id} write-once keys")
     retry_give_up: Duration = Field(timedelta(minutes=10), description="stop retrying a write after this long")
+    audit_stream: str = Field("crm:audit", description="stream of erasure_completed records")
+    tombstones: str = Field("crm:tombstones", description="hash of erased customers: keyed hash -> erased_at ms")
+
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> "RedisSettings":
@@ -339,6 +344,14 @@ class RedisSettings(_Group):
         return mask_url(self.url)
 
 
+class PrivacySettings(_Group):
+    tombstone_key: SecretStr = Field(SecretStr("crm-stream-tombstones"), min_length=1,
+                                     description="secret key of the tombstones' HMAC-SHA256 (set your own; "
+                                                 "changing it forgets every erasure)")
+    tombstone_file: Optional[Path] = Field(None, description="replay: tombstones loaded at start, new erasures "
+                                                             "appended (none: only the log's own erasures)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_", env_nested_delimiter="__", extra="forbid")
     toml_file: ClassVar[Optional[Path]] = None
@@ -355,6 +368,7 @@ class Settings(BaseSettings):
     recs: RecsSettings = RecsSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    privacy: PrivacySettings = PrivacySettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
     recovery: bool = Field(True, description="`run`: snapshot state and input offsets every snapshot_interval "
                                              "into recovery_dir and resume from there; off, every restart re-reads "

@@ -52,6 +52,10 @@ class Telemetry:
                                         "Model calls refused because a feature was NaN or infinite "
                                         "(call = predict: no score; learn: label not learned)",
                                         ["model", "call"], registry=r)
+        self.erased_events = PCounter("crm_events_erased", "Events of an erased customer dropped (ts at or before "
+                                      "the erasure)", registry=r)
+        self.erasures = PCounter("crm_erasures", "Erasures completed in the flow (erasure_completed records)",
+                                 registry=r)
         self.consumer_lag = Gauge("crm_kafka_consumer_lag_messages", "High watermark minus next offset",
                                   ["topic", "partition"], registry=r)
 
@@ -80,6 +84,14 @@ class Telemetry:
         self.counts[f"nonfinite:{model}:{call}"] += n
         self.model_nonfinite.labels(model, call).inc(n)
 
+    def erased(self, n: int = 1) -> None:
+        self.counts["erased"] += n
+        self.erased_events.inc(n)
+
+    def erasure(self) -> None:
+        self.counts["erasures"] += 1
+        self.erasures.inc()
+
     def trigger(self, type: str) -> None:
         self.counts["trigger:" + type] += 1
         self.emitted.labels(type).inc()
@@ -104,6 +116,8 @@ class Telemetry:
             "events_invalid": c["invalid"],
             "events_duplicate": c["duplicate"],
             "events_late": c["late"],
+            "events_erased": c["erased"],
+            "erasures": c["erasures"],
             "invalid_by_reason": {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("invalid:")},
             "triggers": triggers,
             "suppressed": suppressed,

@@ -178,14 +178,22 @@ def hash_value(v: Any) -> bytes:
 
 
 class _ProfilePartition(_RedisPartition):
-    def write_batch(self, items: list[tuple[str, tuple[str, dict, bool]]]) -> None:
+    def write_batch(self, items: list[tuple[str, tuple[str, Optional[dict], Any]]]) -> None:
         merged: dict[str, dict] = {}
         absent: list[tuple[str, str, str]] = []
+        erased: list[dict] = []
         for _, (customer_id, fields, defaults) in items:  # one HSET per customer per batch
-            if defaults:
+            if fields is None:  # an erasure (``defaults`` is its audit record): what came before goes
+                merged.pop(customer_id, None)
+                absent = [a for a in absent if a[0] != customer_id]
+                erased.append(defaults)
+            elif defaults:
                 absent.extend((customer_id, k, hash_value(v)) for k, v in fields.items())
             else:
                 merged.setdefault(customer_id, {}).update(fields)
+
+        for record in erased:  # before this batch's writes: a customer who came back is written after
+            erase_customer(self.client, self.cfg, record)
 
         def write():
             pipe = self.client.pipeline(transaction=False)
@@ -202,7 +210,8 @@ class _ProfilePartition(_RedisPartition):
 
 class RedisProfileSink(_RedisSink):
     """Takes ``(customer_id, (customer_id, fields, defaults))`` items; partial updates merged by HSET
-    (HSETNX for defaults)."""
+    (HSETNX for defaults). ``(customer_id, (customer_id, None, record))`` erases the customer
+    (:func:`erase_customer`) in the order of the updates."""
 
     partition = _ProfilePartition
 
@@ -228,6 +237,58 @@ class RedisRecsSink(_RedisSink):
     """Takes ``(product_id, [(other_product_id, score)])``: the sorted set ``crm:recs:{product_id}``."""
 
     partition = _RecsPartition
+
+
+SCAN_CHUNK = 2000  # stream entries read per XRANGE while looking for an erased customer's triggers
+
+
+def _trigger_entries(client: redis.Redis, stream: str, customer_id: bytes) -> tuple[list, list]:
+    """(entry ids, trigger ids) of the customer's entries in the trigger stream: a scan in chunks
+    (O(stream length), once per erasure; the stream has no index by customer)."""
+    entries, triggers, start = [], [], "-"
+    while True:
+        chunk = client.xrange(stream, min=start, max="+", count=SCAN_CHUNK)
+        for entry_id, fields in chunk:
+            if fields.get(b"customer_id") == customer_id:
+                entries.append(entry_id)
+                triggers.append(fields.get(b"trigger_id", b""))
+        if len(chunk) < SCAN_CHUNK:
+            return entries, triggers
+        start = b"(" + chunk[-1][0]
+
+
+def erase_customer(client: redis.Redis, cfg: RedisSettings, record: dict) -> None:
+    """Delete what Redis holds of the customer of an ``erasure_completed`` record: the profile hash
+    ``crm:customer:{id}``, its entries in the trigger stream and their ``crm:trigger:{id}`` keys;
+    then, in one transaction with the deletes, record the tombstone in ``crm:tombstones`` and the
+    record (with the Redis counts) in ``crm:audit``. Idempotent: run again after a restart, it
+    finds nothing more to delete and records the erasure again."""
+    cid = encode_str(record["customer_id"])
+
+    def run():
+        entries, triggers = _trigger_entries(client, cfg.stream, cid)
+        done = {**record, "removed": {**record["removed"], "redis_trigger_entries": len(entries)}}
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(b"crm:customer:" + cid)
+        if entries:
+            pipe.xdel(cfg.stream, *entries)
+            pipe.delete(*[b"crm:trigger:" + t for t in triggers if t])
+        pipe.hset(cfg.tombstones, record["tombstone"], str(record["erased_at_ms"]))
+        pipe.xadd(cfg.audit_stream, {"type": "erasure_completed", "customer_id": cid, "record": dumps(done)})
+        return pipe.execute()
+
+    with_retries(cfg, "redis_erasures", run)
+    telemetry().sink_writes.labels("redis_erasures").inc()
+
+
+def load_tombstones(cfg: RedisSettings) -> list[tuple[str, int]]:
+    """The ``crm:tombstones`` hash as (hash, erased_at ms) pairs (read once at start)."""
+    conn = client(cfg)
+    try:
+        raw = with_retries(cfg, "redis_tombstones", lambda: conn.hgetall(cfg.tombstones))
+    finally:
+        conn.close()
+    return [(k.decode("ascii", "replace"), int(v)) for k, v in raw.items() if v.isdigit()]
 
 
 def read_profile(client: redis.Redis, customer_id: str) -> Optional[dict]:

@@ -99,6 +99,7 @@ def replay(
     summary: Path = typer.Option(..., help="summary JSON"),
     profiles_out: Optional[Path] = typer.Option(None, help="each customer's final profile"),
     suppressed_out: Optional[Path] = typer.Option(None, help="candidates policy held back, with the clause"),
+    audit_out: Optional[Path] = typer.Option(None, help="erasure_completed records, one JSON object a line"),
     drain: bool = typer.Option(False, help="fire every pending timer at the end, not only those due by the last event"),
     model_in: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="start the models from this file"),
     model_out: Optional[Path] = typer.Option(None, help="save the trained models here at the end"),
@@ -120,7 +121,7 @@ def replay(
     if not logs:
         console.print("[red]error:[/red] give event logs, or --kafka --from TS")
         raise typer.Exit(2)
-    outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
+    outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out, audit_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()
     job = lambda: do_replay(settings, list(logs), outputs, drain=drain, progress=progress,  # noqa: E731
@@ -472,6 +473,25 @@ def backtest_cmd(
                       f"{sup(r['suppressed']['current'])} -> {sup(r['suppressed']['proposed'])}",
                       str(r["added"]), str(r["removed"]), "\n".join(ex))
     Console().print(table)
+
+
+archive_app = typer.Typer(no_args_is_help=True, help="The event-log archive of `crm-stream run --archive`.")
+app.add_typer(archive_app, name="archive")
+
+
+@archive_app.command("purge")
+def archive_purge(
+    customer: str = typer.Option(..., "--customer", help="the customer_id whose lines go (an erasure)"),
+    archive: Path = typer.Option(Path("archive"), "--archive", exists=True, file_okay=False,
+                                 help="the archive directory (as given to `run --archive`)"),
+) -> None:
+    """Rewrite the archive without one customer's lines: each file that has any is rewritten beside
+    itself and renamed over it (atomic), so the archive stays replayable."""
+    from connectors.archive import purge
+
+    counts = purge(archive, customer)
+    console.print(f"archive purge: {counts['lines_removed']} lines removed from {counts['rewritten']} of "
+                  f"{counts['files']} files")
 
 
 @app.command("settings")

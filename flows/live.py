@@ -16,10 +16,12 @@ from bytewax.run import cli_main
 from config.settings import Settings, ms
 from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink, wait_for_brokers
 from connectors.metrics import serve_metrics, telemetry
-from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink, check_redis
+from connectors.files import read_tombstones
+from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink, check_redis, load_tombstones
 from connectors.watermark import TickSource, Watermarks
 from flows.dataflow import Edges, build_flow, live_decoder
 from flows.runtime import engine_gc
+from operators.privacy import Tombstones
 
 log = logging.getLogger("crm.run")
 
@@ -34,6 +36,9 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
         deadletters=[(kafka_sink(k, k.deadletter_topic, "kafka_deadletters"), encode_unkeyed)],
         profiles=[(RedisProfileSink(settings.redis), None)],
         recs=[(RedisRecsSink(settings.redis), None)],
+        # the Redis side of an erasure (deletes, crm:tombstones, crm:audit) runs in the profile sink
+        audit=[(kafka_sink(k, k.audit_topic, "kafka_audit"), encode_keyed)],
+        tombstones=live_tombstones(settings),
     )
     if not k.watermarks:  # each topic read on its own (CONTRACT.md, time across topics)
         return Edges(recovery=settings.recovery, source=KafkaEventSource(k, tail=tail, tap=tap),
@@ -53,6 +58,16 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
 
 RECOVERY_OFF = ("RECOVERY IS OFF (CRM_RECOVERY=false): nothing is snapshotted; a restart re-reads the input "
                 "topics from kafka.starting_offset and sends their triggers to Kafka again")
+
+
+def live_tombstones(settings: Settings) -> Tombstones:
+    """Erased customers known at start: the ``crm:tombstones`` hash, and the tombstone file if set."""
+    tombs = Tombstones(settings.privacy.tombstone_key.get_secret_value().encode())
+    tombs.merge(read_tombstones(settings.privacy.tombstone_file))
+    tombs.merge(load_tombstones(settings.redis))
+    if tombs.erased:
+        log.info("%d erased customers' tombstones loaded", len(tombs.erased))
+    return tombs
 
 
 def recovery_config(settings: Settings, partitions: int) -> Optional[RecoveryConfig]:

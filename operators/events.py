@@ -28,7 +28,8 @@ ORDER_TYPES = frozenset(
      "return_requested", "refund_issued"}
 )
 CHAT_TYPES = frozenset({"chat_message", "chat_closed"})
-EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES
+PROFILE_TYPES = frozenset({"erasure_requested"})  # topic crm.profile (operators/privacy.py)
+EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES | PROFILE_TYPES
 CART_ACTIVITY = frozenset({"add_to_cart", "remove_from_cart", "checkout_started"})
 SENDERS = frozenset({"customer", "agent", "bot"})
 
@@ -341,6 +342,8 @@ def validate(obj: Any, source: str = "") -> Event:
         _check_order(t, obj)
     elif t in CHAT_TYPES:
         _check_chat(t, obj)
+    elif t in PROFILE_TYPES:
+        pass  # erasure_requested: the fields every event has are all it needs
     else:
         raise Invalid("unknown_type", clean_str(t[:64]))
     return Event(obj["event_id"], t, obj["customer_id"], ts, obj, source)

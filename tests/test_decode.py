@@ -52,6 +52,7 @@ TOPIC_FIELDS = {
     "clickstream": ("session_id", "product_id", "price", "quantity", "query", "page"),
     "order": ("order_id", "total", "items", "promised_delivery_ts", "reason"),
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
+    "profile": (),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -61,6 +62,8 @@ INT_FIELDS = ("quantity", "csat")
 
 
 def topic(t: str) -> str:
+    if t == "erasure_requested":
+        return "profile"
     return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else "chat"
 
 
@@ -183,6 +186,7 @@ BASES = {
     "refund_issued": {"order_id": "o1", "total": 19.9},
     "chat_message": {"conversation_id": "c1", "sender": "customer", "text": "where is my order?"},
     "chat_closed": {"conversation_id": "c1", "csat": 2, "escalated": True},
+    "erasure_requested": {},
 }
 assert set(BASES) == EVENT_TYPES
 

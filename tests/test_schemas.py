@@ -49,6 +49,7 @@ def test_schema_enums_match_the_code():
     event, trigger, dead, summary = (load(n) for n in NAMES)
     d = event["$defs"]
     assert set(d["clickstream_type"]["enum"]) | set(d["order_type"]["enum"]) | set(d["chat_type"]["enum"]) \
+        | set(d["profile_type"]["enum"]) \
         == set(EVENT_TYPES)
     assert tuple(dead["properties"]["reason"]["enum"]) == REASONS
     assert tuple(summary["properties"]["invalid_by_reason"]["propertyNames"]["enum"]) == REASONS
@@ -101,6 +102,7 @@ EVENTS = [
      "conversation_id": "conv1", "csat": 2, "escalated": True},
     {"event_id": "e20", "type": "chat_closed", "customer_id": "c3", "ts": "2026-11-25T09:10:00Z",
      "conversation_id": "conv9", "unknown_extra": {"kept": [1, 2]}},
+    {"event_id": "x1", "type": "erasure_requested", "customer_id": "c1", "ts": "2026-11-23T12:00:00Z"},
 ]
 
 
