@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 
 from operators.customer import CustomerState
 from operators.events import (
-    CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
+    CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
     parse_ts,
 )
 from operators.rules import RuleConfig
@@ -78,7 +78,7 @@ def required(t: str) -> tuple[str, ...]:
             extra += ("price",)
     elif t in ORDER_TYPES:
         extra = ("order_id",) + (("total",) if t == "order_placed" else ())
-    else:
+    elif t in CHAT_TYPES:
         extra = ("conversation_id",) + (("sender", "text") if t == "chat_message" else ())
     return COMMON + extra
 
