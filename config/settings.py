@@ -245,8 +245,17 @@ class RedisSettings(_Group):
     url: str = Field("redis://localhost:6379/0", description="Redis for triggers, dedup keys and profiles")
     stream: str = Field("crm:triggers", description="trigger stream")
     stream_maxlen: int = Field(1_000_000, gt=0, description="approximate MAXLEN of the stream")
+    customer_triggers: int = Field(50, gt=0, description="newest triggers kept per customer in crm:customer:{id}:triggers (the API's index)")
     dedup_ttl: Duration = Field(timedelta(days=30), description="TTL of the crm:trigger:{id} write-once keys")
     retry_give_up: Duration = Field(timedelta(minutes=10), description="stop retrying a write after this long")
+
+
+class ApiSettings(_Group):
+    keys: list[str] = Field(default_factory=list, description="API keys (`Authorization: Bearer KEY`) of `crm-stream serve`, a JSON list; none: every /v1 and /agent request is 401")
+    host: str = Field("127.0.0.1", description="address `crm-stream serve` listens on")
+    port: int = Field(8080, ge=0, le=65535, description="port of `crm-stream serve`")
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API (none: CORS off)")
+    max_limit: int = Field(500, gt=0, description="largest `limit` a list route accepts")
 
 
 class Settings(BaseSettings):
@@ -265,6 +274,7 @@ class Settings(BaseSettings):
     recs: RecsSettings = RecsSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    api: ApiSettings = ApiSettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
     recovery_dir: Optional[Path] = Field(None, description="Bytewax recovery directory; none = no recovery")
     snapshot_interval: Duration = Field(timedelta(seconds=10), description="Bytewax epoch / snapshot interval")

@@ -89,11 +89,13 @@ def replay(
     kafka: bool = typer.Option(False, "--kafka", help="replay a time range straight from the input topics"),
     from_ts: Optional[str] = typer.Option(None, "--from", help="with --kafka: start (ISO-8601 with offset)"),
     to_ts: Optional[str] = typer.Option(None, "--to", help="with --kafka: end, exclusive (default: now)"),
+    redis_url: Optional[str] = typer.Option(None, "--redis", help="also write triggers, profiles and "
+                                            "recommendations to this Redis URL (for `crm-stream serve`)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Replay event logs (merged in ts order) through the same dataflow as `run`.
 
-    Outputs are files only: a replay never writes to the live trigger topic or Redis."""
+    Outputs are files, and Redis only with --redis URL: a replay never writes to the live trigger topic."""
     from connectors.files import Progress, expand_logs
     from flows.replay import ReplayOutputs, replay as do_replay, run_with_progress
 
@@ -107,8 +109,9 @@ def replay(
     outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()
+    redis = settings.redis.model_copy(update={"url": redis_url}) if redis_url else None
     job = lambda: do_replay(settings, list(logs), outputs, drain=drain, progress=progress,  # noqa: E731
-                            model_in=model_in, model_out=model_out)
+                            model_in=model_in, model_out=model_out, redis=redis)
     result = run_with_progress(job, progress, console) if console.is_terminal else job()
     _print_summary(result, time.perf_counter() - t0)
 
@@ -194,6 +197,25 @@ def _causes(exc: BaseException) -> list[BaseException]:
     while out[-1].__cause__ is not None and len(out) < 20:
         out.append(out[-1].__cause__)
     return out
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="listen address (default CRM_API__HOST)"),
+    port: Optional[int] = typer.Option(None, help="port (default CRM_API__PORT)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Serve profiles, triggers and recommendations from Redis over HTTP, and the agent's page (read only)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(config, "serve")
+    if not settings.api.keys:
+        logging.getLogger("crm.api").warning("no API keys (CRM_API__KEYS): every /v1 and /agent request gets 401")
+    # uvicorn's access log prints paths (customer ids): ours logs the route template instead
+    uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
+                access_log=False, log_config=None)
 
 
 class Broker(str, Enum):

@@ -12,8 +12,9 @@ from typing import Optional
 import orjson
 from bytewax.testing import run_main
 
-from config.settings import Settings
+from config.settings import RedisSettings, Settings
 from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd
+from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
 from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
@@ -33,8 +34,11 @@ class ReplayOutputs:
 
 def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool = False,
            progress: Optional[Progress] = None, shards: int = 1, model_in: Optional[Path] = None,
-           model_out: Optional[Path] = None) -> dict:
+           model_out: Optional[Path] = None, redis: Optional[RedisSettings] = None) -> dict:
     """Run the whole flow over ``logs`` (merged by ``ts``); write outputs; return the summary.
+
+    ``redis``: also write triggers, profiles and recommendations there, as ``run`` does (a Redis
+    the API can serve from a past log; never implied, the URL is always given).
 
     ``model_in`` warm-starts every model shard from a saved file; ``model_out`` saves the trained
     models at the end (so a live engine can start from last month's log)."""
@@ -55,6 +59,10 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         profiles=[(ProfilesFileSink(out.profiles), None)] if out.profiles else [],
         suppressed=[(JsonlSink(out.suppressed, "suppressed_file"), None)] if out.suppressed else [],
     )
+    if redis is not None:
+        edges.triggers.append((RedisTriggerSink(redis), None))
+        edges.profiles.append((RedisProfileSink(redis), None))
+        edges.recs = [(RedisRecsSink(redis), None)]
     flow = build_flow(settings, edges, shards=shards, t=t, warm=warm)
     try:
         with engine_gc():
