@@ -19,6 +19,12 @@ def _ts(text: Any) -> Optional[datetime]:
         return None
 
 
+def short_time(text: Any) -> str:
+    """``2026-11-23T10:15:00.000Z`` -> ``2026-11-23 10:15`` (UTC, as every output time is)."""
+    t = _ts(text)
+    return t.strftime("%Y-%m-%d %H:%M") if t else (str(text) if text else "-")
+
+
 def _hours(a: datetime, b: datetime) -> float:
     return round((a - b).total_seconds() / 3600, 1)
 

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, ConfigDict
 
 from api import store
-from api.agent import agent_view
+from api.agent import agent_view, short_time
 from config.settings import Settings
 
 access_log = logging.getLogger("crm.api.access")
@@ -99,6 +99,7 @@ def create_app(settings: Settings, client: Any = None) -> FastAPI:
     keys = [k.encode() for k in settings.api.keys]
     cap = settings.api.max_limit
     templates = Jinja2Templates(directory=str(FsPath(__file__).parent / "templates"))
+    templates.env.filters["when"] = short_time
 
     if settings.api.cors_origins:  # off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["GET"],
