@@ -50,6 +50,7 @@ class Profile(BaseModel):
     open_conversations: list[str] = []
     consent: Optional[Any] = None
     last_trigger: dict[str, Any] = {}
+    last_suppressed: dict[str, Any] = {}
     first_seen: Optional[str] = None
     last_seen: Optional[str] = None
     updated_at: Optional[str] = None

@@ -49,6 +49,8 @@ def seeded(client, redis):
             "cart_value": "9.5", "open_conversations": orjson.dumps(["c-1"]),
             "churn_probability": "0.31", "frustration_probability": "0.72", "predicted_clv": "null",
             "last_trigger.delay_apology": orjson.dumps({"trigger_id": "t1", "event_ts": "2026-11-18T12:00:00.000Z"}),
+            "last_suppressed.abandoned_cart": orjson.dumps({"reason": "apology_quiet",
+                                                            "event_ts": "2026-11-18T13:00:00.000Z"}),
         })
         apology = trigger("t1", "delay_apology", "2026-11-18T12:00:00.000Z",
                           {"order_id": "o-1", "suggested_credit": 5.0})
@@ -87,6 +89,7 @@ def test_the_profile_decoded_with_last_triggers_grouped(seeded):
     assert p["cart"][0]["product_id"] == "p1" and p["open_conversations"] == ["c-1"]
     assert p["churn_probability"] == 0.31 and p["predicted_clv"] is None and p["consent"] is None
     assert p["last_trigger"] == {"delay_apology": {"trigger_id": "t1", "event_ts": "2026-11-18T12:00:00.000Z"}}
+    assert p["last_suppressed"]["abandoned_cart"]["reason"] == "apology_quiet"
 
 
 def test_an_unknown_or_erased_customer_is_404(seeded):
@@ -160,6 +163,7 @@ def test_the_agent_page_shows_the_late_order_the_trigger_and_escapes_text(seeded
     assert "where is my parcel &lt;b&gt;" in html  # customer text is escaped
     assert "<svg" in html  # frustration over the conversation: 0.6 then 0.72 now
     assert "5.00" in html and "p2" in html  # the suggested credit and a recommendation
+    assert "abandoned_cart: apology_quiet at 2026-11-18 13:00" in html  # held back, and why
 
 
 def test_health_readiness_and_metrics_by_route(seeded):

@@ -83,6 +83,10 @@ def test_the_api_serves_what_the_replay_wrote(replayed):
         own = sorted((t for t in triggers if t["customer_id"] == cid), key=lambda t: t["event_ts"], reverse=True)
         listed = served.http.get(f"/v1/customers/{cid}/triggers?limit=50").json()["triggers"]
         assert [t["trigger_id"] for t in listed] == [t["trigger_id"] for t in own][:50]
+    held = next(c for c, p in sorted(profiles.items()) if any(k.startswith("last_suppressed.") for k in p))
+    kind = next(k for k in profiles[held] if k.startswith("last_suppressed.")).split(".", 1)[1]
+    assert served.http.get(f"/v1/customers/{held}").json()["last_suppressed"][kind] == \
+        profiles[held][f"last_suppressed.{kind}"]
     stream, after = [], "0"
     while page := served.http.get(f"/v1/triggers?after={after}&limit=97").json()["items"]:
         stream += page
