@@ -232,6 +232,7 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
     skip_live: bool = typer.Option(False, help="skip the Kafka + Redis latency row"),
     skip_cluster: bool = typer.Option(False, help="skip the 2-process row"),
+    skip_api: bool = typer.Option(False, help="skip the API row (GET /v1/customers/{id} at 500/s beside the engine)"),
     broker: Broker = typer.Option(Broker.mock, help="live row's broker: librdkafka's mock cluster or Tansu; "
                                                    "KAFKA_BOOTSTRAP_SERVERS overrides both"),
     repeat: int = typer.Option(2, min=1, help="rounds of the throughput rows; each row reports its best "
@@ -251,7 +252,7 @@ def bench(
         simulate(customers, days, seed, where)
         events = where / "events.jsonl"
     rows = {"decode", "reference", "full", "core", "memory"} | (set() if skip_cluster else {"cluster"}) \
-        | (set() if skip_live else {"live"})
+        | (set() if skip_live else {"live"}) | (set() if skip_api else {"api"})
     report = run_bench(events, rows, console, broker=broker.value, repeat=repeat)
     table = Table(title=f"crm-stream bench: {report['events']:,} events", show_header=False)
     for name, row in report["rows"].items():
@@ -266,6 +267,10 @@ def bench(
     if "latency_ms" in report:
         lat = report["latency_ms"]
         table.add_row("latency_ms", f"p50 {lat['p50']}  p99 {lat['p99']}  max {lat['max']} ({lat['broker']})")
+    if "api_ms" in report:
+        api = report["api_ms"]
+        table.add_row("api_ms", f"p50 {api['p50']}  p99 {api['p99']}  max {api['max']} "
+                                f"(GET /v1/customers/{{id}} at {api['offered_requests_per_s']}/s)")
     Console().print(table)
     if json_out:
         json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
