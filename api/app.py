@@ -16,9 +16,10 @@ import time
 from pathlib import Path as FsPath
 from typing import Any, Optional
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict
@@ -91,6 +92,35 @@ class _Metrics:
                                  registry=self.registry)
 
 
+class _Observe:
+    """Plain ASGI middleware (no per-request task, unlike ``@app.middleware``): counts and times
+    each HTTP request by route template and writes the access log line without the path."""
+
+    def __init__(self, app: Any, metrics: _Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")  # the template, never the path
+            elapsed = time.perf_counter() - t0
+            self.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            access_log.info("%s %s %d %.1fms", scope["method"], route, status[0], elapsed * 1000)
+
+
 def create_app(settings: Settings, client: Any = None) -> FastAPI:
     """The ASGI app; ``client`` (a ``redis.asyncio`` client) defaults to ``settings.redis``."""
     app = FastAPI(title="crm-stream", version="1", description=__doc__)
@@ -106,20 +136,7 @@ def create_app(settings: Settings, client: Any = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["GET"],
                            allow_headers=["Authorization"])
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = getattr(request.scope.get("route"), "path", "unmatched")  # the template, never the path
-            elapsed = time.perf_counter() - t0
-            metrics.requests.labels(route, request.method, str(status)).inc()
-            metrics.latency.labels(route).observe(elapsed)
-            access_log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000)
+    app.add_middleware(_Observe, metrics=metrics)
 
     def authorised(request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -141,7 +158,11 @@ def create_app(settings: Settings, client: Any = None) -> FastAPI:
     @app.get("/v1/customers/{customer_id}", response_model=Profile, dependencies=auth, tags=["customers"])
     async def get_customer(customer_id: str = Path(**ID)):
         """The profile: 404 for an unknown or erased customer (no profile hash)."""
-        return await _profile(customer_id)
+        found = await _profile(customer_id)
+        found.setdefault("consent", None)
+        found.setdefault("last_suppressed", {})
+        # straight to JSON: the hot route skips FastAPI's response validation (about a third of its CPU)
+        return Response(orjson.dumps(found), media_type="application/json")
 
     @app.get("/v1/customers/{customer_id}/triggers", response_model=CustomerTriggers, dependencies=auth,
              tags=["customers"])
