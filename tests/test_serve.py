@@ -150,3 +150,22 @@ def test_the_agent_page_in_a_real_browser(replayed, tmp_path):
         assert served.http.get(f"/agent/customers/{cid}").status_code == 404
     finally:
         browser.quit()
+
+
+def test_the_customer_index_keeps_the_newest_by_event_time_once(redis_client, redis_url):
+    """The sink's script: the index holds the newest ``customer_triggers`` by event time, and a
+    re-emitted trigger (a restart) reaches neither the stream nor the index twice."""
+    from config.settings import RedisSettings
+    from connectors.redis_sink import RedisTriggerSink
+
+    part = RedisTriggerSink(RedisSettings(url=redis_url, customer_triggers=3)).build("s", 0, 1)
+    trig = [{"trigger_id": f"t{i}", "type": "escalation", "customer_id": "c1", "payload": {},
+             "event_ts": f"2026-11-2{i}T10:00:00.000Z"} for i in (4, 1, 5, 2, 3)]  # arrival order is not ts order
+    try:
+        part.write_batch([("c1", t) for t in trig])
+        part.write_batch([("c1", t) for t in trig[:2]])  # re-emitted after a restart
+    finally:
+        part.close()
+    assert redis_client.xlen("crm:triggers") == 5
+    kept = [orjson.loads(m)["trigger_id"] for m in redis_client.zrevrange("crm:customer:c1:triggers", 0, -1)]
+    assert kept == ["t5", "t4", "t3"]
