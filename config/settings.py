@@ -307,6 +307,7 @@ class RedisSettings(_Group):
     ssl_check_hostname: bool = Field(True, description="rediss://: the certificate must name the host in the URL")
     stream: str = Field("crm:triggers", description="trigger stream")
     stream_maxlen: int = Field(1_000_000, gt=0, description="approximate MAXLEN of the stream")
+    customer_triggers: int = Field(50, gt=0, description="newest triggers kept per customer in crm:customer:{id}:triggers (the API's index)")
     dedup_ttl: Duration = Field(timedelta(days=30), description="TTL of the crm:trigger:{id} write-once keys")
     retry_give_up: Duration = Field(timedelta(minutes=10), description="stop retrying a write after this long")
     audit_stream: str = Field("crm:audit", description="stream of erasure_completed records")
@@ -352,6 +353,14 @@ class PrivacySettings(_Group):
                                                              "appended (none: only the log's own erasures)")
 
 
+class ApiSettings(_Group):
+    keys: list[str] = Field(default_factory=list, description="API keys (`Authorization: Bearer KEY`) of `crm-stream serve`, a JSON list; none: every /v1 and /agent request is 401")
+    host: str = Field("127.0.0.1", description="address `crm-stream serve` listens on")
+    port: int = Field(8080, ge=0, le=65535, description="port of `crm-stream serve`")
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API (none: CORS off)")
+    max_limit: int = Field(500, gt=0, description="largest `limit` a list route accepts")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_", env_nested_delimiter="__", extra="forbid")
     toml_file: ClassVar[Optional[Path]] = None
@@ -369,6 +378,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     privacy: PrivacySettings = PrivacySettings()
+    api: ApiSettings = ApiSettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
     recovery: bool = Field(True, description="`run`: snapshot state and input offsets every snapshot_interval "
                                              "into recovery_dir and resume from there; off, every restart re-reads "
