@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config.settings import Settings, ms
-from operators.ruleset import load_rules
+from operators.registry import load_rules
 from operators.recs import RecsConfig
 from operators.text import HumanRequest, WordMatcher
 
