@@ -12,6 +12,11 @@ their due time, interleaved with the buffered events in event time: timers due s
 event's ``ts`` fire first (an activity exactly at the due time still counts as "within"). The
 service fast path (``cfg.fast_service``) sends an escalation asked for in words, and a carrier's
 delay apology, at arrival instead; the exact path then only confirms it.
+
+The triggers are rules (``operators/ruleset.py``, the contract's in ``operators/contract_rules.py``):
+an event first updates the shared facts kept here, then goes to the rules listening to its type;
+the timer scan asks the timed rules first (in ``rules.enabled`` order), then the models' own
+timers. State is pickled with :data:`STATE_VERSION`; older versions are upgraded on load.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from operators.ruleset import NEVER
 from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
 from operators.text import cut
-from operators.triggers import Candidate, Notice, ProfileUpdate
+from operators.triggers import Notice, ProfileUpdate
 
 STATE_VERSION = 2  # 1: a positional tuple of the slots below as they were before rules (V1_SLOTS)
 
@@ -602,7 +607,8 @@ class CustomerState:
         if reasons:
             self._mark_fast("escalation", conv.key, ts)
             self.fast[("message", f"{conv.conversation_id}|{ts}")] = conv.key
-        cand = cfg.named["escalation"].candidate(self, conv, conv.messages, ts, reasons, cfg)  # no reason: the model decides
+        # no reason: the model decides
+        cand = cfg.named["escalation"].candidate(self, conv, conv.messages, ts, reasons, cfg)
         feats = message_features(text, self._message_context(conv, ts))
         out.append(ScoreRequest("frustration", self.customer_id, f"{conv.key}|{ts}|fast", ts, feats, cand,
                                 decision=False))
