@@ -162,6 +162,22 @@ class ProactiveSettings(_Group):
     )
 
 
+CONTRACT_RULES = ["abandoned_cart", "delay_apology", "escalation", "proactive_outreach"]
+
+
+class RulesSettings(_Group):
+    enabled: list[str] = Field(default_factory=lambda: list(CONTRACT_RULES),
+                               description="trigger rules that run, by name (the contract's four, and a shop's own registered under the `crm_stream.rules` entry point group); order breaks ties between timers due at the same ms")
+
+    @field_validator("enabled")
+    @classmethod
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        repeated = sorted({n for n in v if v.count(n) > 1})
+        if repeated:
+            raise ValueError(f"rule {repeated[0]!r} is listed twice")
+        return v
+
+
 class PolicySettings(_Group):
     marketing_cap: int = Field(2, ge=0, description="marketing triggers per cap_window")
     cap_window: Duration = Field(timedelta(hours=24), description="rolling window of the marketing cap")
@@ -370,6 +386,7 @@ class Settings(BaseSettings):
     delay_apology: DelayApologySettings = DelayApologySettings()
     escalation: EscalationSettings = EscalationSettings()
     proactive: ProactiveSettings = ProactiveSettings()
+    rules: RulesSettings = RulesSettings()
     policy: PolicySettings = PolicySettings()
     tiers: TierSettings = TierSettings()
     labels: LabelSettings = LabelSettings()

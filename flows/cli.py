@@ -36,8 +36,11 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file (envir
 
 
 def _settings(config: Optional[Path], component: str = "cli", worker: Optional[int] = None) -> Settings:
+    from operators.rules import RuleConfig
+
     try:
         settings = load_settings(config)
+        RuleConfig(settings)  # an unknown or broken rule fails here, at start, in one line
     except SettingsError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, never wrapped
         raise typer.Exit(2)

@@ -17,7 +17,7 @@ from typing import Optional
 
 from config.settings import Settings, ms
 from operators.events import format_ts
-from operators.triggers import MARKETING, Candidate, Notice, ProfileUpdate, Suppressed
+from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
 
 
 class PolicyConfig:
@@ -67,7 +67,7 @@ class PolicyState:
             if c.key in self.escalated:
                 return []  # at most one per conversation episode, whichever reason came first
             self.escalated[c.key] = [c.event_ts, None]
-        elif c.type in MARKETING:
+        elif c.policy_class == "marketing":
             reason = self._suppression(c, cfg)
             if reason is None and now is not None and now - c.event_ts > cfg.max_age:
                 reason = "stale"  # catch-up after an outage, a first start over history
