@@ -28,7 +28,10 @@ ORDER_TYPES = frozenset(
      "return_requested", "refund_issued"}
 )
 CHAT_TYPES = frozenset({"chat_message", "chat_closed"})
-EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES
+PROFILE_TYPES = frozenset({"consent_updated"})  # topic crm.profile
+EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES | PROFILE_TYPES
+CONSENT_CHANNELS = frozenset({"email", "sms", "push", "all"})
+CONSENT_PURPOSES = frozenset({"marketing", "service"})
 CART_ACTIVITY = frozenset({"add_to_cart", "remove_from_cart", "checkout_started"})
 SENDERS = frozenset({"customer", "agent", "bot"})
 
@@ -317,6 +320,16 @@ def _check_chat(t: str, obj: dict) -> None:
         raise Invalid("wrong_type", "escalated")
 
 
+def _check_profile(t: str, obj: dict) -> None:
+    """``consent_updated``: channel, purpose and granted are required and from their sets."""
+    for field, allowed in (("channel", CONSENT_CHANNELS), ("purpose", CONSENT_PURPOSES)):
+        v = _present(obj, field, True)
+        if type(v) is not str or v not in allowed:
+            raise Invalid("wrong_type", f"{field}: one of {', '.join(sorted(allowed))}")
+    if type(_present(obj, "granted", True)) is not bool:
+        raise Invalid("wrong_type", "granted: true or false")
+
+
 def validate(obj: Any, source: str = "") -> Event:
     """A parsed JSON value -> :class:`Event`, or raise :class:`Invalid`."""
     if type(obj) is not dict:
@@ -341,6 +354,8 @@ def validate(obj: Any, source: str = "") -> Event:
         _check_order(t, obj)
     elif t in CHAT_TYPES:
         _check_chat(t, obj)
+    elif t in PROFILE_TYPES:
+        _check_profile(t, obj)
     else:
         raise Invalid("unknown_type", clean_str(t[:64]))
     return Event(obj["event_id"], t, obj["customer_id"], ts, obj, source)
