@@ -34,7 +34,7 @@ class Candidate:
     """
 
     __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold", "pos",
-                 "recs")
+                 "recs", "channels", "released_at")
 
     def __init__(self, type: str, customer_id: str, event_ts: int, reasons: list[str], payload: dict,
                  key: str, tier: str = "new", score: Optional[float] = None, threshold: Optional[float] = None):
@@ -49,13 +49,15 @@ class Candidate:
         self.threshold = threshold
         self.pos = 0  # position in the input of the event that caused it (ordering across customers)
         self.recs = None  # (query products, excluded products) for the recommendations in the payload
+        self.channels: Optional[list[str]] = None  # policy: the channels the customer consented to
+        self.released_at: Optional[int] = None  # policy: when quiet hours let it go (event time)
 
     @property
     def trigger_id(self) -> str:
         return trigger_id(self.type, self.customer_id, self.key)
 
     def to_trigger(self, emitted_at: str = "") -> dict[str, Any]:
-        return {
+        out = {
             "trigger_id": self.trigger_id,
             "type": self.type,
             "customer_id": self.customer_id,
@@ -67,13 +69,19 @@ class Candidate:
             "payload": self.payload,
             "schema_version": SCHEMA_VERSION,
         }
+        if self.channels is not None:
+            out["channels"] = list(self.channels)
+        if self.released_at is not None:
+            out["released_at"] = format_ts(self.released_at)
+        return out
 
     def __repr__(self) -> str:
         return f"Candidate({self.type}, {self.customer_id}, {format_ts(self.event_ts)}, {self.reasons})"
 
     def __reduce__(self):
         return (Candidate, (self.type, self.customer_id, self.event_ts, self.reasons, self.payload, self.key,
-                            self.tier, self.score, self.threshold), (None, {"pos": self.pos, "recs": self.recs}))
+                            self.tier, self.score, self.threshold), (None, {"pos": self.pos, "recs": self.recs, "channels": self.channels,
+                                                  "released_at": self.released_at}))
 
 
 class Suppressed:
