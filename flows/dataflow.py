@@ -34,7 +34,7 @@ from models.shard import ModelShard, shard_index
 from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
 from operators.contact import ContactConfig, ContactTracker
 from operators.customer import NEVER, CustomerState
-from operators.events import PROFILE_TYPES, DeadLetter, Event, decode, format_ts
+from operators.events import DeadLetter, Event, decode, format_ts
 from operators.outcomes import uplift
 from operators.policy import PolicyConfig, PolicyState, Tally
 from operators.rules import RuleConfig
@@ -228,27 +228,16 @@ class ProfileLogic(StatefulBatchLogic):
         return self._emit(out)
 
     def _process(self, item: Any, out: list) -> None:
-        tracker = self.tracker
-        if tracker is not None:  # consent, zones, night clicks: the contact policy's view (operators.contact)
-            notes: list = []
-            status = tracker.observe(item, self.contact, notes)
-            if notes:
-                out.extend(self._tag(item.pos, notes))
-            if item.type in PROFILE_TYPES:  # for policy only: the customer's state machine has no use for it
-                clock = self.state.clock
-                if status is None and clock is not None and item.ts < clock - self.cfg.lateness:
-                    status = "late"
-                if status is not None:
-                    self.t.status(status)
-                return
-        elif item.type in PROFILE_TYPES:
-            return
         try:
             cap = self.frontier.value if self.frontier is not None else None
             res, status = self.state.process(item, self.cfg, cap)
-            if tracker is not None:
+            tracker = self.tracker
+            if tracker is not None:  # consent, zones, night clicks: the contact policy's view (operators.contact)
+                notes: list = []
+                if status != "duplicate":
+                    tracker.observe(item, self.contact, notes)
                 clock = self.state.clock if cap is None or self.state.clock < cap else cap
-                res = self._contact(res, clock - self.cfg.lateness, False)
+                res = notes + self._contact(res, clock - self.cfg.lateness, False)
         except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
             log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
             log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
@@ -441,7 +430,7 @@ class ProfileLogic(StatefulBatchLogic):
             return None
         silence = min(0.0, self.wall_at_clock - time.time())
         tracker = self.tracker
-        if tracker is not None and (tracker.deadlines or tracker.consents or tracker.zones.changes or tracker.nights):
+        if tracker is not None and (tracker.deadlines or tracker.zones.changes or tracker.nights):
             saved = (self.state, silence, self.held, self.held_last, self.seq, tracker)
         else:
             saved = (self.state, silence) if not self.held else (self.state, silence, self.held, self.held_last, self.seq)

@@ -185,29 +185,23 @@ class ContactConfig:
 class ContactTracker:
     """The customer step's part (picklable, one per customer; see the module docstring)."""
 
-    __slots__ = ("zones", "nights", "deadlines", "consents")
+    __slots__ = ("zones", "nights", "deadlines")
 
     def __init__(self) -> None:
         self.zones = ZoneBook()
         self.nights: list[int] = []  # clickstream times in the quiet hours, not yet behind the frontier
         self.deadlines: list[int] = []  # sorted: when to send a clock note
-        self.consents: dict[str, int] = {}  # event_id -> ts of recent consent events (duplicates)
 
     def __getstate__(self):
-        return (self.zones, self.nights, self.deadlines, self.consents)
+        return (self.zones, self.nights, self.deadlines)
 
     def __setstate__(self, s):
-        self.zones, self.nights, self.deadlines, self.consents = s
+        self.zones, self.nights, self.deadlines = s
 
-    def observe(self, ev: Event, cfg: ContactConfig, out: list) -> Optional[str]:
-        """A profile event -> its note (status ``duplicate`` when its event_id was seen); any other
-        event: a zone note when it moves the customer's zone, and a night click is remembered."""
+    def observe(self, ev: Event, cfg: ContactConfig, out: list) -> None:
+        """An event the customer step took (not a duplicate) -> the notes policy needs: its consent
+        change, a zone note when it moves the customer's zone; a night click is remembered."""
         if ev.type == "consent_updated":
-            if ev.event_id in self.consents:
-                return "duplicate"
-            if len(self.consents) >= 64:  # consent events are rare: a small window is enough
-                self.consents.pop(next(iter(self.consents)))
-            self.consents[ev.event_id] = ev.ts
             d = ev.data
             out.append(PolicyNote("consent", ev.customer_id, ev.ts, (d["channel"], d["purpose"], d["granted"])))
         hint = zone_hint(ev)
@@ -216,7 +210,6 @@ class ContactTracker:
         if ev.type in CLICKSTREAM_TYPES and cfg.quiet.enabled and \
                 cfg.quiet.is_quiet(ev.ts, self.zones.at(ev.ts, cfg.quiet.default_zone)):
             self.nights.append(ev.ts)
-        return None
 
     def register(self, candidate: Any, cfg: ContactConfig) -> None:
         """A candidate the rules raised: its release time (quiet hours) and the end of its

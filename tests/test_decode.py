@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 
 from operators.customer import CustomerState
 from operators.events import (
-    CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
+    CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, PROFILE_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
     parse_ts,
 )
 from operators.rules import RuleConfig
@@ -52,6 +52,7 @@ TOPIC_FIELDS = {
     "clickstream": ("session_id", "product_id", "price", "quantity", "query", "page"),
     "order": ("order_id", "total", "items", "promised_delivery_ts", "reason"),
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
+    "profile": ("channel", "purpose", "granted"),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -61,7 +62,8 @@ INT_FIELDS = ("quantity", "csat")
 
 
 def topic(t: str) -> str:
-    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else "chat"
+    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else \
+        "profile" if t in PROFILE_TYPES else "chat"
 
 
 def required(t: str) -> tuple[str, ...]:
@@ -75,6 +77,8 @@ def required(t: str) -> tuple[str, ...]:
             extra += ("price",)
     elif t in ORDER_TYPES:
         extra = ("order_id",) + (("total",) if t == "order_placed" else ())
+    elif t in PROFILE_TYPES:
+        extra = ("channel", "purpose", "granted")
     else:
         extra = ("conversation_id",) + (("sender", "text") if t == "chat_message" else ())
     return COMMON + extra
@@ -127,8 +131,12 @@ def field_value(field: str):
         return st.one_of(st.integers(1, 1000), st.just(10**6))
     if field == "csat":
         return st.integers(1, 5)
-    if field == "escalated":
+    if field in ("escalated", "granted"):
         return st.booleans()
+    if field == "channel":
+        return st.sampled_from(["email", "sms", "push", "all"])
+    if field == "purpose":
+        return st.sampled_from(["marketing", "service"])
     if field == "sender":
         return st.sampled_from(["customer", "agent", "bot"])
     if field == "items":
@@ -183,6 +191,7 @@ BASES = {
     "refund_issued": {"order_id": "o1", "total": 19.9},
     "chat_message": {"conversation_id": "c1", "sender": "customer", "text": "where is my order?"},
     "chat_closed": {"conversation_id": "c1", "csat": 2, "escalated": True},
+    "consent_updated": {"channel": "email", "purpose": "marketing", "granted": True},
 }
 assert set(BASES) == EVENT_TYPES
 
@@ -302,8 +311,11 @@ def wrong_values(field: str):
                          .filter(lambda f: not f.is_integer()), st.integers(10**6 + 1, 2**64 - 1))
     if field == "csat":
         return st.one_of(non_numbers, st.integers(-(2**63), 0), st.integers(6, 2**64 - 1))
-    if field == "escalated":
+    if field in ("escalated", "granted"):
         return st.one_of(ints, st.text(max_size=5), st.lists(st.booleans(), max_size=2))
+    if field in ("channel", "purpose"):  # not one of its words: wrong_type, as a wrong sender
+        allowed = ("email", "sms", "push", "all") if field == "channel" else ("marketing", "service")
+        return st.one_of(ints, st.booleans(), st.text(max_size=8).filter(lambda s: s not in allowed))
     if field == "sender":
         # hashable wrong values only: a list/dict sender is pinned by an xfail test below
         return st.one_of(ints, st.booleans(), st.text(max_size=8).filter(
