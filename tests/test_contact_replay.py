@@ -140,3 +140,17 @@ def test_holdout_replay_measures_conversion_of_both_groups(tmp_path):
     assert h["sent"]["converted"] == want["sent"] and h["holdout"]["converted"] == want["holdout"]
     lo, hi = h["ci95"]
     assert lo <= h["difference"] <= hi and h["sent"]["open"] == h["holdout"]["open"] == 0
+
+
+def test_generated_customers_consent_revoke_and_tell_their_zone(tmp_path):
+    from flows.simulation import generate
+
+    generate(300, 7, 3, tmp_path, bad_share=0.0)
+    lines = [orjson.loads(x) for x in (tmp_path / "events.jsonl").read_bytes().splitlines()]
+    consent = [x for x in lines if x["type"] == "consent_updated"]
+    granted = {x["customer_id"] for x in consent if x["granted"] and x["channel"] == "email"}
+    revoked = {x["customer_id"] for x in consent if not x["granted"]} & granted
+    refused = {x["customer_id"] for x in consent if not x["granted"]} - granted
+    assert 0.75 < len(granted) / 300 < 0.9 and revoked and refused
+    assert {x.get("timezone") for x in consent} >= {"Europe/Berlin", None}
+    assert all(x["purpose"] == "marketing" for x in consent)
