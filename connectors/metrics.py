@@ -52,7 +52,7 @@ class Telemetry:
                                         "Model calls refused because a feature was NaN or infinite "
                                         "(call = predict: no score; learn: label not learned)",
                                         ["model", "call"], registry=r)
-        self.quiet = PCounter("crm_quiet_hours", "Marketing held by the customer's quiet hours, and released",
+        self.quiet = PCounter("crm_quiet_holds", "Marketing held by the customer's quiet hours, and released",
                               ["type", "action"], registry=r)
         self.exposures = PCounter("crm_holdout_exposures", "Candidates sent or held out whose outcome is tracked",
                                   ["type", "group"], registry=r)
