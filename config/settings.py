@@ -244,7 +244,7 @@ class KafkaSettings(_Group):
     clickstream_topic: str = Field("crm.clickstream", description="input topic")
     orders_topic: str = Field("crm.orders", description="input topic")
     chat_topic: str = Field("crm.chat", description="input topic")
-    profile_topic: str = Field("crm.profile", description="input topic (erasure_requested)")
+    profile_topic: str = Field("crm.profile", description="input topic: consent, erasure and other profile events")
     triggers_topic: str = Field("crm.triggers", description="output topic, key = customer_id")
     deadletter_topic: str = Field("crm.deadletter", description="dead letters with raw bytes and reason")
     audit_topic: str = Field("crm.audit", description="output topic: erasure_completed records, key = customer_id")
@@ -377,6 +377,62 @@ class ApiSettings(_Group):
     max_limit: int = Field(500, gt=0, description="largest `limit` a list route accepts")
 
 
+# --------------------------------------------------------------------------- contact policy (issue 15)
+# Consent, quiet hours and holdouts: what a customer asked for and how a team proves a flow helps.
+
+CHANNELS = ("email", "sms", "push")
+
+
+def _clock_time(value: str) -> str:
+    h, _, m = value.partition(":")
+    if not (h.isdigit() and m.isdigit() and len(m) == 2 and 0 <= int(h) <= 23 and 0 <= int(m) <= 59):
+        raise ValueError("a local time of day hh:mm (00:00..23:59)")
+    return f"{int(h):02d}:{m}"
+
+
+def _zone_name(value: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except Exception:
+        raise ValueError(f"not an IANA time zone: {value!r}") from None
+    return value
+
+
+def _shares(value: dict[str, float]) -> dict[str, float]:
+    if any(not 0 <= v < 1 for v in value.values()):
+        raise ValueError("a holdout share is a number 0 <= share < 1")
+    return value
+
+
+class ConsentSettings(_Group):
+    default: str = Field("opt_in", pattern="^(opt_in|opt_out)$",
+                         description="marketing to a customer with no consent event: `opt_in` (GDPR: none until "
+                                     "granted) or `opt_out` (allowed until revoked)")
+
+
+class QuietHoursSettings(_Group):
+    enabled: bool = Field(True, description="hold marketing due at night in the customer's local time until the quiet hours end")
+    start: Annotated[str, AfterValidator(_clock_time)] = Field("21:00", description="quiet hours begin (local time, hh:mm)")
+    end: Annotated[str, AfterValidator(_clock_time)] = Field("08:00", description="quiet hours end (local time, hh:mm)")
+    default_timezone: Annotated[str, AfterValidator(_zone_name)] = Field(
+        "UTC", description="IANA zone of a customer whose events carry neither a `timezone` nor a UTC offset")
+
+
+class HoldoutSettings(_Group):
+    share: Annotated[dict[str, float], AfterValidator(_shares)] = Field(
+        default_factory=lambda: {"abandoned_cart": 0.05, "proactive_outreach": 0.05,
+                                 "delay_apology": 0.0, "escalation": 0.0},
+        description="per trigger type: the share of customers held out (suppressed `holdout`) to measure uplift")
+    attribution: dict[str, Duration] = Field(
+        default_factory=lambda: {"abandoned_cart": timedelta(hours=24), "proactive_outreach": timedelta(days=7),
+                                 "delay_apology": timedelta(days=7), "escalation": timedelta(days=7)},
+        description="per trigger type: an order within this after the send (or the holdout) is a conversion")
+    key: str = Field("crm-holdout-v1", min_length=1,
+                     description="key of the hash that assigns customers to holdout groups (change it to re-draw them)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_", env_nested_delimiter="__", extra="forbid")
     toml_file: ClassVar[Optional[Path]] = None
@@ -396,6 +452,9 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     privacy: PrivacySettings = PrivacySettings()
     api: ApiSettings = ApiSettings()
+    consent: ConsentSettings = ConsentSettings()
+    quiet_hours: QuietHoursSettings = QuietHoursSettings()
+    holdout: HoldoutSettings = HoldoutSettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
     recovery: bool = Field(True, description="`run`: snapshot state and input offsets every snapshot_interval "
                                              "into recovery_dir and resume from there; off, every restart re-reads "

@@ -56,6 +56,15 @@ class Telemetry:
                                       "the erasure)", registry=r)
         self.erasures = PCounter("crm_erasures", "Erasures completed in the flow (erasure_completed records)",
                                  registry=r)
+        self.quiet = PCounter("crm_quiet_holds", "Marketing held by the customer's quiet hours, and released",
+                              ["type", "action"], registry=r)
+        self.exposures = PCounter("crm_holdout_exposures", "Candidates sent or held out whose outcome is tracked",
+                                  ["type", "group"], registry=r)
+        self.outcomes = PCounter("crm_holdout_outcomes",
+                                 "Tracked candidates whose attribution window ended, by whether an order came in it",
+                                 ["type", "group", "converted"], registry=r)
+        self.uplift = Gauge("crm_holdout_uplift", "Conversion rates of both groups, sent minus holdout and its 95 % "
+                            "interval (Newcombe), from this process's ended windows", ["type", "stat"], registry=r)
         self.consumer_lag = Gauge("crm_kafka_consumer_lag_messages", "High watermark minus next offset",
                                   ["topic", "partition"], registry=r)
 
@@ -100,6 +109,30 @@ class Telemetry:
         self.counts[f"suppressed:{type}:{reason}"] += 1
         self.suppressed.labels(type, reason).inc()
 
+    def tally(self, kind: str, type: str, group: str = "", converted: bool = False) -> None:
+        """Policy's counts of the contact policy: ``held`` / ``released`` by quiet hours, ``exposed``
+        and ``outcome`` of the holdout comparison (operators.policy.Tally)."""
+        if kind in ("held", "released"):
+            self.counts[f"quiet:{type}:{kind}"] += 1
+            self.quiet.labels(type, kind).inc()
+        elif kind == "exposed":
+            self.counts[f"exposed:{type}:{group}"] += 1
+            self.exposures.labels(type, group).inc()
+        else:
+            self.counts[f"outcome:{type}:{group}:{int(converted)}"] += 1
+            self.outcomes.labels(type, group, "true" if converted else "false").inc()
+
+    def holdout_counts(self, type: str) -> dict[str, dict[str, int]]:
+        c = self.counts
+        out = {}
+        for g in ("sent", "holdout"):
+            x, no = c[f"outcome:{type}:{g}:1"], c[f"outcome:{type}:{g}:0"]
+            out[g] = {"n": x + no, "converted": x, "open": c[f"exposed:{type}:{g}"] - x - no}
+        return out
+
+    def holdout_types(self) -> list[str]:
+        return sorted({k.split(":")[1] for k in self.counts if k.startswith("exposed:")})
+
     def summary(self) -> dict[str, Any]:
         c = self.counts
         triggers = {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("trigger:")}
@@ -125,8 +158,24 @@ class Telemetry:
             "models": dict(self.models),
             "model_nonfinite_features": {k.split(":", 1)[1]: v for k, v in sorted(c.items())
                                          if k.startswith("nonfinite:")},
+            "quiet_hours": _quiet_summary(c, suppressed_by_reason),
             **self.extra,
         }
+
+
+def _quiet_summary(c: Counter, suppressed_by_reason: dict) -> dict[str, dict[str, int]]:
+    """Per marketing type: held by quiet hours, released (judged again when they ended), dropped
+    then because the reason was gone (``quiet_*``), and still held."""
+    out: dict[str, dict[str, int]] = {}
+    for k, v in sorted(c.items()):
+        if k.startswith("quiet:"):
+            _, t, action = k.split(":")
+            out.setdefault(t, {"held": 0, "released": 0})[action] = v
+    for t, entry in out.items():
+        reasons = suppressed_by_reason.get(t, {})
+        entry["dropped"] = {r: n for r, n in reasons.items() if r.startswith("quiet_")}
+        entry["still_held"] = entry["held"] - entry["released"]  # at the end of a replay: night not over
+    return out
 
 
 _telemetry: Optional[Telemetry] = None

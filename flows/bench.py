@@ -241,6 +241,7 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
 
     t = reset_telemetry()
     rules, policy_cfg = RuleConfig(settings), PolicyConfig(settings)
+    rules.contact = policy_cfg.contact  # the profile step sends consent, zones and clock notes to policy
     decode = replay_decoder(settings)
     keys = [f"products/{j}" for j in range(PRODUCT_SHARDS)]
     bundle = bundle_pairs(keys)

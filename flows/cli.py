@@ -83,6 +83,17 @@ def _print_summary(summary: dict, elapsed: float) -> None:
         auc_text = "n/a (one class so far)" if auc is None else round(auc, 3)
         table.add_row(f"model {name}", f"{m.get('predictions', 0):,} predictions, {m.get('labels', 0):,} labels, "
                                         f"ROC AUC {auc_text}")
+    for t, reasons in sorted(summary.get("suppressed_by_reason", {}).items()):
+        table.add_row(f"  {t} by reason", ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items())))
+    for t, q in sorted(summary.get("quiet_hours", {}).items()):
+        table.add_row(f"quiet hours {t}", f"{q['held']:,} held, {q['released']:,} judged at morning, "
+                                          f"{sum(q['dropped'].values()):,} dropped, {q['still_held']:,} still held")
+    for t, h in sorted(summary.get("holdout", {}).items()):
+        s, o = h["sent"], h["holdout"]
+        text = (f"conversion {s['converted']}/{s['n']} sent vs {o['converted']}/{o['n']} held out")
+        if h["ci95"] is not None:
+            text += f": uplift {h['difference']:+.3f} (95 % CI {h['ci95'][0]:+.3f} .. {h['ci95'][1]:+.3f})"
+        table.add_row(f"holdout {t}", text)
     recs = summary.get("recommendations")
     if recs:
         table.add_row("recommendations", f"hit rate@10 {recs['item_to_item']['hit_rate_at_10']} vs "

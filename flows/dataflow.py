@@ -32,9 +32,11 @@ from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
 from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
+from operators.contact import ContactConfig, ContactTracker
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
-from operators.policy import PolicyConfig, PolicyState
+from operators.outcomes import uplift
+from operators.policy import PolicyConfig, PolicyState, Tally
 from operators.privacy import ERASURE, Erasure, Tombstones, audit_record, state_inventory
 from operators.rules import RuleConfig
 from operators.recs import ProductNeighbours, observe_blocks
@@ -184,8 +186,12 @@ class ProfileLogic(StatefulBatchLogic):
         self.held: list = []  # heap of (key, seq, event) waiting for the frontier (see _hold)
         self.held_last: dict[str, int] = {}  # input partition -> key of its latest held event
         self.seq = 0
+        self.contact: Optional[ContactConfig] = getattr(cfg, "contact", None)
+        self.tracker: Optional[ContactTracker] = ContactTracker() if self.contact is not None else None
         if resume is not None:
             saved = pickle.loads(resume)
+            if len(saved) > 5 and self.tracker is not None:
+                self.tracker = saved[5]
             # the snapshot keeps the customer's silence so far (<= 0 s; older ones a wall time): the
             # time the engine was down is not silence, so a restart fires no timer a replay would not
             self.state, silence = saved[0], saved[1]
@@ -283,6 +289,13 @@ class ProfileLogic(StatefulBatchLogic):
         try:
             cap = self.frontier.value if self.frontier is not None else None
             res, status = self.state.process(item, self.cfg, cap)
+            tracker = self.tracker
+            if tracker is not None:  # consent, zones, night clicks: the contact policy's view (operators.contact)
+                notes: list = []
+                if status != "duplicate":
+                    tracker.observe(item, self.contact, notes)
+                clock = self.state.clock if cap is None or self.state.clock < cap else cap
+                res = notes + self._contact(res, clock - self.cfg.lateness, False)
         except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
             log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
             log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
@@ -312,6 +325,8 @@ class ProfileLogic(StatefulBatchLogic):
             return True
         if due is not None and due <= w and due < ts:
             fired = st.advance(min(w, ts - 1), self.cfg)
+            if self.tracker is not None:
+                fired = self._contact(fired, min(w, ts - 1) - self.cfg.lateness, False)
             if fired:
                 self._count_failures(fired)
                 out.extend(self._tag(ev.pos, fired))
@@ -350,11 +365,16 @@ class ProfileLogic(StatefulBatchLogic):
             while self.held:  # the input is over: nothing earlier can come
                 self._process(heapq.heappop(self.held)[2], out)
                 self.t.held.dec()
-            res = out + self.state.flush(None, self.cfg)
+            res = self.state.flush(None, self.cfg)
+            if self.tracker is not None and self.state.clock is not None:
+                res = self._contact(res, self.state.clock - self.cfg.lateness, False)
+            res = out + res
             self._count_failures(res)
             return self._emit(self._tag(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
         res = self.state.flush(now, self.cfg)
+        if self.tracker is not None:
+            res = self._contact(res, now, True)
         self._count_failures(res)
         out = self._tag(1 << 61, res)
         if self.profiles == "end":
@@ -363,6 +383,23 @@ class ProfileLogic(StatefulBatchLogic):
                 out += self._tag(1 << 61, [self.state.churn_refresh(end, self.cfg)])
             out += [self.state.profile_defaults(), self.state.profile(self.cfg)]
         return self._emit(out)
+
+    def _contact(self, res: list, frontier: int, inclusive: bool) -> list:
+        """Register the rules' candidates with the tracker and put its clock notes in event-time
+        order among them: a note due before a candidate reaches policy before that candidate."""
+        tracker, cfg, cid = self.tracker, self.contact, self.state.customer_id
+        out: list = []
+        for o in res:
+            kind = type(o)
+            c = o if kind is Candidate else (o.candidate if kind is ScoreRequest else None)
+            if c is not None:
+                tracker.due(cid, min(c.event_ts, frontier), False, out)
+                out.append(o)
+                tracker.register(c, cfg)
+            else:
+                out.append(o)
+        tracker.due(cid, frontier, inclusive, out)
+        return out
 
     def _tag(self, pos: int, outputs: list) -> list:
         """Tag outputs with their input position, never below this customer's earlier ones: the
@@ -395,6 +432,10 @@ class ProfileLogic(StatefulBatchLogic):
         if not self.live or self.state is None:
             return None
         due = self.state.next_deadline(self.cfg)
+        if self.tracker is not None and self.state.clock is not None:
+            note = self.tracker.next_deadline()  # in advance()'s units: passed once now - lateness is beyond it
+            if note is not None and (due is None or note + self.cfg.lateness + 1 < due):
+                due = note + self.cfg.lateness + 1
         if (due is not None) != self.timer_counted:
             self.timer_counted = due is not None
             self.t.timers.inc() if self.timer_counted else self.t.timers.dec()
@@ -434,6 +475,8 @@ class ProfileLogic(StatefulBatchLogic):
             if self.frontier is not None and self.frontier.value < now:
                 now = self.frontier.value
             res = self.state.advance(now, self.cfg)
+            if self.tracker is not None:
+                res = self._contact(res, now - self.cfg.lateness, False)
             self._count_failures(res)
             if res:  # after the batch's events; with a frontier at this customer's latest position, which
                 # a wake-up that fired nothing must not raise (later inputs would sort after everyone's)
@@ -444,7 +487,11 @@ class ProfileLogic(StatefulBatchLogic):
         if not self.recovery:  # nothing will ever resume from it: skip the pickling
             return None
         silence = min(0.0, self.wall_at_clock - time.time())
-        saved = (self.state, silence) if not self.held else (self.state, silence, self.held, self.held_last, self.seq)
+        tracker = self.tracker
+        if tracker is not None and (tracker.deadlines or tracker.zones.changes or tracker.nights):
+            saved = (self.state, silence, self.held, self.held_last, self.seq, tracker)
+        else:
+            saved = (self.state, silence) if not self.held else (self.state, silence, self.held, self.held_last, self.seq)
         return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -700,12 +747,31 @@ class PolicyLogic(StatefulBatchLogic):
                     self.t.trigger(result.type)
                 elif kind is Suppressed:
                     self.t.suppress(result.candidate.type, result.reason)
+                elif kind is Tally:  # counts only
+                    self.t.tally(result.kind, result.type, result.group, result.converted)
+                    if result.kind == "outcome":
+                        publish_uplift(self.t, result.type)
+                    continue
                 out.append(result)
         # nothing after the erasure: the key leaves the state (and the snapshot) altogether
         return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Optional[bytes]:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL) if self.recovery else None
+
+
+def publish_uplift(t: Telemetry, type: str) -> dict:
+    """The holdout comparison of ``type`` from this process's counts -> the ``crm_holdout_uplift``
+    gauges; returns the summary's entry (operators.outcomes.uplift)."""
+    u = uplift(t.holdout_counts(type))
+    for g in ("sent", "holdout"):
+        if u[g]["rate"] is not None:
+            t.uplift.labels(type, f"rate_{g}").set(u[g]["rate"])
+    if u["ci95"] is not None:
+        t.uplift.labels(type, "difference").set(u["difference"])
+        t.uplift.labels(type, "ci95_low").set(u["ci95"][0])
+        t.uplift.labels(type, "ci95_high").set(u["ci95"][1])
+    return u
 
 
 # --------------------------------------------------------------------------- the flow
@@ -750,6 +816,7 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     dead = op.map("dead_letter_json", split.falses, lambda d: ("dlq", d.to_json()))
     _outputs("dead_letters", dead, edges.deadletters)
 
+    rules.contact = policy_cfg.contact  # the profile step's part of the contact policy (operators.contact)
     profile_mode = "batch" if live else ("end" if edges.profiles else "none")
     if edges.watermarks is None:
         by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)

@@ -28,6 +28,7 @@ from config.settings import Settings
 from connectors.files import read_merged
 from operators.customer import CustomerState
 from operators.events import Event, decode, format_ts
+from operators.contact import ContactTracker
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
 from operators.scoring import ScoreRequest
@@ -70,13 +71,27 @@ def timeline(settings: Settings, events: list[Event], end: Optional[int]) -> lis
     if not events:
         return []
     state, policy = CustomerState(events[0].customer_id), PolicyState()
+    tracker = ContactTracker()  # consent, zones and quiet-hours clock for policy, as the profile step sends them
     before: dict = {}
     timer = None
     rows = []
     steps = [(e, lambda e=e: state.process(e, cfg)[0]) for e in events]
     steps.append((None, lambda: state.flush(end, cfg)))
     for ev, step in steps:
+        items: list = []  # what policy sees, in the profile step's order (flows.dataflow ProfileLogic._contact)
+        if ev is not None:
+            tracker.observe(ev, pcfg.contact, items)
         outs = step()
+        frontier = ev.ts if ev is not None else (end if end is not None else state.clock or 0)
+        for o in outs:
+            c = o.candidate if type(o) is ScoreRequest else o
+            if type(c) is Candidate:
+                tracker.due(state.customer_id, min(c.event_ts, frontier), False, items)
+                tracker.register(c, pcfg.contact)
+                items.append(c)
+            elif type(o) is Notice:
+                items.append(o)
+        tracker.due(state.customer_id, frontier, ev is None, items)
         after = _watched(state, cfg)
         due = state.next_deadline(cfg)
         row = {"ts": format_ts(ev.ts) if ev else (format_ts(end) if end is not None else None),
@@ -84,19 +99,24 @@ def timeline(settings: Settings, events: list[Event], end: Optional[int]) -> lis
                "changed": {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v},
                "timer": None if due == timer else {"was": _ts(timer), "now": _ts(due)},
                "candidates": [], "decisions": []}
-        for c in _candidates(outs):
-            row["candidates"].append(_describe(c))
-            for r in policy.decide(c, pcfg) if c.threshold is None else []:
-                if type(r) is Candidate:
-                    row["decisions"].append({"type": r.type, "trigger_id": r.trigger_id, "decision": "sent"})
-                elif type(r) is Suppressed:
-                    row["decisions"].append({"type": r.candidate.type, "trigger_id": r.candidate.trigger_id,
-                                             "decision": "suppressed", "reason": r.reason})
-        for n in (o for o in outs if type(o) is Notice):
-            policy.decide(n, pcfg)
+        for item in items:
+            if type(item) is Candidate:
+                row["candidates"].append(_describe(item))
+                if item.threshold is not None:
+                    continue  # the model decides: the replay's outputs say whether it went on
+            _decisions(row, policy.decide(item, pcfg))
         before, timer = after, due
         rows.append(row)
     return rows
+
+
+def _decisions(row: dict, results: list) -> None:
+    for r in results:
+        if type(r) is Candidate:
+            row["decisions"].append({"type": r.type, "trigger_id": r.trigger_id, "decision": "sent"})
+        elif type(r) is Suppressed:
+            row["decisions"].append({"type": r.candidate.type, "trigger_id": r.candidate.trigger_id,
+                                     "decision": "suppressed", "reason": r.reason})
 
 
 def _ts(ms: Optional[int]) -> Optional[str]:

@@ -21,7 +21,7 @@ from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
-from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
+from flows.dataflow import Edges, build_flow, future_guard, publish_uplift, replay_decoder
 from flows.runtime import engine_gc
 from operators.events import parse_ts
 from operators.triggers import MARKETING
@@ -135,6 +135,7 @@ def replay_for_eval(config: Optional[Path], log: Path, out_dir: Path, model_in: 
 
 def finish_summary(t: Telemetry, out: ReplayOutputs) -> dict:
     summary = t.summary()
+    summary["holdout"] = {typ: publish_uplift(t, typ) for typ in t.holdout_types()}
     summary["outputs"] = {k: str(v) for k, v in vars(out).items() if v is not None}
     out.summary.parent.mkdir(parents=True, exist_ok=True)
     out.summary.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

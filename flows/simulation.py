@@ -8,7 +8,10 @@ seeking, preferred categories, favourite brands, temper) who join over time, sho
 over several sessions (comparing its alternatives), browse, fill and abandon carts, bundle an
 item with its accessory, come back for complements and for consumables running out, order, get
 parcels (late, lost, cancelled, returned), chat with support, and churn with a hazard that rises
-with bad experiences. Taste multiplies popularity (draws by rejection), so sales stay Zipf-skewed
+with bad experiences. Most customers send consent events (``crm.profile``; some with their time
+zone, some revoke later); a customer the engine would remind of an abandoned cart (consent, not in
+the holdout group, the quiet hours over, no cooldown) sometimes comes back for it soon after, so a
+replay measures an uplift over the holdout group. Taste multiplies popularity (draws by rejection), so sales stay Zipf-skewed
 while a customer's next items resemble their previous ones.
 
 Output (see CONTRACT.md section 8):
@@ -39,6 +42,10 @@ from typing import Any, Optional
 
 import orjson
 
+from config.settings import HoldoutSettings, QuietHoursSettings
+from operators.contact import QuietHours
+from operators.outcomes import in_holdout
+
 __all__ = ["generate", "catalogue", "compute_cart_truth", "compute_order_truth", "HUMAN_RE", "iso"]
 
 SEC = 1000
@@ -48,6 +55,15 @@ DAY = 24 * HOUR
 IDLE = 30 * MIN  # abandoned-cart idle time of the contract
 GRACE = 2 * HOUR  # delay-apology grace of the contract
 SESSION_MIN_GAP = 40 * MIN  # sessions of one customer are at least this far apart
+# Reminders: the engine's default holdout group and quiet hours (the generator knows who gets one)
+_HOLDOUT = HoldoutSettings()
+_HOLDOUT_SHARE = _HOLDOUT.share.get("abandoned_cart", 0.0)
+_HOLDOUT_KEY = _HOLDOUT.key.encode()
+_QUIET = QuietHoursSettings()
+QUIET = QuietHours(_QUIET.start, _QUIET.end, _QUIET.default_timezone, _QUIET.enabled)
+REMIND_RESPONSE = 0.3  # a reminded customer comes back for the cart within hours this often
+REMIND_COOLDOWN = DAY  # the engine's abandoned_cart cooldown
+_ZONES = ("Europe/London", "Europe/Berlin", "Europe/Lisbon", "Europe/Madrid")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAY_STR: dict[int, str] = {}
@@ -560,6 +576,11 @@ class _Customer:
         self.tier = self.segment
         self.mission: Optional[list] = None  # [anchor product, until_ts]: what the customer is shopping for
         self.now = start
+        self.cart_ts: Optional[int] = None  # the latest cart activity
+        self.nudged = False  # the next session is a return for the reminded cart
+        self.last_reminder = -REMIND_COOLDOWN
+        self.cat_seed = seed
+        self._consent()
 
     # ---------------------------------------------------------------- helpers
     def _pick_cat(self) -> int:
@@ -574,6 +595,60 @@ class _Customer:
     def emit(self, ts: int, etype: str, fields: dict) -> None:
         self.ev.append((ts, self.seq, etype, fields))
         self.seq += 1
+        if etype in CART_ACTIVITY:
+            self.cart_ts = ts
+
+    # ---------------------------------------------------------------- consent and reminders
+    def _consent(self) -> None:
+        """Consent events (own random stream: the rest of the life is the same as without them):
+        most grant marketing by email (some sms, push) when they join, some say no, some say
+        nothing; a few revoke later. Half tell their time zone."""
+        rc = self.rc = random.Random(self.idx * 104_729 + self.cat_seed * 2_000_029 + 3)
+        self.zone = rc.choice(_ZONES) if rc.random() < 0.5 else None
+        self.granted: list[tuple[int, bool]] = []  # (ts, email marketing allowed from then on)
+        ts = self.join + rc.randrange(10 * MIN)
+        u = rc.random()
+        extra = {"timezone": self.zone} if self.zone else {}
+        if u < 0.82:
+            self.emit(ts, "consent_updated", {"channel": "email", "purpose": "marketing", "granted": True, **extra})
+            for ch, p in (("sms", 0.4), ("push", 0.3)):
+                if rc.random() < p:
+                    self.emit(ts + SEC, "consent_updated", {"channel": ch, "purpose": "marketing", "granted": True})
+            self.granted.append((ts, True))
+            if rc.random() < 0.08:
+                rts = ts + int(rc.random() * max(DAY, self.end - ts))
+                self.emit(rts, "consent_updated", {"channel": "all", "purpose": "marketing", "granted": False})
+                self.granted.append((rts, False))
+        elif u < 0.88:
+            self.emit(ts, "consent_updated", {"channel": "all", "purpose": "marketing", "granted": False, **extra})
+
+    def _may_email(self, ts: int) -> bool:
+        ok = False
+        for t, g in self.granted:
+            if t <= ts:
+                ok = g
+        return ok
+
+    def _remind(self, last_end: int, next_t: int) -> int:
+        """A cart left at the end of the session: would the engine remind them (consent, not held
+        out, the night over before they come back on their own, no reminder in the cooldown)? Then
+        sometimes they come back for it; returns the next session's time."""
+        if not self.cart or self.cart_ts is None or self.cart_ts < last_end - 2 * HOUR:
+            return next_t
+        due = self.cart_ts + IDLE
+        send = QUIET.release(due, self.zone or QUIET.default_zone) or due
+        if next_t <= send + 5 * MIN or due - self.last_reminder < REMIND_COOLDOWN or not self._may_email(send):
+            return next_t
+        self.last_reminder = due
+        if in_holdout(self.cid, "abandoned_cart", _HOLDOUT_SHARE, _HOLDOUT_KEY):
+            return next_t
+        if self.rc.random() >= REMIND_RESPONSE:
+            return next_t
+        back = max(send + int(self.rc.uniform(10 * MIN, 6 * HOUR)), last_end + SESSION_MIN_GAP)
+        if back < next_t:
+            self.nudged = True
+            return back
+        return next_t
 
     def pick_for(self, ci: int) -> int:
         """A product of category ``ci`` to this customer's taste: popularity times a taste factor
@@ -692,6 +767,7 @@ class _Customer:
             if t >= cutoff or (self.fade_end is not None and t >= self.fade_end):
                 break
             last_end = self.session(t, problem)
+            cart_after = bool(self.cart)
             # next natural session
             rate = self.rate
             if self.fade_end is not None:
@@ -704,6 +780,10 @@ class _Customer:
             hour = (t % DAY) / HOUR
             if hour < 7.0 and r.random() < 0.85:
                 t += int((7.0 - hour + r.random() * 14.0) * HOUR)
+            if cart_after:
+                t = self._remind(last_end, t)
+        if self.fade_end is not None:  # gone: they do not come back to revoke consent either
+            self.ev = [e for e in self.ev if e[2] != "consent_updated" or e[0] <= self.fade_end]
         # remaining experiences still produce chats while the customer is around
         stop = self.end if self.fade_end is None else min(self.end, self.fade_end)
         while self.pending and self.pending[0][0] < stop:
@@ -790,7 +870,8 @@ class _Customer:
 
         need_add_first = bool(self.cart)  # a previous episode was abandoned
         u = r.random()
-        if self.cart and u < 0.45:
+        nudged, self.nudged = self.nudged, False
+        if self.cart and (u < 0.45 or nudged):
             mode = "resume"
         elif u < self.shop * (0.5 if self.fade_end is not None else 1.0):
             mode = "shop"
@@ -910,6 +991,8 @@ class _Customer:
                     p_checkout *= 0.4
                 if mode == "resume":
                     p_checkout = min(0.95, p_checkout + 0.3)
+                if nudged:  # came back for the reminded cart
+                    p_checkout = 0.9
                 if self.fade_end is not None:
                     p_checkout *= 0.6
                 if r.random() < p_checkout:

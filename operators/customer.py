@@ -30,7 +30,8 @@ from typing import Any, Optional
 import orjson
 
 from operators.dedup import SeenIds
-from operators.events import CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, DeadLetter, Event, format_ts, parse_ts
+from operators.events import (CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, PROFILE_TYPES, DeadLetter, Event,
+                              format_ts, parse_ts)
 from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
 from operators.ruleset import NEVER
@@ -356,6 +357,8 @@ class CustomerState:
 
     def _apply(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         t, ts = ev.type, ev.ts
+        if t in PROFILE_TYPES:  # consent is for policy (operators.contact): not activity, no rule
+            return
         if self.last_seen is None:
             self.first_seen = self.last_seen = ts
         if ts > self.last_seen:

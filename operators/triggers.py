@@ -45,7 +45,7 @@ class Candidate:
     """
 
     __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold", "pos",
-                 "recs", "policy_class")
+                 "recs", "policy_class", "channels", "released_at")
 
     def __init__(self, type: str, customer_id: str, event_ts: int, reasons: list[str], payload: dict,
                  key: str, tier: str = "new", score: Optional[float] = None, threshold: Optional[float] = None,
@@ -62,13 +62,15 @@ class Candidate:
         self.pos = 0  # position in the input of the event that caused it (ordering across customers)
         self.recs = None  # (query products, excluded products) for the recommendations in the payload
         self.policy_class = policy_class or default_class(type)
+        self.channels: Optional[list[str]] = None  # policy: the channels the customer consented to
+        self.released_at: Optional[int] = None  # policy: when quiet hours let it go (event time)
 
     @property
     def trigger_id(self) -> str:
         return trigger_id(self.type, self.customer_id, self.key)
 
     def to_trigger(self, emitted_at: str = "") -> dict[str, Any]:
-        return {
+        out = {
             "trigger_id": self.trigger_id,
             "type": self.type,
             "customer_id": self.customer_id,
@@ -80,6 +82,11 @@ class Candidate:
             "payload": self.payload,
             "schema_version": SCHEMA_VERSION,
         }
+        if self.channels is not None:
+            out["channels"] = list(self.channels)
+        if self.released_at is not None:
+            out["released_at"] = format_ts(self.released_at)
+        return out
 
     def __repr__(self) -> str:
         return f"Candidate({self.type}, {self.customer_id}, {format_ts(self.event_ts)}, {self.reasons})"
@@ -87,7 +94,7 @@ class Candidate:
     def __reduce__(self):
         return (Candidate, (self.type, self.customer_id, self.event_ts, self.reasons, self.payload, self.key,
                             self.tier, self.score, self.threshold, self.policy_class),
-                (None, {"pos": self.pos, "recs": self.recs}))
+                (None, {"pos": self.pos, "recs": self.recs, "channels": self.channels, "released_at": self.released_at}))
 
 
 class Suppressed:

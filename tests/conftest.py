@@ -29,6 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import infra` 
 
 import infra  # noqa: E402
 
+# The tests of the rules, time and sinks predate the contact policy (consent, quiet hours, holdouts;
+# CONTRACT.md section 5): they run with it neutral (marketing allowed until revoked, no quiet hours,
+# no holdout groups). Tests of the contact policy pass their settings explicitly (tests/test_contact*.py).
+os.environ.setdefault("CRM_CONSENT__DEFAULT", "opt_out")
+os.environ.setdefault("CRM_QUIET_HOURS__ENABLED", "false")
+os.environ.setdefault("CRM_HOLDOUT__SHARE", "{}")
+
 
 def _announce(request, msg: str) -> None:
     """Print past pytest's output capture (fixture set-up output is hidden otherwise)."""

@@ -32,7 +32,8 @@ from jsonschema import Draft202012Validator
 
 from operators.customer import CustomerState
 from operators.events import (
-    CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
+    CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, PROFILE_TYPES, REASONS, DeadLetter, Event, decode,
+    format_ts,
     parse_ts,
 )
 from operators.rules import RuleConfig
@@ -52,7 +53,7 @@ TOPIC_FIELDS = {
     "clickstream": ("session_id", "product_id", "price", "quantity", "query", "page"),
     "order": ("order_id", "total", "items", "promised_delivery_ts", "reason"),
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
-    "profile": (),
+    "profile": ("channel", "purpose", "granted"),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -62,9 +63,8 @@ INT_FIELDS = ("quantity", "csat")
 
 
 def topic(t: str) -> str:
-    if t == "erasure_requested":
-        return "profile"
-    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else "chat"
+    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else \
+        "profile" if t in PROFILE_TYPES else "chat"
 
 
 def required(t: str) -> tuple[str, ...]:
@@ -78,6 +78,8 @@ def required(t: str) -> tuple[str, ...]:
             extra += ("price",)
     elif t in ORDER_TYPES:
         extra = ("order_id",) + (("total",) if t == "order_placed" else ())
+    elif t == "consent_updated":
+        extra = ("channel", "purpose", "granted")
     elif t in CHAT_TYPES:
         extra = ("conversation_id",) + (("sender", "text") if t == "chat_message" else ())
     return COMMON + extra
@@ -130,8 +132,12 @@ def field_value(field: str):
         return st.one_of(st.integers(1, 1000), st.just(10**6))
     if field == "csat":
         return st.integers(1, 5)
-    if field == "escalated":
+    if field in ("escalated", "granted"):
         return st.booleans()
+    if field == "channel":
+        return st.sampled_from(["email", "sms", "push", "all"])
+    if field == "purpose":
+        return st.sampled_from(["marketing", "service"])
     if field == "sender":
         return st.sampled_from(["customer", "agent", "bot"])
     if field == "items":
@@ -187,6 +193,7 @@ BASES = {
     "chat_message": {"conversation_id": "c1", "sender": "customer", "text": "where is my order?"},
     "chat_closed": {"conversation_id": "c1", "csat": 2, "escalated": True},
     "erasure_requested": {},
+    "consent_updated": {"channel": "email", "purpose": "marketing", "granted": True},
 }
 assert set(BASES) == EVENT_TYPES
 
@@ -306,8 +313,11 @@ def wrong_values(field: str):
                          .filter(lambda f: not f.is_integer()), st.integers(10**6 + 1, 2**64 - 1))
     if field == "csat":
         return st.one_of(non_numbers, st.integers(-(2**63), 0), st.integers(6, 2**64 - 1))
-    if field == "escalated":
+    if field in ("escalated", "granted"):
         return st.one_of(ints, st.text(max_size=5), st.lists(st.booleans(), max_size=2))
+    if field in ("channel", "purpose"):  # not one of its words: wrong_type, as a wrong sender
+        allowed = ("email", "sms", "push", "all") if field == "channel" else ("marketing", "service")
+        return st.one_of(ints, st.booleans(), st.text(max_size=8).filter(lambda s: s not in allowed))
     if field == "sender":
         # hashable wrong values only: a list/dict sender is pinned by an xfail test below
         return st.one_of(ints, st.booleans(), st.text(max_size=8).filter(

@@ -49,8 +49,7 @@ def test_schema_enums_match_the_code():
     event, trigger, dead, summary = (load(n) for n in NAMES)
     d = event["$defs"]
     assert set(d["clickstream_type"]["enum"]) | set(d["order_type"]["enum"]) | set(d["chat_type"]["enum"]) \
-        | set(d["profile_type"]["enum"]) \
-        == set(EVENT_TYPES)
+        | set(d["profile_type"]["enum"]) == set(EVENT_TYPES)
     assert tuple(dead["properties"]["reason"]["enum"]) == REASONS
     assert tuple(summary["properties"]["invalid_by_reason"]["propertyNames"]["enum"]) == REASONS
     assert set(trigger["properties"]["type"]["enum"]) == set(TRIGGER_TYPES)
@@ -103,6 +102,10 @@ EVENTS = [
     {"event_id": "e20", "type": "chat_closed", "customer_id": "c3", "ts": "2026-11-25T09:10:00Z",
      "conversation_id": "conv9", "unknown_extra": {"kept": [1, 2]}},
     {"event_id": "x1", "type": "erasure_requested", "customer_id": "c1", "ts": "2026-11-23T12:00:00Z"},
+    {"event_id": "e21", "type": "consent_updated", "customer_id": "c1", "ts": "2026-11-25T09:11:00Z",
+     "channel": "email", "purpose": "marketing", "granted": True},
+    {"event_id": "e22", "type": "consent_updated", "customer_id": "c3", "ts": "2026-11-25T09:12:00+01:00",
+     "channel": "all", "purpose": "service", "granted": False, "timezone": "Europe/Paris"},
 ]
 
 
@@ -175,6 +178,10 @@ INVALID_EVENTS = {
     "empty-event-id": ({**EVENTS[0], "event_id": ""}, "out_of_range"),
     "long-customer-id": ({**EVENTS[0], "customer_id": "c" * 129}, "out_of_range"),
     "unknown-type": ({**EVENTS[0], "type": "page_scroll"}, "unknown_type"),
+    "consent-channel-enum": ({**EVENTS[20], "channel": "fax"}, "wrong_type"),
+    "consent-purpose-enum": ({**EVENTS[20], "purpose": "profiling"}, "wrong_type"),
+    "consent-granted-str": ({**EVENTS[20], "granted": "yes"}, "wrong_type"),
+    "consent-no-granted": ({k: v for k, v in EVENTS[20].items() if k != "granted"}, "missing_field"),
 }
 
 
@@ -315,6 +322,36 @@ def test_triggers_from_the_state_machine_validate():
     for c in candidates:
         trig = c.to_trigger(EMITTED_AT)
         assert errors("trigger", orjson.loads(orjson.dumps(trig))) == [], trig
+
+
+def test_contact_policy_fields_validate():
+    """Policy's channels and a quiet-hours release are in the schema; unknown channels are not."""
+    c = CANDIDATES["abandoned_cart"]
+    c.channels, c.released_at = ["email", "push"], parse_ts("2026-11-24T08:00:00Z")
+    try:
+        trig = c.to_trigger(EMITTED_AT)
+        assert errors("trigger", trig) == [] and trig["released_at"] == "2026-11-24T08:00:00.000Z"
+        assert errors("trigger", {**trig, "channels": ["fax"]}) != []
+    finally:
+        c.channels = c.released_at = None
+
+
+def test_summary_with_contact_policy_validates():
+    from flows.dataflow import publish_uplift
+
+    t = _telemetry()
+    t.tally("held", "abandoned_cart")
+    t.tally("released", "abandoned_cart")
+    t.suppress("abandoned_cart", "quiet_returned")
+    for group, converted in (("sent", True), ("sent", False), ("holdout", False)):
+        t.tally("exposed", "abandoned_cart", group)
+        t.tally("outcome", "abandoned_cart", group, converted)
+    s = t.summary()
+    s["holdout"] = {"abandoned_cart": publish_uplift(t, "abandoned_cart")}
+    assert errors("summary", s) == []
+    assert s["quiet_hours"]["abandoned_cart"] == {"held": 1, "released": 1, "dropped": {"quiet_returned": 1},
+                                                  "still_held": 0}
+    assert s["holdout"]["abandoned_cart"]["difference"] == 0.5
 
 
 def test_suppressed_trigger_record_validates():

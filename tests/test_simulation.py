@@ -21,6 +21,7 @@ CLICK = {"page_view", "product_view", "search", "add_to_cart", "remove_from_cart
 ORDERS = {"order_placed", "order_shipped", "order_delayed", "order_delivered", "order_cancelled",
           "return_requested", "refund_issued"}
 CHAT = {"chat_message", "chat_closed"}
+PROFILE = {"consent_updated"}
 CART_ACTIVITY = {"add_to_cart", "remove_from_cart", "checkout_started"}
 HUMAN = re.compile(r"\b(?:human|agent|representative|real person|supervisor|manager|someone real|live person"
                    r"|talk to a person|speak to a person)\b", re.IGNORECASE)
@@ -56,8 +57,11 @@ def valid(obj) -> bool:
     if not (_str(obj.get("event_id")) and _str(obj.get("customer_id"))):
         return False
     t = obj.get("type")
-    if t not in CLICK | ORDERS | CHAT or ts_ms(obj.get("ts")) is None:
+    if t not in CLICK | ORDERS | CHAT | PROFILE or ts_ms(obj.get("ts")) is None:
         return False
+    if t in PROFILE:
+        return obj.get("channel") in ("email", "sms", "push", "all") and \
+            obj.get("purpose") in ("marketing", "service") and isinstance(obj.get("granted"), bool)
     if t in CLICK:
         if not isinstance(obj.get("session_id"), str):
             return False
@@ -155,7 +159,7 @@ def test_size_and_shape(run):
     assert s["customers"] == N_CUSTOMERS
     assert s["real_events"] > 30 * N_CUSTOMERS  # a few sessions per customer in two weeks
     types = {o["type"] for o in run.good}
-    assert types == CLICK | ORDERS | CHAT
+    assert types == CLICK | ORDERS | CHAT | PROFILE
     assert len({o["event_id"] for o in run.good}) == len(run.good)
     assert all(o["ts"].endswith("Z") for o in run.good)
     assert {o["customer_id"] for o in run.good} <= {f"c{i:06d}" for i in range(N_CUSTOMERS)}
@@ -385,7 +389,8 @@ def test_churned_customers_stop(run):
 def test_no_label_leaks(run):
     allowed_extra = {"page", "product_id", "price", "quantity", "query", "results", "session_id", "order_id",
                      "items", "total", "currency", "promised_delivery_ts", "reason", "carrier", "amount",
-                     "conversation_id", "sender", "text", "csat", "escalated"}
+                     "conversation_id", "sender", "text", "csat", "escalated",
+                     "channel", "purpose", "granted", "timezone"}  # consent_updated (crm.profile)
     for o in run.good:
         extra = set(o) - {"event_id", "type", "customer_id", "ts", "_ms", "_late"}
         assert extra <= allowed_extra, extra
