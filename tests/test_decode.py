@@ -54,6 +54,7 @@ TOPIC_FIELDS = {
     "order": ("order_id", "total", "items", "promised_delivery_ts", "reason"),
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
     "profile": ("channel", "purpose", "granted"),
+    "erasure": (),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -63,6 +64,9 @@ INT_FIELDS = ("quantity", "csat")
 
 
 def topic(t: str) -> str:
+    """The group of fields an event of type ``t`` may carry (crm.profile's types differ)."""
+    if t == "erasure_requested":
+        return "erasure"
     return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else \
         "profile" if t in PROFILE_TYPES else "chat"
 
