@@ -242,6 +242,12 @@ def test_triggers_validate(type):
     assert errors("trigger", orjson.loads(orjson.dumps(trig))) == []
 
 
+def test_a_shops_own_trigger_type_validates_and_a_malformed_one_does_not():
+    own = Candidate("back_in_stock", "c1", T, ["restocked"], {"product_id": "p7"}, key="p7", policy_class="marketing")
+    assert errors("trigger", own.to_trigger(EMITTED_AT)) == []
+    assert errors("trigger", {**own.to_trigger(EMITTED_AT), "type": "Back In Stock!"}) != []
+
+
 @pytest.mark.parametrize("type", TRIGGER_TYPES)
 def test_triggers_without_a_score_validate(type):
     c = copy.deepcopy(CANDIDATES[type])
