@@ -6,11 +6,16 @@ duration) or ``=2700`` (seconds). Every number of the contract is a setting here
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, ClassVar, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -169,6 +174,10 @@ class PolicySettings(_Group):
         default_factory=lambda: {"abandoned_cart": timedelta(hours=2)},
         description="per marketing type: none due within this after an `order_placed`",
     )
+    max_trigger_age: Duration = Field(timedelta(hours=2),
+                                      description="live: a marketing trigger due this long before the wall clock is "
+                                                  "suppressed as `stale` (catch-up after an outage, a first start "
+                                                  "over history); a replay only counts them (`stale_if_live`)")
 
 
 class TierSettings(_Group):
@@ -219,9 +228,10 @@ class KafkaSettings(_Group):
     clickstream_topic: str = Field("crm.clickstream", description="input topic")
     orders_topic: str = Field("crm.orders", description="input topic")
     chat_topic: str = Field("crm.chat", description="input topic")
-    profile_topic: str = Field("crm.profile", description="input topic: consent and other profile events")
+    profile_topic: str = Field("crm.profile", description="input topic: profile events (consent_updated, erasure_requested)")
     triggers_topic: str = Field("crm.triggers", description="output topic, key = customer_id")
     deadletter_topic: str = Field("crm.deadletter", description="dead letters with raw bytes and reason")
+    audit_topic: str = Field("crm.audit", description="output topic: erasure_completed records, key = customer_id")
     starting_offset: str = Field("beginning", pattern="^(beginning|end)$",
                                  description="where a first run starts (later runs resume from recovery)")
     batch_size: int = Field(1000, gt=0, description="messages per consumer poll")
@@ -235,19 +245,111 @@ class KafkaSettings(_Group):
     retry_give_up: Duration = Field(timedelta(minutes=10),
                                     description="how long the engine waits for an unreachable broker (at "
                                                 "start, and for trigger and dead-letter acks) before it stops")
-    extra: dict[str, str] = Field(default_factory=dict, description="extra librdkafka properties")
+    security_protocol: str = Field("plaintext", pattern="^(plaintext|ssl|sasl_plaintext|sasl_ssl)$",
+                                   description="librdkafka `security.protocol`: plaintext, ssl, sasl_plaintext "
+                                               "or sasl_ssl")
+    sasl_mechanism: Optional[str] = Field(None, pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512|OAUTHBEARER|GSSAPI)$",
+                                          description="librdkafka `sasl.mechanism` (with a sasl_* protocol)")
+    sasl_username: Optional[str] = Field(None, description="librdkafka `sasl.username`")
+    sasl_password: Optional[SecretStr] = Field(None, description="librdkafka `sasl.password` (secret: masked in "
+                                                                 "output and logs)")
+    ssl_ca_location: Optional[Path] = Field(None, description="librdkafka `ssl.ca.location`: CA certificate(s) "
+                                                              "the brokers' certificates are checked against")
+    ssl_certificate_location: Optional[Path] = Field(None, description="librdkafka `ssl.certificate.location` "
+                                                                       "(client certificate, mutual TLS)")
+    ssl_key_location: Optional[Path] = Field(None, description="librdkafka `ssl.key.location` (client key)")
+    ssl_key_password: Optional[SecretStr] = Field(None, description="librdkafka `ssl.key.password` (secret)")
+    extra: dict[str, str] = Field(default_factory=dict,
+                                  description="any other librdkafka properties, JSON in the environment "
+                                              "(`{\"ssl.endpoint.identification.algorithm\": \"none\"}`); values of "
+                                              "keys naming a password, secret or token are masked")
 
     @property
     def input_topics(self) -> list[str]:
         return [self.clickstream_topic, self.orders_topic, self.chat_topic, self.profile_topic]
 
+    @field_validator("security_protocol", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v  # librdkafka takes SASL_SSL as well
+
+    @model_validator(mode="after")
+    def _sasl_needs_a_sasl_protocol(self) -> "KafkaSettings":
+        sasl = [n for n in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, n) is not None]
+        if sasl and not self.security_protocol.startswith("sasl_"):
+            raise ValueError(f"CRM_KAFKA__{sasl[0].upper()} is set but CRM_KAFKA__SECURITY_PROTOCOL is "
+                             f"{self.security_protocol} (use sasl_ssl): the credentials would not be used")
+        return self
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties every client (consumer, producer, admin) gets: the brokers, the
+        security settings (secrets in clear: never log the result, see :func:`masked`), ``extra``."""
+        out = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        named = {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
+                 "sasl.password": self.sasl_password, "ssl.ca.location": self.ssl_ca_location,
+                 "ssl.certificate.location": self.ssl_certificate_location,
+                 "ssl.key.location": self.ssl_key_location, "ssl.key.password": self.ssl_key_password}
+        for key, value in named.items():
+            if value is not None:
+                out[key] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return {**out, **self.extra}
+
 
 class RedisSettings(_Group):
-    url: str = Field("redis://localhost:6379/0", description="Redis for triggers, dedup keys and profiles")
+    url: str = Field("redis://localhost:6379/0", description="Redis for triggers, dedup keys and profiles; "
+                                                           "`rediss://` for TLS (credentials in it are masked)")
+    username: Optional[str] = Field(None, description="Redis ACL user (AUTH username password)")
+    password: Optional[SecretStr] = Field(None, description="Redis password (secret: masked in output and logs)")
+    ssl_ca_certs: Optional[Path] = Field(None, description="rediss://: CA certificate(s) the server's certificate "
+                                                           "is checked against (default: the system's)")
+    ssl_certfile: Optional[Path] = Field(None, description="rediss://: client certificate (mutual TLS)")
+    ssl_keyfile: Optional[Path] = Field(None, description="rediss://: client key (mutual TLS)")
+    ssl_check_hostname: bool = Field(True, description="rediss://: the certificate must name the host in the URL")
     stream: str = Field("crm:triggers", description="trigger stream")
     stream_maxlen: int = Field(1_000_000, gt=0, description="approximate MAXLEN of the stream")
     dedup_ttl: Duration = Field(timedelta(days=30), description="TTL of the crm:trigger:{id} write-once keys")
     retry_give_up: Duration = Field(timedelta(minutes=10), description="stop retrying a write after this long")
+    audit_stream: str = Field("crm:audit", description="stream of erasure_completed records")
+    tombstones: str = Field("crm:tombstones", description="hash of erased customers: keyed hash -> erased_at ms")
+
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> "RedisSettings":
+        scheme = urlsplit(self.url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"CRM_REDIS__URL must start with redis://, rediss:// (TLS) or unix://, not {scheme}://")
+        tls = [n for n in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if getattr(self, n) is not None]
+        if tls and scheme != "rediss":
+            raise ValueError(f"CRM_REDIS__{tls[0].upper()} is set but CRM_REDIS__URL is not rediss:// (TLS)")
+        return self
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``redis.Redis.from_url(self.url, ...)`` beyond the URL: credentials
+        (secrets in clear: never log them) and, for ``rediss://``, the TLS files."""
+        out: dict[str, Any] = {}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.password is not None:
+            out["password"] = self.password.get_secret_value()
+        if urlsplit(self.url).scheme == "rediss":
+            out["ssl_check_hostname"] = self.ssl_check_hostname
+            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, name) is not None:
+                    out[name] = str(getattr(self, name))
+        return out
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password in it masked (for logs and error lines)."""
+        return mask_url(self.url)
+
+
+class PrivacySettings(_Group):
+    tombstone_key: SecretStr = Field(SecretStr("crm-stream-tombstones"), min_length=1,
+                                     description="secret key of the tombstones' HMAC-SHA256 (set your own; "
+                                                 "changing it forgets every erasure)")
+    tombstone_file: Optional[Path] = Field(None, description="replay: tombstones loaded at start, new erasures "
+                                                             "appended (none: only the log's own erasures)")
 
 
 # --------------------------------------------------------------------------- contact policy (issue 15)
@@ -325,8 +427,13 @@ class Settings(BaseSettings):
     consent: ConsentSettings = ConsentSettings()
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
     holdout: HoldoutSettings = HoldoutSettings()
+    privacy: PrivacySettings = PrivacySettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
-    recovery_dir: Optional[Path] = Field(None, description="Bytewax recovery directory; none = no recovery")
+    recovery: bool = Field(True, description="`run`: snapshot state and input offsets every snapshot_interval "
+                                             "into recovery_dir and resume from there; off, every restart re-reads "
+                                             "the topics from starting_offset and sends old triggers again")
+    recovery_dir: Path = Field(Path("crm-recovery"), description="Bytewax recovery directory (relative: to the "
+                                                                 "working directory)")
     snapshot_interval: Duration = Field(timedelta(seconds=10), description="Bytewax epoch / snapshot interval")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
 
@@ -355,41 +462,134 @@ class SettingsError(ValueError):
 
 
 def load_settings(config_file: Optional[Path] = None, **overrides: Any) -> Settings:
-    """Build the settings; raise :class:`SettingsError` with one line naming the bad setting."""
+    """Build the settings; raise :class:`SettingsError` with one line naming the bad setting (also
+    for a ``CRM_*`` environment variable that names no setting)."""
     if config_file is not None and not Path(config_file).is_file():
         raise SettingsError(f"config file not found: {config_file}")
+    check_environment()
     Settings.toml_file = Path(config_file) if config_file else None
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
         path = "__".join(str(p) for p in err["loc"]).upper()
-        raise SettingsError(f"invalid setting CRM_{path} ({'.'.join(map(str, err['loc']))}): {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if "CRM_" in msg:  # a check across settings names them itself
+            raise SettingsError(f"invalid settings: {msg}") from None
+        # the message never quotes the input: it may be a password
+        raise SettingsError(f"invalid setting CRM_{path} ({'.'.join(map(str, err['loc']))}): {msg}") from None
     except Exception as exc:  # TOML syntax errors, unparsable env JSON
         raise SettingsError(f"invalid settings: {str(exc).splitlines()[0]}") from None
     finally:
         Settings.toml_file = None
 
 
+# ---------------------------------------------------------------------------- names, secrets, display
+
+TEST_PREFIX = "CRM_TEST_"  # the test suite's own variables (tests/infra.py), not settings
+SECRET_KEY = re.compile(r"password|secret|token|credential|oauthbearer\.config|\.pem$", re.IGNORECASE)
+MASK = "***"
+
+
+def _leaves(model: type[BaseModel] = Settings, prefix: str = "CRM_", path: tuple = ()):
+    """(environment name, path of attribute names, field) of every setting, groups flattened."""
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _leaves(ann, f"{prefix}{name.upper()}__", (*path, name))
+        else:
+            yield f"{prefix}{name.upper()}", (*path, name), f
+
+
+def check_environment(environ: Optional[dict] = None) -> None:
+    """Raise :class:`SettingsError` for a ``CRM_*`` variable that names no setting, naming the
+    closest one (``CRM_KAFKA_BOOTSTRAP_SERVERS`` -> ``CRM_KAFKA__BOOTSTRAP_SERVERS``): pydantic
+    would ignore it, and the engine would run on the default."""
+    environ = os.environ if environ is None else environ
+    leaves, maps = set(), set()
+    for env, _, f in _leaves():
+        leaves.add(env)
+        if isinstance(f.get_default(call_default_factory=True), dict):
+            maps.add(env + "__")  # CRM_POLICY__COOLDOWN__ABANDONED_CART sets one entry
+    groups = {f"CRM_{n.upper()}" for n, f in Settings.model_fields.items()
+              if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}  # a group as JSON
+    for name in sorted(environ):
+        up = name.upper()
+        if not up.startswith("CRM_") or up.startswith(TEST_PREFIX) or up in leaves or up in groups \
+                or any(up.startswith(m) for m in maps):
+            continue
+        raise SettingsError(f"unknown setting {name}: {_closest(up, sorted(leaves))} "
+                            f"(`crm-stream settings` lists them all)")
+
+
+def _closest(name: str, known: list[str]) -> str:
+    squash = lambda n: n.replace("__", "_")  # noqa: E731 - one underscore for two is the usual slip
+    same = [k for k in known if squash(k) == squash(name)]
+    best = same or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"did you mean {best[0]}?" if best else "no setting is named like it"
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host...``: the URL with any password in it masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparsable: show nothing of what may be a secret
+        return MASK
+    if password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{MASK}@{host}"))
+
+
+def show(value: Any, key: str = "") -> str:
+    """One setting's value as text, secrets masked (SecretStr, URL passwords, secret-named map keys)."""
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, timedelta):
+        secs = value.total_seconds()
+        return f"{secs:.0f} s" if secs == int(secs) else f"{secs} s"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={MASK if SECRET_KEY.search(str(k)) else show(v)}" for k, v in value.items()) or "{}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    if isinstance(value, str) and SECRET_KEY.search(key):
+        return MASK
+    return str(value)
+
+
 def settings_table() -> list[tuple[str, str, str]]:
     """(environment variable, default, description) for every setting, nested groups flattened."""
-    rows: list[tuple[str, str, str]] = []
+    return [(env, show(f.get_default(call_default_factory=True), env), f.description or "")
+            for env, _, f in _leaves()]
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, f in model.model_fields.items():
-            ann = f.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                walk(ann, f"{prefix}{name.upper()}__")
-                continue
-            default = f.get_default(call_default_factory=True)
-            if isinstance(default, timedelta):
-                default = f"{default.total_seconds():.0f} s"
-            elif isinstance(default, dict):
-                default = ", ".join(f"{k}={v.total_seconds():.0f} s" if isinstance(v, timedelta) else f"{k}={v}"
-                                    for k, v in default.items()) or "{}"
-            elif isinstance(default, list):
-                default = ", ".join(map(str, default))
-            rows.append((f"{prefix}{name.upper()}", str(default), f.description or ""))
 
-    walk(Settings, "CRM_")
+def effective_table(settings: Settings, config_file: Optional[Path] = None,
+                    environ: Optional[dict] = None) -> list[tuple[str, str, str]]:
+    """(environment variable, effective value with secrets masked, where it came from: ``default``,
+    ``file`` or ``environment``) for every setting."""
+    import tomllib
+
+    environ = os.environ if environ is None else environ
+    env_names = {k.upper() for k in environ}
+    toml = tomllib.loads(Path(config_file).read_text()) if config_file else {}
+    rows = []
+    for env, path, _ in _leaves():
+        value: Any = settings
+        for name in path:
+            value = getattr(value, name)
+        in_file = _has(toml, path)
+        group_env = len(path) > 1 and f"CRM_{path[0].upper()}" in env_names
+        from_env = env in env_names or group_env or any(n.startswith(env + "__") for n in env_names)
+        rows.append((env, show(value, env), "environment" if from_env else "file" if in_file else "default"))
     return rows
+
+
+def _has(tree: dict, path: tuple) -> bool:
+    for name in path:
+        if not isinstance(tree, dict) or name not in tree:
+            return False
+        tree = tree[name]
+    return True

@@ -308,6 +308,9 @@ class _ProfilesPartition(StatefulSinkPartition):
 
     def write_batch(self, values: list) -> None:
         for customer_id, fields, defaults in values:
+            if fields is None:  # an erasure: the customer's profile so far goes
+                self.profiles.pop(customer_id, None)
+                continue
             profile = self.profiles.setdefault(customer_id, {"customer_id": customer_id})
             if defaults:
                 for k, v in fields.items():
@@ -339,3 +342,50 @@ class ProfilesFileSink(FixedPartitionedSink):
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[dict]) -> _ProfilesPartition:
         return _ProfilesPartition(self.path, resume_state)
+
+
+def read_tombstones(path: Optional[Path]) -> list[tuple[str, int]]:
+    """A tombstone file's ``<hash> <erased_at ms>`` lines (a missing file: none; a broken line is
+    skipped: the file is appended to, a crash can cut its last line)."""
+    if path is None or not Path(path).exists():
+        return []
+    rows = []
+    for line in Path(path).read_bytes().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            rows.append((parts[0].decode("ascii", "replace"), int(parts[1])))
+    return rows
+
+
+class _TombstonePartition(StatefulSinkPartition):
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(path, "ab")
+
+    def write_batch(self, values: list) -> None:
+        self.f.write(b"".join(f"{r['tombstone']} {r['erased_at_ms']}\n".encode("ascii") for r in values))
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class TombstoneFileSink(FixedPartitionedSink):
+    """Appends the tombstone of each ``(customer_id, erasure_completed record)`` to a file
+    (``privacy.tombstone_file``), which later replays load: one ``<hash> <erased_at ms>`` line each."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def list_parts(self) -> list[str]:
+        return ["tombstones"]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TombstonePartition:
+        return _TombstonePartition(self.path)

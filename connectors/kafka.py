@@ -213,7 +213,7 @@ def wait_for_brokers(cfg: KafkaSettings, step_s: float = 1.0) -> int:
     give_up = cfg.retry_give_up.total_seconds()
     deadline = time.monotonic() + give_up
     # librdkafka's own connection errors would repeat every 50 ms: its log stays quiet, we say it
-    admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers, **cfg.extra, "log_level": "0"})
+    admin = AdminClient({**cfg.client_config(), "log_level": "0"})
     said = 0.0
     while True:
         try:
@@ -251,7 +251,7 @@ class KafkaEventSource(FixedPartitionedSource):
             start = OFFSET_BEGINNING if cfg.starting_offset == "beginning" else OFFSET_END
         # A fetch that finds nothing new waits at most this long on the broker: the default 500 ms
         # would be added to the latency of every event that arrives on an idle partition.
-        consumer = {"fetch.wait.max.ms": str(cfg.fetch_wait_ms), **cfg.extra}
+        consumer = {"fetch.wait.max.ms": str(cfg.fetch_wait_ms), **cfg.client_config()}  # security included
         self.inner = KafkaSource(cfg.bootstrap_servers.split(","), topics or cfg.input_topics, tail=tail,
                                  starting_offset=start, add_config=consumer, batch_size=cfg.batch_size,
                                  raise_on_errors=False)
@@ -349,8 +349,7 @@ class KafkaProducerSink(FixedPartitionedSink):
     def __init__(self, cfg: KafkaSettings, topic: str, name: str):
         give_up_ms = int(cfg.retry_give_up.total_seconds() * 1000)
         # librdkafka must not expire a queued message before we give up on the broker ourselves
-        self.config = {"bootstrap.servers": cfg.bootstrap_servers, "linger.ms": "5",
-                       "message.timeout.ms": str(give_up_ms), **cfg.extra}
+        self.config = {"linger.ms": "5", "message.timeout.ms": str(give_up_ms), **cfg.client_config()}
         self.give_up_s = int(self.config["message.timeout.ms"]) / 1000
         self.topic = topic
         self.name = name
@@ -392,8 +391,8 @@ def export_range(cfg: KafkaSettings, from_ms: int, to_ms: int, out: Path, topics
     timestamp would not do: that is when a message was produced, and a topic produced late (or
     ties within a millisecond, clickstream first) put a page view 2 h later before the order 2 min
     after the cart, and the replay reminded the customer of the item just bought."""
-    consumer = Consumer({"bootstrap.servers": cfg.bootstrap_servers, "group.id": "crm-stream-replay",
-                         "enable.auto.commit": "false", "enable.partition.eof": "true", **cfg.extra})
+    consumer = Consumer({"group.id": "crm-stream-replay", "enable.auto.commit": "false",
+                         "enable.partition.eof": "true", **cfg.client_config()})
     rows: dict[tuple[str, int], list[bytes]] = {}
     try:
         parts = []

@@ -61,6 +61,10 @@ class Telemetry:
                                  ["type", "group", "converted"], registry=r)
         self.uplift = Gauge("crm_holdout_uplift", "Conversion rates of both groups, sent minus holdout and its 95 % "
                             "interval (Newcombe), from this process's ended windows", ["type", "stat"], registry=r)
+        self.erased_events = PCounter("crm_events_erased", "Events of an erased customer dropped (ts at or before "
+                                      "the erasure)", registry=r)
+        self.erasures = PCounter("crm_erasures", "Erasures completed in the flow (erasure_completed records)",
+                                 registry=r)
         self.consumer_lag = Gauge("crm_kafka_consumer_lag_messages", "High watermark minus next offset",
                                   ["topic", "partition"], registry=r)
 
@@ -88,6 +92,14 @@ class Telemetry:
     def nonfinite_features(self, model: str, call: str, n: int = 1) -> None:
         self.counts[f"nonfinite:{model}:{call}"] += n
         self.model_nonfinite.labels(model, call).inc(n)
+
+    def erased(self, n: int = 1) -> None:
+        self.counts["erased"] += n
+        self.erased_events.inc(n)
+
+    def erasure(self) -> None:
+        self.counts["erasures"] += 1
+        self.erasures.inc()
 
     def trigger(self, type: str) -> None:
         self.counts["trigger:" + type] += 1
@@ -137,6 +149,8 @@ class Telemetry:
             "events_invalid": c["invalid"],
             "events_duplicate": c["duplicate"],
             "events_late": c["late"],
+            "events_erased": c["erased"],
+            "erasures": c["erasures"],
             "invalid_by_reason": {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("invalid:")},
             "triggers": triggers,
             "suppressed": suppressed,

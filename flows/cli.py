@@ -18,6 +18,20 @@ from config.settings import Settings, SettingsError, load_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
+
+
+@app.callback()
+def _check_environment() -> None:
+    """A ``CRM_*`` variable that names no setting stops every command (it would be ignored)."""
+    from config.settings import check_environment
+
+    try:
+        check_environment()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file (environment CRM_* overrides it)")
 
 
@@ -59,6 +73,8 @@ def _print_summary(summary: dict, elapsed: float) -> None:
         table.add_row(f"trigger {t}", f"{n:,}")
     for t, n in sorted(summary["suppressed"].items()):
         table.add_row(f"suppressed {t}", f"{n:,}")
+    for t, n in sorted(summary.get("stale_if_live", {}).items()):
+        table.add_row(f"stale if live {t}", f"{n:,} (run would drop them: due > max_trigger_age before the last event)")
     for name, m in sorted(summary.get("models", {}).items()):
         auc = m.get("roc_auc")
         auc_text = "n/a (one class so far)" if auc is None else round(auc, 3)
@@ -94,6 +110,7 @@ def replay(
     summary: Path = typer.Option(..., help="summary JSON"),
     profiles_out: Optional[Path] = typer.Option(None, help="each customer's final profile"),
     suppressed_out: Optional[Path] = typer.Option(None, help="candidates policy held back, with the clause"),
+    audit_out: Optional[Path] = typer.Option(None, help="erasure_completed records, one JSON object a line"),
     drain: bool = typer.Option(False, help="fire every pending timer at the end, not only those due by the last event"),
     model_in: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="start the models from this file"),
     model_out: Optional[Path] = typer.Option(None, help="save the trained models here at the end"),
@@ -115,7 +132,7 @@ def replay(
     if not logs:
         console.print("[red]error:[/red] give event logs, or --kafka --from TS")
         raise typer.Exit(2)
-    outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out)
+    outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out, audit_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()
     job = lambda: do_replay(settings, list(logs), outputs, drain=drain, progress=progress,  # noqa: E731
@@ -178,24 +195,28 @@ def run(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Consume the input topics from Kafka; write triggers to Kafka and Redis until stopped."""
-    from flows.live import run_live
+    from flows.live import resume_note, run_live
 
     settings = _settings(config, "run", process_id)
+    log = logging.getLogger("crm.run")
+    if not settings.recovery:
+        console.print("[bold red]warning:[/bold red] recovery is off (CRM_RECOVERY=false): a restart re-reads the "
+                      "topics from the start and sends their triggers again", highlight=False, soft_wrap=True)
     try:
         run_live(settings, workers=workers, process_id=process_id,
                  addresses=addresses.split(";") if addresses else None, archive=archive, model_in=model_in)
     except KeyboardInterrupt:
-        logging.getLogger("crm.run").info("interrupted: stopping (state resumes from the last snapshot)")
+        log.info("interrupted: stopping (%s)", resume_note(settings))
     except Exception as exc:
         causes = _causes(exc)
         # Bytewax reports SIGINT/SIGTERM as a runtime error, or wraps the KeyboardInterrupt it raised
         if "signal received" in str(exc) or any(isinstance(c, KeyboardInterrupt) for c in causes):
-            logging.getLogger("crm.run").info("stopped by a signal (state resumes from the last snapshot)")
+            log.info("stopped by a signal (%s)", resume_note(settings))
             return
         # one structured line with the root cause (the JSON log keeps the whole traceback), exit 1:
         # a supervisor restarts the worker and Bytewax recovery resumes from the last snapshot
         root = causes[-1]
-        logging.getLogger("crm.run").error("worker stopped: %s: %s", type(root).__name__, root, exc_info=exc)
+        log.error("worker stopped: %s: %s (%s)", type(root).__name__, root, resume_note(settings), exc_info=exc)
         raise typer.Exit(1) from None
 
 
@@ -225,11 +246,18 @@ def bench(
                                                    "KAFKA_BOOTSTRAP_SERVERS overrides both"),
     repeat: int = typer.Option(2, min=1, help="rounds of the throughput rows; each row reports its best "
                                               "(the machine is shared: one round is one noisy sample)"),
+    scale: Optional[str] = typer.Option(None, help="only the scale mode: customer counts, e.g. 10000,100000,1000000 "
+                                                   "(sparse six-month logs; events/s, bytes per active and cold "
+                                                   "customer, snapshot bytes, resume time)"),
 ) -> None:
     """Throughput against the engine's own ceiling, side by side in one run (ratios, not absolutes)."""
     import tempfile
 
     import orjson
+
+    if scale is not None:
+        _bench_scale([int(x) for x in scale.split(",") if x.strip()], json_out)
+        return
 
     from flows.bench import run_bench
     from flows.simulation import generate as simulate
@@ -357,6 +385,29 @@ def eval_cmd(
         ev.dump(result, json_out)
 
 
+def _bench_scale(sizes: List[int], json_out: Optional[Path]) -> None:
+    import tempfile
+
+    import orjson
+
+    from flows.scale import scale_row
+
+    work = Path(tempfile.mkdtemp(prefix="crm-scale-"))
+    rows = []
+    table = Table(title="crm-stream bench --scale")
+    for col in ("customers", "events", "events/s", "B/active", "B/cold", "snapshot B", "resume s"):
+        table.add_column(col, justify="right")
+    for n in sizes:
+        console.print(f"scale: {n:,} customers ...")
+        r = scale_row(n, work)
+        rows.append(r)
+        table.add_row(*(f"{r[k]:,}" for k in ("customers", "events", "events_per_s", "bytes_per_active_customer",
+                                               "bytes_per_cold_customer", "snapshot_bytes_per_customer", "resume_s")))
+    Console().print(table)
+    if json_out:
+        json_out.write_bytes(orjson.dumps({"scale": rows}, option=orjson.OPT_INDENT_2))
+
+
 @app.command("explain")
 def explain_cmd(
     logs: List[Path] = typer.Argument(..., exists=True, help=".jsonl / .jsonl.gz event logs, or directories of them"),
@@ -435,14 +486,43 @@ def backtest_cmd(
     Console().print(table)
 
 
-@app.command("settings")
-def settings_cmd() -> None:
-    """Print every setting as a Markdown table (environment name, default, meaning)."""
-    from config.settings import settings_table
+archive_app = typer.Typer(no_args_is_help=True, help="The event-log archive of `crm-stream run --archive`.")
+app.add_typer(archive_app, name="archive")
 
-    print("| environment variable | default | meaning |\n|---|---|---|")
-    for env, default, desc in settings_table():
-        print(f"| `{env}` | `{default}` | {desc} |")
+
+@archive_app.command("purge")
+def archive_purge(
+    customer: str = typer.Option(..., "--customer", help="the customer_id whose lines go (an erasure)"),
+    archive: Path = typer.Option(Path("archive"), "--archive", exists=True, file_okay=False,
+                                 help="the archive directory (as given to `run --archive`)"),
+) -> None:
+    """Rewrite the archive without one customer's lines: each file that has any is rewritten beside
+    itself and renamed over it (atomic), so the archive stays replayable."""
+    from connectors.archive import purge
+
+    counts = purge(archive, customer)
+    console.print(f"archive purge: {counts['lines_removed']} lines removed from {counts['rewritten']} of "
+                  f"{counts['files']} files")
+
+
+@app.command("settings")
+def settings_cmd(
+    config: Optional[Path] = ConfigOpt,
+    markdown: bool = typer.Option(False, "--markdown", help="the documentation table instead: every setting's "
+                                                            "default and meaning (README's configuration table)"),
+) -> None:
+    """Print every setting's effective value and where it came from (default, --config file,
+    environment); secrets (passwords, credentials in URLs) are masked."""
+    from config.settings import effective_table, settings_table
+
+    if markdown:
+        print("| environment variable | default | meaning |\n|---|---|---|")
+        for env, default, desc in settings_table():
+            print(f"| `{env}` | `{default}` | {desc} |")
+        return
+    settings = _settings(config, "settings")
+    for env, value, source in effective_table(settings, config):
+        print(f"{env:<40} {source:<12} {value}")
 
 
 def main() -> None:

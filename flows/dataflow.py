@@ -37,6 +37,7 @@ from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
 from operators.outcomes import uplift
 from operators.policy import PolicyConfig, PolicyState, Tally
+from operators.privacy import ERASURE, Erasure, Tombstones, audit_record, state_inventory
 from operators.rules import RuleConfig
 from operators.recs import ProductNeighbours, observe_blocks
 from operators.scoring import Label, PairMsg, RecsEval, RecsUpdate, ScoreRequest
@@ -68,6 +69,8 @@ class Edges:
     watermarks: Optional[Watermarks] = None
     ticks: Optional[Source] = None
     workers: int = 1
+    audit: list[tuple[Sink, Optional[Encoder]]] = field(default_factory=list)  # (customer_id, erasure_completed)
+    tombstones: Optional[Tombstones] = None  # erased customers known at start (None: none)
 
 
 def utc_now_iso() -> str:
@@ -164,8 +167,10 @@ class ProfileLogic(StatefulBatchLogic):
 
     def __init__(self, cfg: RuleConfig, live: bool, t: Telemetry, resume: Optional[bytes],
                  end: Optional[ReplayEnd] = None, profiles: str = "batch", recovery: bool = True,
-                 watermarks: Optional[Watermarks] = None):
+                 watermarks: Optional[Watermarks] = None, tombstones: Optional[Tombstones] = None):
         self.recovery = recovery
+        self.tombs = tombstones
+        self.erased_at: Optional[int] = None  # this customer's latest erasure (ms): earlier events are dropped
         self.cfg = cfg
         self.live = live
         self.end = end
@@ -194,6 +199,8 @@ class ProfileLogic(StatefulBatchLogic):
             if len(saved) > 2:
                 self.held, self.held_last, self.seq = saved[2], saved[3], saved[4]
                 t.held.inc(len(self.held))
+            if tombstones is not None and self.state is not None:
+                self.erased_at = tombstones.erased_at(self.state.customer_id)
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         frontier = self.frontier
@@ -202,6 +209,24 @@ class ProfileLogic(StatefulBatchLogic):
                 frontier.observe(wm)
             return [], StatefulBatchLogic.DISCARD
         out: list = []
+        if self.tombs is None:
+            woken = self._apply_batch(items, out)
+        else:  # in arrival order: what came before an erasure request, the erasure, what came after
+            self._lookup(items)
+            woken, start, carry = False, 0, []
+            for i, item in enumerate(items):
+                if type(item) is not Tick and item.type == ERASURE:
+                    woken |= self._apply_batch(self._drop_erased(carry + items[start:i]), out)
+                    carry = self._erase(item, out)  # what the customer held that is later than it
+                    start = i + 1
+            woken |= self._apply_batch(self._drop_erased(carry + items[start:]), out)
+        if woken:
+            return self.on_notify(out)
+        return self._emit(out)
+
+    def _apply_batch(self, items: list, out: list) -> bool:
+        """Events into the customer's state (created by the first); True if a tick was among them."""
+        frontier = self.frontier
         woken = False
         events = []
         for item in items:
@@ -219,13 +244,50 @@ class ProfileLogic(StatefulBatchLogic):
                 self._process(item, out)
         elif len(events) == 1 and not self.held and self._admit(events[0], out):
             self._process(events[0], out)  # the common case: nothing waits, nothing to merge
-        else:  # merged with what waits (by event time across partitions), then as far as admitted
+        elif events or self.held:  # merged with what waits (by event time across partitions), then as far as admitted
             for item in events:
                 self._hold(item)
             self._release(out)
-        if woken:
-            return self.on_notify(out)
-        return self._emit(out)
+        return woken
+
+    def _lookup(self, items: list) -> None:
+        """A key new to this logic: was the customer erased before (the tombstones)?"""
+        if self.state is None and self.erased_at is None:
+            first = next((i for i in items if type(i) is not Tick), None)
+            if first is not None:
+                self.erased_at = self.tombs.erased_at(first.customer_id)
+
+    def _drop_erased(self, items: list) -> list:
+        """Without the customer's events at or before its latest erasure (counted ``events_erased``)."""
+        at = self.erased_at
+        if at is None or not items:
+            return items
+        kept = [i for i in items if type(i) is Tick or i.ts > at]
+        if len(kept) < len(items):
+            self.t.erased(len(items) - len(kept))
+        return kept
+
+    def _erase(self, req: Any, out: list) -> list:
+        """Forget the customer: its state, its reorder buffers, its timers; keep a tombstone. An
+        :class:`Erasure` goes on to the models and policy steps. Returns the events it held that are
+        later than the erasure (by ts): they go on as a returning customer's."""
+        held = [h[2] for h in self.held] + ([h[2] for h in self.state.held] if self.state is not None else [])
+        removed, decisions = state_inventory(self.state, len(self.held))
+        h, at = self.tombs.add(req.customer_id, req.ts)
+        if self.state is not None:
+            self.t.customers.dec()
+        if self.timer_counted:
+            self.t.timers.dec()
+            self.timer_counted = False
+        self.t.held.dec(len(self.held))
+        self.state, self.held, self.held_last, self.erased_at, self.material = None, [], {}, at, False
+        if self.tracker is not None:  # the customer's zone, night visits and contact deadlines go too
+            tr = self.tracker
+            removed = {**removed, "contact": bool(tr.deadlines or tr.zones.changes or tr.nights)}
+            self.tracker = ContactTracker()
+        # after everything this customer sent on before (the models step sorts by position)
+        out.append(Erasure(req.customer_id, at, req.event_id, h, removed, decisions, max(req.pos, self.pos_floor)))
+        return sorted((e for e in held if e.ts > at), key=lambda e: e.ts)
 
     def _process(self, item: Any, out: list) -> None:
         try:
@@ -504,6 +566,9 @@ class ModelLogic(StatefulBatchLogic):
                         out.append(RecsTop(update.product_id, self.recs.top(update.product_id)))
             elif kind is RecsEval:
                 self.recs.evaluate(item)
+            elif kind is Erasure:
+                self._forget(item)
+                out.append(item)
             else:
                 if kind is Candidate and item.recs is not None:
                     item.payload["recommendations"] = self.recs.recommend(item.recs, item.event_ts)
@@ -511,6 +576,15 @@ class ModelLogic(StatefulBatchLogic):
         self._report_nonfinite()
         publish(self.t, self.shard)
         return out, StatefulBatchLogic.RETAIN
+
+    def _forget(self, e: Erasure) -> None:
+        """The customer's pending predictions and BG/NBD sample row go; what the models learned stays."""
+        pending = 0
+        for queue in self.shard.pending.values():
+            for d in e.decisions:
+                pending += queue.pop(d, None) is not None
+        sample = self.shard.population.sample.pop(e.customer_id, None) is not None
+        e.removed = {**e.removed, "pending_predictions": pending, "btyd_sample": sample}
 
     def _report_nonfinite(self) -> None:
         """Model calls the shard refused for a non-finite feature since the last batch -> telemetry."""
@@ -646,16 +720,34 @@ class ProductsLogic(StatefulBatchLogic):
 
 
 class PolicyLogic(StatefulBatchLogic):
-    def __init__(self, cfg: PolicyConfig, t: Telemetry, resume: Optional[bytes], recovery: bool = True):
+    """Adapts :class:`PolicyState`. ``live``: marketing due more than ``max_trigger_age`` before the
+    wall clock is suppressed as ``stale`` (a replay only counts them: see flows.replay)."""
+
+    def __init__(self, cfg: PolicyConfig, t: Telemetry, resume: Optional[bytes], recovery: bool = True,
+                 live: bool = False):
         self.recovery = recovery
+        self.live = live
         self.cfg = cfg
         self.t = t
         self.state = pickle.loads(resume) if resume is not None else PolicyState()
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         out: list = []
+        now = int(time.time() * 1000) if self.live else None
+        erased = False
         for item in items:
-            for result in self.state.decide(item, self.cfg):
+            if type(item) is Erasure:  # what policy remembers of the customer (caps, cooldowns) goes
+                st = self.state
+                item.removed = {**item.removed, "policy": bool(st.sent or st.marketing or st.apologies
+                                                                or st.escalated or st.orders or st.held
+                                                                or st.exposures or st.consent.changes
+                                                                or st.zones.changes)}
+                self.state, erased = PolicyState(), True
+                self.t.erasure()
+                out.append(item)
+                continue
+            erased = False
+            for result in self.state.decide(item, self.cfg, now):
                 kind = type(result)
                 if kind is Candidate:
                     self.t.trigger(result.type)
@@ -667,7 +759,8 @@ class PolicyLogic(StatefulBatchLogic):
                         publish_uplift(self.t, result.type)
                     continue
                 out.append(result)
-        return out, StatefulBatchLogic.RETAIN
+        # nothing after the erasure: the key leaves the state (and the snapshot) altogether
+        return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Optional[bytes]:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL) if self.recovery else None
@@ -735,9 +828,10 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
         by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
     else:
         by_customer = _with_watermarks(flow, split.trues, edges)
+    tombs = edges.tombstones or Tombstones(settings.privacy.tombstone_key.get_secret_value().encode())
     profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end,
                                                                           profile_mode, edges.recovery,
-                                                                          edges.watermarks))
+                                                                          edges.watermarks, tombs))
     profiled = op.key_rm("profile_unkey", profiled)
     pairs = op.branch("split_pairs", profiled, lambda x: type(x) is PairMsg)
     product_keys = [balanced_key("products/", j) for j in range(PRODUCT_SHARDS)]
@@ -777,10 +871,15 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
 
     by_customer2 = op.key_on("key_customer_policy", tops.falses, lambda x: x.customer_id)
     decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer2,
-                                                          lambda r: PolicyLogic(policy_cfg, t, r, edges.recovery)))
+                                                          lambda r: PolicyLogic(policy_cfg, t, r, edges.recovery,
+                                                                                live)))
     emitted = op.branch("split_emitted", decided, lambda x: type(x) is Candidate)
     rest = op.branch("split_suppressed", emitted.falses, lambda x: type(x) is Suppressed)
-    profile_updates.append(rest.falses)
+    erasures = op.branch("split_erasures", rest.falses, lambda x: type(x) is Erasure)
+    profile_updates.append(erasures.falses)
+    audit = op.map("erasure_completed", erasures.trues,
+                   lambda e: (e.customer_id, audit_record(e, utc_now_iso(), format_ts)))
+    _outputs("audit", audit, edges.audit)
 
     triggers = op.map("trigger_json", emitted.trues, lambda c: (c.customer_id, c.to_trigger(utc_now_iso())))
     _outputs("triggers", triggers, edges.triggers)
@@ -789,7 +888,10 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
                      lambda s: (s.candidate.customer_id, {**s.candidate.to_trigger(""), "suppressed": s.reason}))
         _outputs("suppressed", sup, edges.suppressed)
     if edges.profiles:
+        # an erasure deletes the customer's profile in the same sink, after the updates before it
+        deletes = op.map("profile_deletes", audit, lambda a: (a[0], (a[0], None, a[1])))
         merged = op.merge("profile_updates", *profile_updates)
-        _outputs("profiles", op.map("profile_fields", merged, lambda u: (u.customer_id, (u.customer_id, u.fields, u.defaults))),
-                 edges.profiles)
+        merged = op.merge("profile_updates_and_deletes", op.map("profile_fields", merged, lambda u: (
+            u.customer_id, (u.customer_id, u.fields, u.defaults))), deletes)
+        _outputs("profiles", merged, edges.profiles)
     return flow

@@ -1,10 +1,12 @@
-"""``crm-stream run``: Kafka in, Kafka + Redis out, Bytewax recovery when configured."""
+"""``crm-stream run``: Kafka in, Kafka + Redis out, Bytewax recovery (on unless turned off)."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
@@ -14,10 +16,12 @@ from bytewax.run import cli_main
 from config.settings import Settings, ms
 from connectors.kafka import KafkaEventSource, encode_keyed, encode_unkeyed, kafka_sink, wait_for_brokers
 from connectors.metrics import serve_metrics, telemetry
-from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
+from connectors.files import read_tombstones
+from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink, check_redis, load_tombstones
 from connectors.watermark import TickSource, Watermarks
 from flows.dataflow import Edges, build_flow, live_decoder
 from flows.runtime import engine_gc
+from operators.privacy import Tombstones
 
 log = logging.getLogger("crm.run")
 
@@ -32,13 +36,16 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
         deadletters=[(kafka_sink(k, k.deadletter_topic, "kafka_deadletters"), encode_unkeyed)],
         profiles=[(RedisProfileSink(settings.redis), None)],
         recs=[(RedisRecsSink(settings.redis), None)],
+        # the Redis side of an erasure (deletes, crm:tombstones, crm:audit) runs in the profile sink
+        audit=[(kafka_sink(k, k.audit_topic, "kafka_audit"), encode_keyed)],
+        tombstones=live_tombstones(settings),
     )
     if not k.watermarks:  # each topic read on its own (CONTRACT.md, time across topics)
-        return Edges(recovery=settings.recovery_dir is not None, source=KafkaEventSource(k, tail=tail, tap=tap),
+        return Edges(recovery=settings.recovery, source=KafkaEventSource(k, tail=tail, tap=tap),
                      live=True, **outputs)
     watermarks = Watermarks()
     return Edges(
-        recovery=settings.recovery_dir is not None,
+        recovery=settings.recovery,
         source=KafkaEventSource(k, tail=tail, tap=tap, decode=live_decoder(settings), watermarks=watermarks,
                                 ahead_ms=ms(settings.time.lateness)),
         watermarks=watermarks,
@@ -49,16 +56,65 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
     )
 
 
+RECOVERY_OFF = ("RECOVERY IS OFF (CRM_RECOVERY=false): nothing is snapshotted; a restart re-reads the input "
+                "topics from kafka.starting_offset and sends their triggers to Kafka again")
+
+
+def live_tombstones(settings: Settings) -> Tombstones:
+    """Erased customers known at start: the ``crm:tombstones`` hash, and the tombstone file if set."""
+    tombs = Tombstones(settings.privacy.tombstone_key.get_secret_value().encode())
+    tombs.merge(read_tombstones(settings.privacy.tombstone_file))
+    tombs.merge(load_tombstones(settings.redis))
+    if tombs.erased:
+        log.info("%d erased customers' tombstones loaded", len(tombs.erased))
+    return tombs
+
+
 def recovery_config(settings: Settings, partitions: int) -> Optional[RecoveryConfig]:
-    """Bytewax recovery in ``settings.recovery_dir``; the partitions are created when missing."""
-    if settings.recovery_dir is None:
+    """Bytewax recovery in ``settings.recovery_dir`` (on by default); the partitions are created
+    when missing. Off, a loud warning: every restart would start over."""
+    if not settings.recovery:
+        log.warning(RECOVERY_OFF)
         return None
-    db_dir = Path(settings.recovery_dir)
+    db_dir = Path(settings.recovery_dir).absolute()
     if not any(db_dir.glob("part-*.sqlite3")):
         db_dir.mkdir(parents=True, exist_ok=True)
         init_db_dir(db_dir, partitions)
         log.info("initialised %d recovery partitions in %s", partitions, db_dir)
+    else:
+        log.info("recovery on: resuming from %s (%s)", db_dir, _snapshot_note(db_dir))
     return RecoveryConfig(db_dir)
+
+
+def last_snapshot(db_dir: Path) -> Optional[str]:
+    """When the latest committed snapshot in ``db_dir`` was taken (UTC, as SQLite wrote it), or
+    None when there is none (no directory yet, or stopped before the first snapshot)."""
+    latest = None
+    for part in sorted(Path(db_dir).glob("part-*.sqlite3")):
+        try:
+            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
+                row = db.execute("SELECT max(created_at) FROM commits").fetchone()
+        except sqlite3.Error:  # locked or not Bytewax's: say nothing we do not know
+            continue
+        if row and row[0] and (latest is None or row[0] > latest):
+            latest = row[0]
+    return latest
+
+
+def _snapshot_note(db_dir: Path) -> str:
+    when = last_snapshot(db_dir)
+    return f"last snapshot {when} UTC" if when else "no snapshot yet"
+
+
+def resume_note(settings: Settings) -> str:
+    """What a restart will do, for the stop message: never a snapshot that does not exist."""
+    if not settings.recovery:
+        return "recovery is off: a restart re-reads the topics from kafka.starting_offset"
+    db_dir = Path(settings.recovery_dir).absolute()
+    when = last_snapshot(db_dir)
+    if when is None:
+        return f"no snapshot was taken yet in {db_dir}: a restart starts from kafka.starting_offset"
+    return f"state resumes from the snapshot of {when} UTC in {db_dir}"
 
 
 def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = None,
@@ -85,6 +141,7 @@ def run_live(settings: Settings, workers: int = 1, process_id: Optional[int] = N
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
     try:
         wait_for_brokers(settings.kafka)  # Bytewax would wait for them with no timeout, deaf to signals
+        check_redis(settings.redis)  # a wrong password stops here, in one line, not after 10 min of retries
         with engine_gc():
             cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
                      epoch_interval=settings.snapshot_interval,

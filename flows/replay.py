@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -12,14 +13,20 @@ from typing import Optional
 import orjson
 from bytewax.testing import run_main
 
-from config.settings import Settings
-from connectors.files import JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd
+from config.settings import Settings, ms
+from connectors.files import (JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd, TombstoneFileSink,
+                              read_tombstones)
 from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
 from models.persist import load_models, save_models
 from flows.dataflow import Edges, build_flow, future_guard, publish_uplift, replay_decoder
 from flows.runtime import engine_gc
+from operators.events import parse_ts
+from operators.triggers import MARKETING
+from operators.privacy import Tombstones
+
+log = logging.getLogger("crm.replay")
 
 
 @dataclass
@@ -29,6 +36,7 @@ class ReplayOutputs:
     summary: Path
     profiles: Optional[Path] = None
     suppressed: Optional[Path] = None
+    audit: Optional[Path] = None  # erasure_completed records
 
 
 def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool = False,
@@ -40,7 +48,7 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     models at the end (so a live engine can start from last month's log)."""
     warm = load_models(model_in).models if model_in else None
     t = reset_telemetry()
-    for path in (out.triggers, out.dlq, out.profiles, out.suppressed):
+    for path in (out.triggers, out.dlq, out.profiles, out.suppressed, out.audit):
         if path is not None:  # an output with nothing in it is still an (empty) file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
@@ -54,11 +62,13 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         deadletters=[(JsonlSink(out.dlq, "dead_letters_file"), None)],
         profiles=[(ProfilesFileSink(out.profiles), None)] if out.profiles else [],
         suppressed=[(JsonlSink(out.suppressed, "suppressed_file"), None)] if out.suppressed else [],
+        **privacy_edges(settings, out.audit),
     )
     flow = build_flow(settings, edges, shards=shards, t=t, warm=warm)
     try:
         with engine_gc():
             run_main(flow)
+        t.extra["stale_if_live"] = stale_if_live(out.triggers, end.read(), ms(settings.policy.max_trigger_age))
     finally:
         shutil.rmtree(end.directory, ignore_errors=True)
     refresh(t)
@@ -69,6 +79,36 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         t.extra["saved_models"] = save_models(shards_of(t), model_out)
     summary = finish_summary(t, out)
     return summary
+
+
+def stale_if_live(triggers: Path, end_ts: Optional[int], max_age_ms: int) -> dict[str, int]:
+    """Per marketing type, the triggers of this replay that ``run`` would suppress as ``stale`` had it
+    started over the same events with the wall clock at the latest event time read (a first start
+    over history): those due more than ``max_trigger_age`` before it. Deterministic, as a replay is."""
+    counts = {t: 0 for t in sorted(MARKETING)}
+    if end_ts is None:
+        return counts
+    with open(triggers, "rb") as f:
+        for line in f:
+            trig = orjson.loads(line)
+            if trig["type"] in counts and end_ts - parse_ts(trig["event_ts"]) > max_age_ms:
+                counts[trig["type"]] += 1
+    return counts
+
+
+def privacy_edges(settings: Settings, audit: Optional[Path]) -> dict:
+    """The erasure outputs of a replay: the audit file, and the tombstone file (loaded now, appended
+    to as the replay erases customers) when ``privacy.tombstone_file`` is set."""
+    key = settings.privacy.tombstone_key.get_secret_value().encode()
+    store = settings.privacy.tombstone_file
+    sinks = [(JsonlSink(audit, "audit_file"), None)] if audit else []
+    if store is not None:
+        sinks.append((TombstoneFileSink(store), None))
+    tombs = Tombstones(key)
+    tombs.merge(read_tombstones(store))
+    if store is not None:
+        log.info("%d erased customers' tombstones loaded from %s", len(tombs.erased), store)
+    return {"audit": sinks, "tombstones": tombs}
 
 
 def replay_for_eval(config: Optional[Path], log: Path, out_dir: Path, model_in: Optional[Path] = None,

@@ -25,7 +25,7 @@ from typing import Any, Optional
 import orjson
 
 from operators.dedup import SeenIds
-from operators.events import CART_ACTIVITY, CLICKSTREAM_TYPES, PROFILE_TYPES, DeadLetter, Event, format_ts, parse_ts
+from operators.events import CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, DeadLetter, Event, format_ts, parse_ts
 from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
 from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
@@ -347,7 +347,7 @@ class CustomerState:
 
     def _apply(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         t, ts = ev.type, ev.ts
-        if t in PROFILE_TYPES:  # consent is for policy (operators.contact): not activity, no rule
+        if t == "consent_updated":  # for policy (operators.contact): not activity, no rule
             return
         if self.last_seen is None:
             self.first_seen = self.last_seen = ts
@@ -363,7 +363,7 @@ class CustomerState:
             self._apply_click(ev, late, cfg, out)
         elif t.startswith("order_") or t in ("return_requested", "refund_issued"):
             self._apply_order(ev, late, cfg, out)
-        else:
+        elif t in CHAT_TYPES:  # profile-topic types (erasure_requested) are the flow's, not a rule's
             self._apply_chat(ev, late, cfg, out)
 
     def _apply_click(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:

@@ -28,7 +28,7 @@ ORDER_TYPES = frozenset(
      "return_requested", "refund_issued"}
 )
 CHAT_TYPES = frozenset({"chat_message", "chat_closed"})
-PROFILE_TYPES = frozenset({"consent_updated"})  # topic crm.profile
+PROFILE_TYPES = frozenset({"consent_updated", "erasure_requested"})  # topic crm.profile (operators/contact.py, privacy.py)
 EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES | PROFILE_TYPES
 CONSENT_CHANNELS = frozenset({"email", "sms", "push", "all"})
 CONSENT_PURPOSES = frozenset({"marketing", "service"})
@@ -355,7 +355,8 @@ def validate(obj: Any, source: str = "") -> Event:
     elif t in CHAT_TYPES:
         _check_chat(t, obj)
     elif t in PROFILE_TYPES:
-        _check_profile(t, obj)
+        if t == "consent_updated":
+            _check_profile(t, obj)  # erasure_requested: the fields every event has are all it needs
     else:
         raise Invalid("unknown_type", clean_str(t[:64]))
     return Event(obj["event_id"], t, obj["customer_id"], ts, obj, source)

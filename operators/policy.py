@@ -3,7 +3,8 @@
 Per customer, in event time, after the rules: marketing triggers (``abandoned_cart``,
 ``proactive_outreach``) are suppressed while an escalated conversation is open, within the quiet
 period after a ``delay_apology`` or after a purchase, within their own type's cooldown, or when
-the marketing cap is reached. Service triggers (``delay_apology``, ``escalation``) always go out.
+the marketing cap is reached; live, also when it would go out more than ``max_trigger_age``
+after it was due (``stale``). Service triggers (``delay_apology``, ``escalation``) always go out.
 
 Every clause compares event times, never arrival order: a candidate is judged against what went
 out before *and after* it in event time (a cooldown holds in both directions), so a candidate
@@ -49,6 +50,7 @@ class PolicyConfig:
         self.apology_quiet = ms(s.policy.apology_quiet)
         self.cooldown = {t: ms(d) for t, d in s.policy.cooldown.items()}
         self.purchase_quiet = {t: ms(d) for t, d in s.policy.purchase_quiet.items()}
+        self.max_age = ms(s.policy.max_trigger_age)  # live only: see decide's ``now``
         self.memory = ms(s.labels.churn_horizon)
         # how long a sent trigger or a purchase can still matter to a clause
         self.horizon = max([self.cap_window, self.apology_quiet, *self.cooldown.values(),
@@ -83,11 +85,13 @@ class PolicyState:
         else:  # a snapshot from before the contact policy
             self.consent, self.zones, self.held, self.exposures = ConsentBook(), ZoneBook(), [], []
 
-    def decide(self, item: Candidate | Notice | PolicyNote, cfg: PolicyConfig) -> list:
+    def decide(self, item: Candidate | Notice | PolicyNote, cfg: PolicyConfig, now: Optional[int] = None) -> list:
         """A candidate -> [the candidate, its profile update] or [Suppressed] (or [] while quiet hours
-        hold it); a notice -> [] or, for a clock note, what it releases; plus :class:`Tally` s."""
+        hold it); a notice -> [] or, for a clock note, what it releases; plus :class:`Tally` s.
+        ``now`` (ms, live only: the wall clock): a marketing trigger that would go out but was due
+        more than ``max_trigger_age`` before it is suppressed as ``stale`` (and not counted as sent)."""
         if isinstance(item, PolicyNote):
-            return self._note(item, cfg)
+            return self._note(item, cfg, now)
         if isinstance(item, Notice):
             self._notice(item, cfg)
             return []
@@ -100,6 +104,8 @@ class PolicyState:
             self.escalated[c.key] = [c.event_ts, None]
         elif c.type in MARKETING:
             reason = self._contact(c, c.event_ts, cfg) or self._suppression(c, cfg)
+            if reason is None and now is not None and now - c.event_ts > cfg.max_age:
+                reason = "stale"  # catch-up after an outage, a first start over history
             if reason is not None:
                 return [Suppressed(c, reason)]
             release = cfg.contact.quiet.release(c.event_ts, self.zones.at(c.event_ts, cfg.contact.quiet.default_zone))
@@ -142,7 +148,7 @@ class PolicyState:
             return "no_consent"
         return None
 
-    def _note(self, n: PolicyNote, cfg: PolicyConfig) -> list:
+    def _note(self, n: PolicyNote, cfg: PolicyConfig, now: Optional[int] = None) -> list:
         if n.kind == "consent":
             self.consent.add(n.ts, *n.data)
             return []
@@ -152,7 +158,7 @@ class PolicyState:
         out: list = []  # clock: the customer's frontier has passed n.ts
         while self.held and self.held[0][0] <= n.ts:
             release, c = self.held.pop(0)
-            out.extend(self._release(c, release, n.data if release == n.ts else None, cfg))
+            out.extend(self._release(c, release, n.data if release == n.ts else None, cfg, now))
         if self.exposures and any(e.end <= n.ts for e in self.exposures):
             keep = []
             for e in self.exposures:
@@ -163,7 +169,8 @@ class PolicyState:
             self.exposures = keep
         return out
 
-    def _release(self, c: Candidate, release: int, last_night_click: Optional[int], cfg: PolicyConfig) -> list:
+    def _release(self, c: Candidate, release: int, last_night_click: Optional[int], cfg: PolicyConfig,
+                 now: Optional[int] = None) -> list:
         """The quiet hours that held ``c`` ended at ``release``: is its reason still there?"""
         t = c.event_ts
         judged = Tally("released", c.type)
@@ -173,6 +180,8 @@ class PolicyState:
                 c.type == "abandoned_cart" or last_night_click >= t + cfg.contact.session_gap):
             return [judged, Suppressed(c, "quiet_returned")]  # back on the site: the cart is in front of them
         reason = self._contact(c, release, cfg) or self._suppression(c, cfg)
+        if reason is None and now is not None and now - release > cfg.max_age:
+            reason = "stale"  # live: the morning it waited for is long past (an outage)
         if reason is not None:
             return [judged, Suppressed(c, reason)]
         c.released_at = release

@@ -227,6 +227,27 @@ def ensure_binary(name: str, package: str, override_env: str, hint: str, apt_arg
     return found
 
 
+class TlsFiles:
+    """A throw-away CA and a server certificate it signed for 127.0.0.1 / localhost, made with the
+    ``openssl`` CLI in ``directory`` (``ca``, ``cert``, ``key`` are paths)."""
+
+    def __init__(self, directory: Path, days: int = 1):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca, self.ca_key = directory / "ca.crt", directory / "ca.key"
+        self.cert, self.key = directory / "server.crt", directory / "server.key"
+        csr, ext = directory / "server.csr", directory / "server.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        openssl = ensure_binary("openssl", "openssl", "OPENSSL_BIN", "Install openssl")
+        for cmd in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key, "-out", self.ca,
+             "-days", str(days), "-subj", "/CN=crm-stream test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
+             "-out", self.cert, "-days", str(days), "-extfile", ext],
+        ):
+            subprocess.run([openssl, *map(str, cmd)], check=True, capture_output=True)
+
+
 def ensure_redis_server_binary() -> str:
     """Path of a ``redis-server`` binary (``REDIS_SERVER_BIN`` overrides); apt-installed when missing."""
     return ensure_binary("redis-server", "redis-server", "REDIS_SERVER_BIN",
@@ -241,7 +262,12 @@ class RedisServer:
     temporary directory. Usable as a context manager.
     """
 
-    def __init__(self, port: Optional[int] = None, binary: Optional[str] = None, startup_timeout: float = 15.0):
+    def __init__(self, port: Optional[int] = None, binary: Optional[str] = None, startup_timeout: float = 15.0,
+                 tls: Optional["TlsFiles"] = None, users: Sequence[str] = ()):
+        """``tls``: serve TLS only (``--tls-port``, no plain port; ``url`` is ``rediss://``).
+        ``users``: ACL user lines (``"crm on >secret ~crm:* +@all"``); the default user is then off."""
+        self.tls = tls
+        self.users = list(users)
         self.binary = binary or ensure_redis_server_binary()
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -255,7 +281,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
 
     @property
     def pid(self) -> Optional[int]:
@@ -267,9 +293,14 @@ class RedisServer:
     def ping(self, timeout: float = 1.0) -> bool:
         """Raw RESP PING (no redis-py needed)."""
         try:
-            with socket.create_connection((self.host, self.port), timeout=timeout) as s:
+            with socket.create_connection((self.host, self.port), timeout=timeout) as raw:
+                s = raw
+                if self.tls is not None:
+                    import ssl
+
+                    s = ssl.create_default_context(cafile=str(self.tls.ca)).wrap_socket(raw, server_hostname=self.host)
                 s.sendall(b"*1\r\n$4\r\nPING\r\n")
-                return s.recv(64).startswith(b"+PONG")
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # up, and asking for a login
         except OSError:
             return False
 
@@ -297,6 +328,14 @@ class RedisServer:
             "--protected-mode", "no",
             "--loglevel", "warning",
         ]
+        if self.tls is not None:  # TLS only: the plain port is closed
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+                     "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
+        if self.users:
+            args += ["--user", "default", "off"]
+            for line in self.users:
+                args += ["--user", *line.split()]
         with open(self.log_path, "ab") as f:
             f.write(f"\n--- start {time.strftime('%H:%M:%S')} port {self.port}\n".encode())
         self.proc = _spawn(args, self.log_path)

@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 
 from operators.customer import CustomerState
 from operators.events import (
-    CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, PROFILE_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
+    CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
     parse_ts,
 )
 from operators.rules import RuleConfig
@@ -52,7 +52,8 @@ TOPIC_FIELDS = {
     "clickstream": ("session_id", "product_id", "price", "quantity", "query", "page"),
     "order": ("order_id", "total", "items", "promised_delivery_ts", "reason"),
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
-    "profile": ("channel", "purpose", "granted"),
+    "profile": (),
+    "consent": ("channel", "purpose", "granted"),  # consent_updated (also on crm.profile)
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -62,8 +63,11 @@ INT_FIELDS = ("quantity", "csat")
 
 
 def topic(t: str) -> str:
-    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else \
-        "profile" if t in PROFILE_TYPES else "chat"
+    if t == "erasure_requested":
+        return "profile"
+    if t == "consent_updated":
+        return "consent"
+    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else "chat"
 
 
 def required(t: str) -> tuple[str, ...]:
@@ -77,9 +81,9 @@ def required(t: str) -> tuple[str, ...]:
             extra += ("price",)
     elif t in ORDER_TYPES:
         extra = ("order_id",) + (("total",) if t == "order_placed" else ())
-    elif t in PROFILE_TYPES:
+    elif t == "consent_updated":
         extra = ("channel", "purpose", "granted")
-    else:
+    elif t in CHAT_TYPES:
         extra = ("conversation_id",) + (("sender", "text") if t == "chat_message" else ())
     return COMMON + extra
 
@@ -192,6 +196,7 @@ BASES = {
     "chat_message": {"conversation_id": "c1", "sender": "customer", "text": "where is my order?"},
     "chat_closed": {"conversation_id": "c1", "csat": 2, "escalated": True},
     "consent_updated": {"channel": "email", "purpose": "marketing", "granted": True},
+    "erasure_requested": {},
 }
 assert set(BASES) == EVENT_TYPES
 

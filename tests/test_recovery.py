@@ -54,6 +54,7 @@ class Engine:
                     "CRM_METRICS_PORT": "0", "CRM_RECOVERY_DIR": str(tmp_path / "recovery"),
                     "CRM_SNAPSHOT_INTERVAL": "0.5", "CRM_KAFKA__BATCH_SIZE": "200",
                     "CRM_KAFKA__IDLE_AFTER": "1",  # the empty input topics stop holding timers after 1 s
+                    "CRM_POLICY__MAX_TRIGGER_AGE": str(100 * 365 * 86400),  # simulated months ago: not stale
                     **{f"CRM_KAFKA__{k.upper()}": v for k, v in topics.items()}, **env}
         self.cwd = tmp_path
         self.proc = None

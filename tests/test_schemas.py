@@ -49,7 +49,8 @@ def test_schema_enums_match_the_code():
     event, trigger, dead, summary = (load(n) for n in NAMES)
     d = event["$defs"]
     assert set(d["clickstream_type"]["enum"]) | set(d["order_type"]["enum"]) | set(d["chat_type"]["enum"]) \
-        | set(d["profile_type"]["enum"]) == set(EVENT_TYPES)
+        | set(d["profile_type"]["enum"]) \
+        == set(EVENT_TYPES)
     assert tuple(dead["properties"]["reason"]["enum"]) == REASONS
     assert tuple(summary["properties"]["invalid_by_reason"]["propertyNames"]["enum"]) == REASONS
     assert set(trigger["properties"]["type"]["enum"]) == set(TRIGGER_TYPES)
@@ -105,6 +106,7 @@ EVENTS = [
      "channel": "email", "purpose": "marketing", "granted": True},
     {"event_id": "e22", "type": "consent_updated", "customer_id": "c3", "ts": "2026-11-25T09:12:00+01:00",
      "channel": "all", "purpose": "service", "granted": False, "timezone": "Europe/Paris"},
+    {"event_id": "x1", "type": "erasure_requested", "customer_id": "c1", "ts": "2026-11-23T12:00:00Z"},
 ]
 
 

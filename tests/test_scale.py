@@ -1,0 +1,35 @@
+"""The scale mode's log and figures (flows/scale.py): sparse six-month histories, an active share
+that holds, and every figure of the bench JSON (numbers are the benchmark's, not asserted here)."""
+
+from __future__ import annotations
+
+import orjson
+
+from flows.scale import DAY_MS, START_MS, scale_row, sparse_log
+from operators.events import Event, decode
+
+
+def read(path):
+    return [decode(line.rstrip(b"\n")) for line in path.read_bytes().splitlines()]
+
+
+def test_sparse_logs_are_valid_in_ts_order_and_hold_their_active_share(tmp_path):
+    for share, expect in ((0.0, 0.0), (1.0, 1.0), (0.3, 0.3)):
+        path = tmp_path / f"{share}.jsonl"
+        n = sparse_log(2000, path, share, seed=4)
+        events = read(path)
+        assert len(events) == n and all(type(e) is Event for e in events)
+        assert [e.ts for e in events] == sorted(e.ts for e in events)
+        cutoff = START_MS + (182 - 30) * DAY_MS
+        active = {e.customer_id for e in events if e.ts >= cutoff and e.type == "page_view"}
+        assert abs(len(active) / 2000 - expect) < 0.05
+        assert len({e.customer_id for e in events}) == 2000
+
+
+def test_a_scale_row_reports_every_figure(tmp_path):
+    row = scale_row(150, tmp_path)
+    assert row["customers"] == 150 and row["events"] > 150
+    for key in ("events_per_s", "bytes_per_active_customer", "bytes_per_cold_customer",
+                "snapshot_bytes_per_customer", "resume_s"):
+        assert row[key] >= 0, key
+    assert orjson.loads(orjson.dumps(row)) == row
