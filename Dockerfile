@@ -1,4 +1,4 @@
-# crm-stream engine image. Used by docker-compose.yml (services `engine` and `generator`).
+# crm-stream engine image. Used by docker-compose.yml (services `engine`, `api` and `generator`).
 #   docker build -t crm-stream .
 #   docker run --rm crm-stream settings          # any crm-stream command; default: run
 FROM python:3.11-slim
@@ -17,6 +17,7 @@ COPY connectors ./connectors
 COPY flows ./flows
 COPY models ./models
 COPY operators ./operators
+COPY api ./api
 RUN pip install . \
     && rm -rf /app/build /app/*.egg-info
 
@@ -36,6 +37,8 @@ VOLUME ["/var/lib/crm-stream/recovery"]
 
 # Prometheus metrics (process i of a cluster serves CRM_METRICS_PORT + i).
 EXPOSE 9464
+# `crm-stream serve` (the API and the agent's page; CRM_API__PORT).
+EXPOSE 8080
 
 ENTRYPOINT ["crm-stream"]
 CMD ["run"]

@@ -162,6 +162,22 @@ class ProactiveSettings(_Group):
     )
 
 
+CONTRACT_RULES = ["abandoned_cart", "delay_apology", "escalation", "proactive_outreach"]
+
+
+class RulesSettings(_Group):
+    enabled: list[str] = Field(default_factory=lambda: list(CONTRACT_RULES),
+                               description="trigger rules that run, by name (the contract's four, and a shop's own registered under the `crm_stream.rules` entry point group); order breaks ties between timers due at the same ms")
+
+    @field_validator("enabled")
+    @classmethod
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        repeated = sorted({n for n in v if v.count(n) > 1})
+        if repeated:
+            raise ValueError(f"rule {repeated[0]!r} is listed twice")
+        return v
+
+
 class PolicySettings(_Group):
     marketing_cap: int = Field(2, ge=0, description="marketing triggers per cap_window")
     cap_window: Duration = Field(timedelta(hours=24), description="rolling window of the marketing cap")
@@ -228,7 +244,7 @@ class KafkaSettings(_Group):
     clickstream_topic: str = Field("crm.clickstream", description="input topic")
     orders_topic: str = Field("crm.orders", description="input topic")
     chat_topic: str = Field("crm.chat", description="input topic")
-    profile_topic: str = Field("crm.profile", description="input topic: profile events (consent_updated, erasure_requested)")
+    profile_topic: str = Field("crm.profile", description="input topic: consent, erasure and other profile events")
     triggers_topic: str = Field("crm.triggers", description="output topic, key = customer_id")
     deadletter_topic: str = Field("crm.deadletter", description="dead letters with raw bytes and reason")
     audit_topic: str = Field("crm.audit", description="output topic: erasure_completed records, key = customer_id")
@@ -307,6 +323,7 @@ class RedisSettings(_Group):
     ssl_check_hostname: bool = Field(True, description="rediss://: the certificate must name the host in the URL")
     stream: str = Field("crm:triggers", description="trigger stream")
     stream_maxlen: int = Field(1_000_000, gt=0, description="approximate MAXLEN of the stream")
+    customer_triggers: int = Field(50, gt=0, description="newest triggers kept per customer in crm:customer:{id}:triggers (the API's index)")
     dedup_ttl: Duration = Field(timedelta(days=30), description="TTL of the crm:trigger:{id} write-once keys")
     retry_give_up: Duration = Field(timedelta(minutes=10), description="stop retrying a write after this long")
     audit_stream: str = Field("crm:audit", description="stream of erasure_completed records")
@@ -350,6 +367,14 @@ class PrivacySettings(_Group):
                                                  "changing it forgets every erasure)")
     tombstone_file: Optional[Path] = Field(None, description="replay: tombstones loaded at start, new erasures "
                                                              "appended (none: only the log's own erasures)")
+
+
+class ApiSettings(_Group):
+    keys: list[str] = Field(default_factory=list, description="API keys (`Authorization: Bearer KEY`) of `crm-stream serve`, a JSON list; none: every /v1 and /agent request is 401")
+    host: str = Field("127.0.0.1", description="address `crm-stream serve` listens on")
+    port: int = Field(8080, ge=0, le=65535, description="port of `crm-stream serve`")
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API (none: CORS off)")
+    max_limit: int = Field(500, gt=0, description="largest `limit` a list route accepts")
 
 
 # --------------------------------------------------------------------------- contact policy (issue 15)
@@ -417,6 +442,7 @@ class Settings(BaseSettings):
     delay_apology: DelayApologySettings = DelayApologySettings()
     escalation: EscalationSettings = EscalationSettings()
     proactive: ProactiveSettings = ProactiveSettings()
+    rules: RulesSettings = RulesSettings()
     policy: PolicySettings = PolicySettings()
     tiers: TierSettings = TierSettings()
     labels: LabelSettings = LabelSettings()
@@ -424,10 +450,11 @@ class Settings(BaseSettings):
     recs: RecsSettings = RecsSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    api: ApiSettings = ApiSettings()
     consent: ConsentSettings = ConsentSettings()
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
     holdout: HoldoutSettings = HoldoutSettings()
-    privacy: PrivacySettings = PrivacySettings()
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the first process (process i serves port + i)")
     recovery: bool = Field(True, description="`run`: snapshot state and input offsets every snapshot_interval "
                                              "into recovery_dir and resume from there; off, every restart re-reads "

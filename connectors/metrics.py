@@ -52,6 +52,10 @@ class Telemetry:
                                         "Model calls refused because a feature was NaN or infinite "
                                         "(call = predict: no score; learn: label not learned)",
                                         ["model", "call"], registry=r)
+        self.erased_events = PCounter("crm_events_erased", "Events of an erased customer dropped (ts at or before "
+                                      "the erasure)", registry=r)
+        self.erasures = PCounter("crm_erasures", "Erasures completed in the flow (erasure_completed records)",
+                                 registry=r)
         self.quiet = PCounter("crm_quiet_holds", "Marketing held by the customer's quiet hours, and released",
                               ["type", "action"], registry=r)
         self.exposures = PCounter("crm_holdout_exposures", "Candidates sent or held out whose outcome is tracked",
@@ -61,10 +65,6 @@ class Telemetry:
                                  ["type", "group", "converted"], registry=r)
         self.uplift = Gauge("crm_holdout_uplift", "Conversion rates of both groups, sent minus holdout and its 95 % "
                             "interval (Newcombe), from this process's ended windows", ["type", "stat"], registry=r)
-        self.erased_events = PCounter("crm_events_erased", "Events of an erased customer dropped (ts at or before "
-                                      "the erasure)", registry=r)
-        self.erasures = PCounter("crm_erasures", "Erasures completed in the flow (erasure_completed records)",
-                                 registry=r)
         self.consumer_lag = Gauge("crm_kafka_consumer_lag_messages", "High watermark minus next offset",
                                   ["topic", "partition"], registry=r)
 

@@ -1,7 +1,8 @@
 """Redis edges: the ``crm:triggers`` stream (written once per trigger id) and the profile hashes.
 
 A trigger is written by one Lua script: ``SET crm:trigger:{id} NX EX ttl`` and, only if that
-succeeded, ``XADD crm:triggers MAXLEN ~ n``. Both happen or neither, so a replay after a crash
+succeeded, ``XADD crm:triggers MAXLEN ~ n`` and ``ZADD crm:customer:{customer_id}:triggers`` (the
+customer's newest ``redis.customer_triggers`` by event time, for the API). All happen or none, so a replay after a crash
 (Bytewax resumes from the last snapshot and re-emits) never duplicates a stream entry. A batch
 is one pipeline; on a connection error the whole batch is retried with backoff (it is idempotent)
 until ``redis.retry_give_up`` has passed, then the error stops the worker with a clear message.
@@ -28,8 +29,11 @@ log = logging.getLogger("crm.redis")
 
 WRITE_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-                    'trigger_id', ARGV[3], 'type', ARGV[4], 'customer_id', ARGV[5], 'trigger', ARGV[6])
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+                        'trigger_id', ARGV[3], 'type', ARGV[4], 'customer_id', ARGV[5], 'trigger', ARGV[6])
+  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[8]))
+  return id
 end
 return false
 """
@@ -117,6 +121,11 @@ def _iso_to_epoch(ts: str) -> float:
         return time.time()
 
 
+def customer_triggers_key(customer_id: str) -> str:
+    """Sorted set of a customer's newest triggers (member: trigger JSON, score: event time in ms)."""
+    return f"crm:customer:{customer_id}:triggers"
+
+
 class _RedisPartition(StatelessSinkPartition):
     """A worker's connection; subclasses write a batch with one pipeline."""
 
@@ -149,9 +158,11 @@ class _TriggerPartition(_RedisPartition):
             pipe = self.client.pipeline(transaction=False)
             for _, trig in items:
                 # bytes, not str: redis-py would raise on a lone surrogate (validation keeps them out)
-                self.script(keys=[encode_str(f"crm:trigger:{trig['trigger_id']}"), self.cfg.stream],
+                self.script(keys=[encode_str(f"crm:trigger:{trig['trigger_id']}"), self.cfg.stream,
+                                  encode_str(customer_triggers_key(trig["customer_id"]))],
                             args=[self.ttl, self.cfg.stream_maxlen, encode_str(trig["trigger_id"]),
-                                  encode_str(trig["type"]), encode_str(trig["customer_id"]), dumps(trig)],
+                                  encode_str(trig["type"]), encode_str(trig["customer_id"]), dumps(trig),
+                                  int(_iso_to_epoch(trig["event_ts"]) * 1000), self.cfg.customer_triggers],
                             client=pipe)
             return pipe.execute()
 
@@ -259,7 +270,8 @@ def _trigger_entries(client: redis.Redis, stream: str, customer_id: bytes) -> tu
 
 def erase_customer(client: redis.Redis, cfg: RedisSettings, record: dict) -> None:
     """Delete what Redis holds of the customer of an ``erasure_completed`` record: the profile hash
-    ``crm:customer:{id}``, its entries in the trigger stream and their ``crm:trigger:{id}`` keys;
+    ``crm:customer:{id}`` and its trigger index ``crm:customer:{id}:triggers``, its entries in the
+    trigger stream and their ``crm:trigger:{id}`` keys;
     then, in one transaction with the deletes, record the tombstone in ``crm:tombstones`` and the
     record (with the Redis counts) in ``crm:audit``. Idempotent: run again after a restart, it
     finds nothing more to delete and records the erasure again."""
@@ -269,7 +281,7 @@ def erase_customer(client: redis.Redis, cfg: RedisSettings, record: dict) -> Non
         entries, triggers = _trigger_entries(client, cfg.stream, cid)
         done = {**record, "removed": {**record["removed"], "redis_trigger_entries": len(entries)}}
         pipe = client.pipeline(transaction=True)
-        pipe.delete(b"crm:customer:" + cid)
+        pipe.delete(b"crm:customer:" + cid, encode_str(customer_triggers_key(record["customer_id"])))
         if entries:
             pipe.xdel(cfg.stream, *entries)
             pipe.delete(*[b"crm:trigger:" + t for t in triggers if t])

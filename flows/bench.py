@@ -14,7 +14,9 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
    (what Bytewax's own scaling is on this machine: the yardstick for ``two_workers_vs_one``);
 5. ``live``: the engine consuming from a Kafka-protocol broker at a fixed offered load and
    writing to a real redis-server: producer send -> Redis stream entry, p50/p99/max;
-6. ``memory``: resident state bytes per customer (snapshot size, and RSS growth).
+6. ``memory``: resident state bytes per customer (snapshot size, and RSS growth);
+7. ``api``: p50/p99 of ``GET /v1/customers/{id}`` at 500 requests/s against ``crm-stream serve``,
+   with the engine consuming beside it into the same Redis.
 """
 
 from __future__ import annotations
@@ -422,7 +424,8 @@ elif __name__ == "__main__":  # one process of a cluster row: EVENTS PROCESS_ID 
 
 
 def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "mock",
-              live_rate: int = 2000, live_seconds: float = 20.0, repeat: int = 1) -> dict[str, Any]:
+              live_rate: int = 2000, live_seconds: float = 20.0, repeat: int = 1,
+              api_rate: int = 500, api_seconds: float = 20.0) -> dict[str, Any]:
     """Every row on the same bytes, side by side; returns the JSON report.
 
     ``repeat``: rounds of the throughput rows, one after the other (A B C, A B C: a slow spell of
@@ -483,6 +486,12 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
             console.print(f"  live         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
                           f"({lat['triggers']} triggers at {lat['offered_events_per_s']:,.0f} events/s offered, "
                           f"{lat['broker']} broker)")
+    if "api" in rows:
+        report["api_ms"] = api = api_latency(events, api_rate, api_seconds, broker=broker)
+        if console is not None:
+            console.print(f"  api          p50 {api['p50']} ms, p99 {api['p99']} ms, max {api['max']} ms "
+                          f"({api['requests']} GET /v1/customers/{{id}} at {api['offered_requests_per_s']}/s, "
+                          f"engine at {api['engine_events_per_s']} events/s; statuses {api['statuses']})")
     if "memory" in rows:
         report["memory"] = mem = memory_subprocess(events)
         # the stricter of the two readings
@@ -618,3 +627,114 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
                                   if service else None},
             "offered_events_per_s": round(offered, 1), "triggers": len(latencies), "p50": pct(0.5),
             "p99": pct(0.99), "max": round(latencies[-1], 1) if latencies else None}
+
+
+def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: str = "mock",
+                engine_rate: int = 1000) -> dict[str, Any]:
+    """p50/p99/max of ``GET /v1/customers/{id}`` (ms) at ``rate`` requests/s for ``seconds``, against
+    ``crm-stream serve`` (its own process) over a real redis-server while ``crm-stream run`` consumes
+    ``engine_rate`` events/s from the broker into the same Redis. Open loop: each request's latency
+    counts from when it was due (32 keep-alive connections take turns), so a stalled server is not
+    hidden by the client waiting for it."""
+    import http.client
+    import threading
+
+    from confluent_kafka import Producer
+
+    from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES
+
+    infra = _infra()
+    redis_server = infra.RedisServer()
+    redis_server.start()
+    kafka = infra.KafkaBroker(None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else broker)
+    kafka.start()
+    kind = kafka.kind
+    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "triggers", "dlq")}
+    kafka.create_topics(list(names.values()), partitions=1)
+    port = free_tcp_port()
+    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap, "CRM_REDIS__URL": redis_server.url,
+           "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
+           "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
+           "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
+           "CRM_LOG_LEVEL": "WARNING", "CRM_KAFKA__IDLE_AFTER": "2", "CRM_API__KEYS": '["bench"]',
+           "CRM_API__PORT": str(port)}
+    procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", cmd], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for cmd in ("run", "serve")]
+    stop = threading.Event()
+    customers: list[str] = []
+
+    def feed() -> None:  # the engine's load, paced, on its own thread
+        producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": "2"})
+        t0 = time.perf_counter()
+        with open(events, "rb") as f:
+            for i, line in enumerate(f):
+                if stop.is_set():
+                    break
+                wait = t0 + i / engine_rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                obj = _loads(line.rstrip(b"\n"))
+                t = obj.get("type") if isinstance(obj, dict) else None
+                topic = names["click"] if t in CLICKSTREAM_TYPES else names["chat"] if t in CHAT_TYPES \
+                    else names["orders"]
+                producer.produce(topic, line.rstrip(b"\n"))
+                producer.poll(0)
+                if isinstance(obj, dict) and isinstance(obj.get("customer_id"), str) and len(customers) < 5000:
+                    customers.append(obj["customer_id"])
+        producer.flush()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    counted = threading.Lock()
+
+    def load(lane: int, lanes: int, t0: float, known: list[str]) -> None:
+        """Requests lane, lane + lanes, ... on one keep-alive connection, each sent when due."""
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(lane, int(rate * seconds), lanes):
+            due = t0 + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                conn.request("GET", f"/v1/customers/{known[i % len(known)]}", headers={"Authorization": "Bearer bench"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                status = 0
+            with counted:
+                latencies.append((time.perf_counter() - due) * 1000.0)
+                statuses[status] = statuses.get(status, 0) + 1
+        conn.close()
+
+    try:
+        if not infra.wait_for_port("127.0.0.1", port, 30.0):
+            raise RuntimeError("crm-stream serve did not start")
+        time.sleep(3.0)  # the engine connects and assigns its partitions
+        feeder.start()
+        time.sleep(5.0)  # profiles exist for the customers the load asks for
+        known, lanes, t0 = list(dict.fromkeys(customers)), 32, time.perf_counter() + 0.5
+        threads = [threading.Thread(target=load, args=(k, lanes, t0, known)) for k in range(lanes)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        stop.set()
+        feeder.join(10)
+        for p in procs:
+            p.kill()
+            p.wait()
+        kafka.stop()
+        redis_server.close()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
+    return {"requests": len(latencies), "offered_requests_per_s": rate, "engine_events_per_s": engine_rate,
+            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "p50": pct(0.5), "p99": pct(0.99),
+            "max": round(latencies[-1], 2), "broker": kind}

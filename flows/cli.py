@@ -36,8 +36,11 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file (envir
 
 
 def _settings(config: Optional[Path], component: str = "cli", worker: Optional[int] = None) -> Settings:
+    from operators.rules import RuleConfig
+
     try:
         settings = load_settings(config)
+        RuleConfig(settings)  # an unknown or broken rule fails here, at start, in one line
     except SettingsError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, never wrapped
         raise typer.Exit(2)
@@ -117,11 +120,13 @@ def replay(
     kafka: bool = typer.Option(False, "--kafka", help="replay a time range straight from the input topics"),
     from_ts: Optional[str] = typer.Option(None, "--from", help="with --kafka: start (ISO-8601 with offset)"),
     to_ts: Optional[str] = typer.Option(None, "--to", help="with --kafka: end, exclusive (default: now)"),
+    redis_url: Optional[str] = typer.Option(None, "--redis", help="also write triggers, profiles and "
+                                            "recommendations to this Redis URL (for `crm-stream serve`)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Replay event logs (merged in ts order) through the same dataflow as `run`.
 
-    Outputs are files only: a replay never writes to the live trigger topic or Redis."""
+    Outputs are files, and Redis only with --redis URL: a replay never writes to the live trigger topic."""
     from connectors.files import Progress, expand_logs
     from flows.replay import ReplayOutputs, replay as do_replay, run_with_progress
 
@@ -135,8 +140,9 @@ def replay(
     outputs = ReplayOutputs(triggers_out, dlq_out, summary, profiles_out, suppressed_out, audit_out)
     progress = Progress(sum(p.stat().st_size for p in logs))
     t0 = time.perf_counter()
+    redis = settings.redis.model_copy(update={"url": redis_url}) if redis_url else None
     job = lambda: do_replay(settings, list(logs), outputs, drain=drain, progress=progress,  # noqa: E731
-                            model_in=model_in, model_out=model_out)
+                            model_in=model_in, model_out=model_out, redis=redis)
     result = run_with_progress(job, progress, console) if console.is_terminal else job()
     _print_summary(result, time.perf_counter() - t0)
 
@@ -228,6 +234,25 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return out
 
 
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="listen address (default CRM_API__HOST)"),
+    port: Optional[int] = typer.Option(None, help="port (default CRM_API__PORT)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Serve profiles, triggers and recommendations from Redis over HTTP, and the agent's page (read only)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(config, "serve")
+    if not settings.api.keys:
+        logging.getLogger("crm.api").warning("no API keys (CRM_API__KEYS): every /v1 and /agent request gets 401")
+    # uvicorn's access log prints paths (customer ids): ours logs the route template instead
+    uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port,
+                access_log=False, log_config=None)
+
+
 class Broker(str, Enum):
     mock = "mock"
     tansu = "tansu"
@@ -242,6 +267,7 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON"),
     skip_live: bool = typer.Option(False, help="skip the Kafka + Redis latency row"),
     skip_cluster: bool = typer.Option(False, help="skip the 2-process row"),
+    skip_api: bool = typer.Option(False, help="skip the API row (GET /v1/customers/{id} at 500/s beside the engine)"),
     broker: Broker = typer.Option(Broker.mock, help="live row's broker: librdkafka's mock cluster or Tansu; "
                                                    "KAFKA_BOOTSTRAP_SERVERS overrides both"),
     repeat: int = typer.Option(2, min=1, help="rounds of the throughput rows; each row reports its best "
@@ -268,7 +294,7 @@ def bench(
         simulate(customers, days, seed, where)
         events = where / "events.jsonl"
     rows = {"decode", "reference", "full", "core", "memory"} | (set() if skip_cluster else {"cluster"}) \
-        | (set() if skip_live else {"live"})
+        | (set() if skip_live else {"live"}) | (set() if skip_api else {"api"})
     report = run_bench(events, rows, console, broker=broker.value, repeat=repeat)
     table = Table(title=f"crm-stream bench: {report['events']:,} events", show_header=False)
     for name, row in report["rows"].items():
@@ -283,6 +309,10 @@ def bench(
     if "latency_ms" in report:
         lat = report["latency_ms"]
         table.add_row("latency_ms", f"p50 {lat['p50']}  p99 {lat['p99']}  max {lat['max']} ({lat['broker']})")
+    if "api_ms" in report:
+        api = report["api_ms"]
+        table.add_row("api_ms", f"p50 {api['p50']}  p99 {api['p99']}  max {api['max']} "
+                                f"(GET /v1/customers/{{id}} at {api['offered_requests_per_s']}/s)")
     Console().print(table)
     if json_out:
         json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))

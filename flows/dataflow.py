@@ -887,7 +887,10 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
         sup = op.map("suppressed_json", rest.trues,
                      lambda s: (s.candidate.customer_id, {**s.candidate.to_trigger(""), "suppressed": s.reason}))
         _outputs("suppressed", sup, edges.suppressed)
-    if edges.profiles:
+    if edges.profiles:  # the agent sees the last candidate of each type policy held back, and why
+        profile_updates.append(op.map("suppressed_profile", rest.trues, lambda s: ProfileUpdate(
+            s.candidate.customer_id, {f"last_suppressed.{s.candidate.type}": {
+                "reason": s.reason, "event_ts": format_ts(s.candidate.event_ts)}})))
         # an erasure deletes the customer's profile in the same sink, after the updates before it
         deletes = op.map("profile_deletes", audit, lambda a: (a[0], (a[0], None, a[1])))
         merged = op.merge("profile_updates", *profile_updates)

@@ -13,9 +13,10 @@ from typing import Optional
 import orjson
 from bytewax.testing import run_main
 
-from config.settings import Settings, ms
+from config.settings import RedisSettings, Settings, ms
 from connectors.files import (JsonlSink, LogSource, ProfilesFileSink, Progress, ReplayEnd, TombstoneFileSink,
                               read_tombstones)
+from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
 from connectors.metrics import Telemetry, reset_telemetry
 from models.metrics import refresh, shards_of
 from models.recs import summary as recs_summary
@@ -41,8 +42,11 @@ class ReplayOutputs:
 
 def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool = False,
            progress: Optional[Progress] = None, shards: int = 1, model_in: Optional[Path] = None,
-           model_out: Optional[Path] = None) -> dict:
+           model_out: Optional[Path] = None, redis: Optional[RedisSettings] = None) -> dict:
     """Run the whole flow over ``logs`` (merged by ``ts``); write outputs; return the summary.
+
+    ``redis``: also write triggers, profiles and recommendations there, as ``run`` does (a Redis
+    the API can serve from a past log; never implied, the URL is always given).
 
     ``model_in`` warm-starts every model shard from a saved file; ``model_out`` saves the trained
     models at the end (so a live engine can start from last month's log)."""
@@ -64,6 +68,10 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
         suppressed=[(JsonlSink(out.suppressed, "suppressed_file"), None)] if out.suppressed else [],
         **privacy_edges(settings, out.audit),
     )
+    if redis is not None:
+        edges.triggers.append((RedisTriggerSink(redis), None))
+        edges.profiles.append((RedisProfileSink(redis), None))
+        edges.recs = [(RedisRecsSink(redis), None)]
     flow = build_flow(settings, edges, shards=shards, t=t, warm=warm)
     try:
         with engine_gc():

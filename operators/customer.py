@@ -12,6 +12,11 @@ their due time, interleaved with the buffered events in event time: timers due s
 event's ``ts`` fire first (an activity exactly at the due time still counts as "within"). The
 service fast path (``cfg.fast_service``) sends an escalation asked for in words, and a carrier's
 delay apology, at arrival instead; the exact path then only confirms it.
+
+The triggers are rules (``operators/ruleset.py``, the contract's in ``operators/contract_rules.py``):
+an event first updates the shared facts kept here, then goes to the rules listening to its type;
+the timer scan asks the timed rules first (in ``rules.enabled`` order), then the models' own
+timers. State is pickled with :data:`STATE_VERSION`; older versions are upgraded on load.
 """
 
 from __future__ import annotations
@@ -25,17 +30,20 @@ from typing import Any, Optional
 import orjson
 
 from operators.dedup import SeenIds
-from operators.events import CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, DeadLetter, Event, format_ts, parse_ts
+from operators.events import (CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, PROFILE_TYPES, DeadLetter, Event,
+                              format_ts, parse_ts)
 from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
+from operators.ruleset import NEVER
 from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
 from operators.text import cut
-from operators.triggers import Candidate, Notice, ProfileUpdate
+from operators.triggers import Notice, ProfileUpdate
+
+STATE_VERSION = 2  # 1: a positional tuple of the slots below as they were before rules (V1_SLOTS)
 
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
 FAST_REASONS = frozenset({"human_requested", "carrier_reported"})  # what the service fast path sends
-NEVER = 1 << 62
 log = logging.getLogger("crm.customer")
 MAX_MONEY = 1e30  # a bound on sums of money: past any bounded amount x quantity, far from overflow
 
@@ -139,11 +147,11 @@ class CustomerState:
 
     __slots__ = (
         "customer_id", "clock", "first_seen", "last_seen", "seen", "prune_at",
-        "cart", "cart_last", "cart_armed", "currency",
+        "cart", "cart_last", "currency",
         "orders", "closed", "order_count", "spend",
-        "convs", "session_last", "help_views",
+        "convs", "session_last",
         "churn_pending", "rescore_n", "history", "dirty", "due", "recent",
-        "held", "fast", "last_order", "cart_currency",
+        "held", "fast", "last_order", "cart_currency", "slices",
     )
 
     def __init__(self, customer_id: str, cfg_recs: RecsConfig = RECS_DEFAULT):
@@ -155,7 +163,6 @@ class CustomerState:
         self.prune_at = 0
         self.cart: dict[str, list] = EMPTY  # product_id -> [quantity, price]
         self.cart_last: Optional[int] = None
-        self.cart_armed = False  # an episode is running and has not triggered
         self.currency: Optional[str] = None
         self.orders: dict[str, Order] = EMPTY
         self.closed: dict[str, int] = {}  # closed order/conversation ids -> close ts (no re-open)
@@ -163,7 +170,6 @@ class CustomerState:
         self.spend = 0.0
         self.convs: dict[str, Conversation] = EMPTY
         self.session_last: Optional[int] = None  # last clickstream ts of the open session
-        self.help_views: list[int] = []
         # (decision_id, ts, features, label due ts) in due order; tuples, as most customers have none pending (the empty tuple
         # is shared, an empty list costs 56 bytes each)
         self.churn_pending: tuple[tuple[str, int, dict], ...] = ()
@@ -176,13 +182,30 @@ class CustomerState:
         self.fast: dict = EMPTY  # (type, key) -> event ts of service triggers sent by the fast path
         self.last_order: Optional[int] = None  # ts of the latest order_placed (purchase quiet period)
         self.cart_currency: dict = EMPTY  # product_id -> currency code of its cart line, when known
+        self.slices: dict = EMPTY  # rule name -> its state (operators.ruleset), made at the rule's first event
 
     def __getstate__(self):
-        return tuple(getattr(self, s) for s in self.__slots__)
+        """(STATE_VERSION, the shared facts in slot order, {rule name: slice}): slices go by name,
+        so a rule added or switched off later resumes with fresh state or is ignored."""
+        return STATE_VERSION, tuple(getattr(self, s) for s in self.__slots__[:-1]), self.slices
 
     def __setstate__(self, state):
-        for s, v in zip(self.__slots__, state):
+        if type(state[0]) is not int:  # version 1 (before rules): the old slots, positional
+            state = _upgrade_v1(state)
+        _, facts, self.slices = state
+        for s, v in zip(self.__slots__, facts):
             setattr(self, s, v)
+
+    def slice(self, rule) -> Any:
+        """``rule``'s state for this customer (made fresh the first time it is asked for)."""
+        s = self.slices.get(rule.name)
+        if s is None:
+            s = rule.new_slice()
+            if s is not None:
+                if self.slices is EMPTY:
+                    self.slices = {}
+                self.slices[rule.name] = s
+        return s
 
     # ------------------------------------------------------------------ the three verbs
 
@@ -246,7 +269,10 @@ class CustomerState:
             if held and held[0][0] <= frontier and due >= held[0][0]:
                 self._apply_safely(heapq.heappop(held)[2], cfg, out)
             elif due < frontier or (inclusive and due == frontier):
-                fire(due, cfg, out)
+                if type(fire) is tuple:  # a rule's timer: (rule, its slice)
+                    fire[0].on_timer(self, fire[1], due, cfg, out)
+                else:
+                    fire(due, cfg, out)
             else:
                 break
             self.dirty = True
@@ -267,12 +293,16 @@ class CustomerState:
     # ------------------------------------------------------------------ timers
 
     def _next_timer(self, cfg: RuleConfig):
+        """(the earliest due time over the rules' timers and the models' own, what fires it); a
+        tie goes to the rules (in ``rules.enabled`` order), then session end, conversation
+        abandoned, churn label, rescore."""
         best, fire = NEVER, None
-        if self.cart_armed:
-            best, fire = self.cart_last + cfg.cart_idle, self._fire_cart
-        for order in self.orders.values():
-            if not order.apologized and order.promised is not None and order.promised + cfg.grace < best:
-                best, fire = order.promised + cfg.grace, self._fire_promise
+        slices = self.slices
+        for rule in cfg.timed_rules:
+            s = slices.get(rule.name)
+            due = rule.next_due(self, s, cfg)
+            if due < best:
+                best, fire = due, (rule, s)
         if self.session_last is not None and self.session_last + cfg.session_gap < best:
             best, fire = self.session_last + cfg.session_gap, self._fire_session_end
         for conv in self.convs.values():
@@ -287,26 +317,6 @@ class CustomerState:
         if rescore < best and (cfg.churn_refresh or rescore - self.last_seen < cfg.churn_horizon):
             best, fire = rescore, self._fire_rescore
         return best, fire
-
-    def _fire_cart(self, due: int, cfg: RuleConfig, out: list) -> None:
-        self.cart_armed = False
-        self.history.carts_abandoned += 1
-        payload: dict[str, Any] = {"items": self.cart_items(), "cart_value": self.cart_value(), "recommendations": []}
-        if payload["cart_value"] is None:  # lines in several currencies: one total per currency
-            payload["cart_values"] = self.cart_values()
-        else:
-            currency = next(iter(self.cart_currency.values()), None) or self.currency or cfg.currency
-            if currency:
-                payload["currency"] = currency
-        cand = Candidate("abandoned_cart", self.customer_id, due, ["cart_idle"], payload, key=str(due),
-                         tier=self.tier(cfg))
-        cand.recs = (tuple(self.cart), tuple(sorted(set(self.cart) | self.recent.recently_bought(due))))
-        out.append(cand)
-
-    def _fire_promise(self, due: int, cfg: RuleConfig, out: list) -> None:
-        order = min((o for o in self.orders.values() if not o.apologized and o.promised is not None),
-                    key=lambda o: (o.promised, o.order_id))
-        self._apologize(order, due, "promise_missed", cfg, out)
 
     def _fire_session_end(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.session_last = None
@@ -347,7 +357,7 @@ class CustomerState:
 
     def _apply(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         t, ts = ev.type, ev.ts
-        if t == "consent_updated":  # for policy (operators.contact): not activity, no rule
+        if t in PROFILE_TYPES:  # consent is for policy (operators.contact): not activity, no rule
             return
         if self.last_seen is None:
             self.first_seen = self.last_seen = ts
@@ -365,6 +375,10 @@ class CustomerState:
             self._apply_order(ev, late, cfg, out)
         elif t in CHAT_TYPES:  # profile-topic types (erasure_requested) are the flow's, not a rule's
             self._apply_chat(ev, late, cfg, out)
+        rules = cfg.listeners.get(t)
+        if rules is not None:  # the rules listening to this type, after the shared facts took it
+            for rule in rules:
+                rule.on_event(self, self.slice(rule), ev, late, cfg, out)
 
     def _apply_click(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         t, ts = ev.type, ev.ts
@@ -375,18 +389,9 @@ class CustomerState:
             if blocks:
                 out.extend(pair_messages(blocks))
         if t in CART_ACTIVITY:
-            self._apply_cart(ev, late)
-        elif t == "help_view" and not late:
-            self.help_views = [h for h in self.help_views if h > ts - cfg.help_window] + [ts]
-            if len(self.help_views) >= cfg.help_views:
-                self.help_views = []
-                self._outreach(ts, "help_seeking", cfg, out)
-        elif t == "search" and not late:
-            query = ev.get("query")
-            if query and cfg.exit_intent(query):
-                self._outreach(ts, "exit_intent", cfg, out)
+            self._apply_cart(ev)
 
-    def _apply_cart(self, ev: Event, late: bool) -> None:
+    def _apply_cart(self, ev: Event) -> None:
         t, ts = ev.type, ev.ts
         pid = ev.get("product_id")
         qty = ev.get("quantity", 1)
@@ -411,13 +416,10 @@ class CustomerState:
             if line[0] <= 0:
                 self._drop_line(pid)
         if not self.cart:
-            self.cart_armed = False  # emptied: the episode ends, the timer is cancelled
-            self.cart_last = None
+            self.cart_last = None  # emptied (the abandoned_cart rule ends its episode)
             return
         if self.cart_last is None or ts > self.cart_last:
             self.cart_last = ts
-        if not late:
-            self.cart_armed = True  # a new episode after a trigger, or the running one goes on
 
     def _apply_order(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         t, oid = ev.type, ev.get("order_id")
@@ -448,8 +450,6 @@ class CustomerState:
             return
         order.ship(shipment if t == "order_shipped" else None)
         order.status = "delayed" if t == "order_delayed" else "shipped"
-        if t == "order_delayed" and not order.apologized and not late:
-            self._apologize(order, ev.ts, "carrier_reported", cfg, out)
 
     def _place_order(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
         """The purchase: counted once per ``order_id`` whenever it arrives (late, or after the
@@ -483,7 +483,6 @@ class CustomerState:
         elif not late or self.cart_last is None or self.cart_last <= ts:
             self.cart, self.cart_currency = EMPTY, EMPTY
         if not self.cart:
-            self.cart_armed = False
             self.cart_last = None
         if self.last_order is None or ts > self.last_order:
             self.last_order = ts
@@ -557,8 +556,8 @@ class CustomerState:
             elif fast_key is not None:  # sent for a message of this episode, under the key it saw then
                 conv.escalated = True
                 out.append(Notice("service_exact", self.customer_id, ts, fast_key))
-            else:
-                candidate = self._escalation(conv, conv.messages, ts, reasons, cfg)
+            elif "escalation" in cfg.named:
+                candidate = cfg.named["escalation"].candidate(self, conv, conv.messages, ts, reasons, cfg)
                 conv.escalated = bool(reasons)
         out.append(ScoreRequest("frustration", self.customer_id, decision_id, ts, feats, candidate))
 
@@ -573,17 +572,6 @@ class CustomerState:
         ctx.update(support_context(self.history, ts))  # repeat contacts in 7 days, earlier bad chats
         return ctx
 
-    def _escalation(self, conv: Conversation, messages: list, ts: int, reasons: list, cfg: RuleConfig) -> Candidate:
-        tier = self.tier(cfg)
-        payload = {
-            "conversation_id": conv.conversation_id,
-            "frustration": None,
-            "last_messages": [{"sender": s, "text": m, "ts": format_ts(mts)} for s, m, mts in messages],
-            "customer_tier": tier,
-        }
-        return Candidate("escalation", self.customer_id, ts, reasons, payload, key=conv.key, tier=tier,
-                         threshold=None if reasons else cfg.frustration_threshold)
-
     # ------------------------------------------------------------------ the service fast path
 
     def _fast_service(self, ev: Event, cfg: RuleConfig, out: list) -> None:
@@ -593,9 +581,9 @@ class CustomerState:
         (``service_exact``); policy keeps one escalation per episode whichever path sends it."""
         t = ev.type
         if t == "chat_message":
-            if ev.get("sender") == "customer":
+            if ev.get("sender") == "customer" and "escalation" in cfg.named:
                 self._fast_escalation(ev, ev.get("text"), cfg, out)
-        elif t == "order_delayed":
+        elif t == "order_delayed" and "delay_apology" in cfg.named:
             oid = ev.get("order_id")
             order = self.orders.get(oid)
             if order is None or order.placed_ts is None or order.apologized or ("delay_apology", oid) in self.fast:
@@ -604,8 +592,8 @@ class CustomerState:
                 return  # the promise timer comes first in event time
             promised = _parse_optional_ts(ev.get("promised_delivery_ts"))
             self._mark_fast("delay_apology", oid, ev.ts)
-            out.append(self._apology(order, ev.ts, "carrier_reported", cfg,
-                                     order.promised if promised is None else promised))
+            out.append(cfg.named["delay_apology"].candidate(self, order, ev.ts, "carrier_reported", cfg,
+                                                            order.promised if promised is None else promised))
 
     def _fast_escalation(self, ev: Event, text: str, cfg: RuleConfig, out: list) -> None:
         ts = ev.ts
@@ -622,7 +610,8 @@ class CustomerState:
         if reasons:
             self._mark_fast("escalation", conv.key, ts)
             self.fast[("message", f"{conv.conversation_id}|{ts}")] = conv.key
-        cand = self._escalation(conv, conv.messages, ts, reasons, cfg)  # no reason: the model decides
+        # no reason: the model decides
+        cand = cfg.named["escalation"].candidate(self, conv, conv.messages, ts, reasons, cfg)
         feats = message_features(text, self._message_context(conv, ts))
         out.append(ScoreRequest("frustration", self.customer_id, f"{conv.key}|{ts}|fast", ts, feats, cand,
                                 decision=False))
@@ -683,46 +672,6 @@ class CustomerState:
 
     # ------------------------------------------------------------------ shared steps
 
-    def _apologize(self, order: Order, due: int, reason: str, cfg: RuleConfig, out: list) -> None:
-        order.apologized = True
-        sent = self.fast.get(("delay_apology", order.order_id))
-        if sent is not None:
-            out.append(Notice("service_exact", self.customer_id, min(due, sent), order.order_id))
-            return
-        out.append(self._apology(order, due, reason, cfg, order.promised))
-
-    def _apology(self, order: Order, due: int, reason: str, cfg: RuleConfig, promised: Optional[int]) -> Candidate:
-        tier = self.tier(cfg)
-        payload = {
-            "order_id": order.order_id,
-            "promised_delivery_ts": format_ts(promised) if promised is not None else None,
-            "order_total": order.total,
-            "suggested_credit": cfg.suggested_credit(order.total, tier),
-        }
-        return Candidate("delay_apology", self.customer_id, due, [reason], payload, key=order.order_id, tier=tier)
-
-    def _outreach(self, ts: int, reason: str, cfg: RuleConfig, out: list) -> None:
-        """A rule-driven outreach: scored by the churn model for its payload, not a decision point."""
-        feats = churn_features(self, ts)
-        cand = self._outreach_candidate(ts, reason, cfg)
-        out.append(ScoreRequest("churn", self.customer_id, f"{reason}|{ts}", ts, feats, cand, decision=False))
-
-    def _outreach_candidate(self, ts: int, reason: str, cfg: RuleConfig, threshold: Optional[float] = None):
-        signals = [reason]
-        if any(o.apologized for o in self.orders.values()) or self.history.late_orders:
-            signals.append("late_delivery")
-        if self.history.returns or self.history.refunds:
-            signals.append("returns")
-        if self.history.carts_abandoned:
-            signals.append("abandoned_carts")
-        tier = self.tier(cfg)
-        offer = {"vip": "personal_shopper_call", "regular": "discount_10_percent"}.get(tier, "free_shipping")
-        payload = {"churn_probability": None, "signals": signals, "suggested_offer": offer, "recommendations": []}
-        cand = Candidate("proactive_outreach", self.customer_id, ts, [reason], payload, key=f"{reason}|{ts}",
-                         tier=tier, threshold=threshold)
-        cand.recs = (tuple(self.recent.interests(ts, 10)), tuple(sorted(self.recent.recently_bought(ts))))
-        return cand
-
     def _recs_eval(self, bought: list[str], ts: int) -> RecsEval:
         """What the recommender would have offered before this order, from the customer's earlier items."""
         items = [p for p in self.recent.interests(ts, 10 + len(bought)) if p not in bought][:10]
@@ -742,7 +691,9 @@ class CustomerState:
         if len(pending) > cfg.max_pending:
             pending.remove(min(pending, key=_decided))
         self.churn_pending = tuple(pending)
-        cand = self._outreach_candidate(ts, "churn_risk", cfg, threshold=cfg.churn_threshold)
+        outreach = cfg.named.get("proactive_outreach")  # off: the model still decides and learns
+        cand = None if outreach is None else outreach.candidate(self, ts, "churn_risk", cfg,
+                                                                 threshold=cfg.churn_threshold)
         out.append(ScoreRequest("churn", self.customer_id, decision_id, ts, feats, cand))
 
     def _churn_returned(self, ts: int, out: list) -> None:
@@ -826,6 +777,31 @@ class CustomerState:
         }
         self.dirty = False
         return ProfileUpdate(self.customer_id, fields)
+
+
+# version 1's slots, in its positional pickle's order
+V1_SLOTS = ("customer_id", "clock", "first_seen", "last_seen", "seen", "prune_at", "cart", "cart_last", "cart_armed",
+            "currency", "orders", "closed", "order_count", "spend", "convs", "session_last", "help_views",
+            "churn_pending", "rescore_n", "history", "dirty", "due", "recent", "held", "fast", "last_order",
+            "cart_currency")
+
+
+def _upgrade_v1(state: tuple) -> tuple:
+    """A version-1 pickle as version 2: the cart episode and help views become the abandoned_cart
+    and proactive_outreach rules' slices (the only rule state version 1 kept outside orders and
+    conversations)."""
+    from operators.contract_rules import CartEpisode, HelpViews
+
+    old = dict(zip(V1_SLOTS, state))
+    slices: dict = {}
+    if old["cart_armed"]:
+        slices["abandoned_cart"] = episode = CartEpisode()
+        episode.armed = True
+    if old["help_views"]:
+        slices["proactive_outreach"] = views = HelpViews()
+        views.views = list(old["help_views"])
+    facts = tuple(old[s] for s in CustomerState.__slots__[:-1])
+    return 1, facts, slices or EMPTY
 
 
 def _due(pending: tuple) -> tuple:

@@ -28,7 +28,7 @@ ORDER_TYPES = frozenset(
      "return_requested", "refund_issued"}
 )
 CHAT_TYPES = frozenset({"chat_message", "chat_closed"})
-PROFILE_TYPES = frozenset({"consent_updated", "erasure_requested"})  # topic crm.profile (operators/contact.py, privacy.py)
+PROFILE_TYPES = frozenset({"consent_updated", "erasure_requested"})  # topic crm.profile (operators/privacy.py)
 EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES | PROFILE_TYPES
 CONSENT_CHANNELS = frozenset({"email", "sms", "push", "all"})
 CONSENT_PURPOSES = frozenset({"marketing", "service"})
@@ -321,7 +321,10 @@ def _check_chat(t: str, obj: dict) -> None:
 
 
 def _check_profile(t: str, obj: dict) -> None:
-    """``consent_updated``: channel, purpose and granted are required and from their sets."""
+    """``consent_updated``: channel, purpose and granted are required and from their sets;
+    ``erasure_requested`` needs nothing beyond the fields every event has."""
+    if t != "consent_updated":
+        return
     for field, allowed in (("channel", CONSENT_CHANNELS), ("purpose", CONSENT_PURPOSES)):
         v = _present(obj, field, True)
         if type(v) is not str or v not in allowed:
@@ -355,8 +358,7 @@ def validate(obj: Any, source: str = "") -> Event:
     elif t in CHAT_TYPES:
         _check_chat(t, obj)
     elif t in PROFILE_TYPES:
-        if t == "consent_updated":
-            _check_profile(t, obj)  # erasure_requested: the fields every event has are all it needs
+        _check_profile(t, obj)
     else:
         raise Invalid("unknown_type", clean_str(t[:64]))
     return Event(obj["event_id"], t, obj["customer_id"], ts, obj, source)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from array import array
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Mapping, Optional, Protocol
 
 MIN = 60_000
 HOUR = 3_600_000
@@ -31,7 +31,6 @@ PRIOR_R, PRIOR_A, CHURN_HORIZON_DAYS = 1.0, 3.0, 30.0
 ORDER_PRIOR_R, ORDER_PRIOR_A = 1.0, 30.0
 
 if TYPE_CHECKING:  # pragma: no cover
-    from operators.customer import CustomerState
     from operators.events import Event
 
 log1p = math.log1p
@@ -320,7 +319,19 @@ def purchase_stats(h: History, now: int, spend: float) -> dict[str, float]:
             "_btyd_T": max(0.0, (now - first) / DAY, (last - first) / DAY), "_btyd_spend": max(0.0, spend)}
 
 
-def churn_features(state: "CustomerState", now: int) -> dict[str, float]:
+class Facts(Protocol):
+    """The facts about a customer the churn features read (``operators.customer.CustomerState``
+    is one; this module does not import it: the customer step imports the features)."""
+
+    history: "History"
+    first_seen: int  # ms, event time
+    last_seen: int  # ms, event time
+    spend: float
+    orders: Mapping  # open orders by id
+    cart: Mapping  # product_id -> [quantity, price]
+
+
+def churn_features(state: Facts, now: int) -> dict[str, float]:
     """The churn model's view of a customer at a decision point at event time ``now`` (and the raw
     purchase statistics ``_btyd_*`` the model step reads, see :func:`purchase_stats`)."""
     h = state.history

@@ -89,9 +89,10 @@ class PolicyState:
         """A candidate -> [the candidate, its profile update] or [Suppressed] (or [] while quiet hours
         hold it); a notice -> [] or, for a clock note, what it releases; plus :class:`Tally` s.
         ``now`` (ms, live only: the wall clock): a marketing trigger that would go out but was due
-        more than ``max_trigger_age`` before it is suppressed as ``stale`` (and not counted as sent)."""
+        more than ``max_trigger_age`` before it is suppressed as ``stale`` (and not counted as sent);
+        one quiet hours held goes out at its release, which is its age."""
         if isinstance(item, PolicyNote):
-            return self._note(item, cfg, now)
+            return self._note(item, cfg)
         if isinstance(item, Notice):
             self._notice(item, cfg)
             return []
@@ -102,7 +103,7 @@ class PolicyState:
             if c.key in self.escalated:
                 return []  # at most one per conversation episode, whichever reason came first
             self.escalated[c.key] = [c.event_ts, None]
-        elif c.type in MARKETING:
+        elif c.policy_class == "marketing":
             reason = self._contact(c, c.event_ts, cfg) or self._suppression(c, cfg)
             if reason is None and now is not None and now - c.event_ts > cfg.max_age:
                 reason = "stale"  # catch-up after an outage, a first start over history

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from config.settings import Settings, ms
+from operators.registry import load_rules
 from operators.recs import RecsConfig
 from operators.text import HumanRequest, WordMatcher
 
@@ -54,6 +55,15 @@ class RuleConfig:
                                sequence_weight=s.recs.sequence_weight, recency=s.recs.recency,
                                repeat_weight=s.recs.repeat_weight)
         self.recs_in_payload = s.recs.in_payload
+        # the trigger rules (operators.ruleset), last: they may read the numbers above
+        self.rules = load_rules(s.rules.enabled, self)
+        self.named = {r.name: r for r in self.rules}
+        self.timed_rules = tuple(r for r in self.rules if r.timed)
+        listeners: dict[str, list] = {}
+        for r in self.rules:
+            for t in r.types:
+                listeners.setdefault(t, []).append(r)
+        self.listeners = {t: tuple(rs) for t, rs in listeners.items()}
 
     def tier(self, order_count: int, spend: float) -> str:
         if order_count >= self.vip_orders or (order_count and spend >= self.vip_spend):

@@ -58,7 +58,7 @@ def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
     bad = runner.invoke(app, ["bench", "--events", str(tmp_path / "events.jsonl"), "--broker", "kafka9"])
     assert bad.exit_code == 2
     ok = runner.invoke(app, ["bench", "--events", str(tmp_path / "events.jsonl"), "--skip-live", "--skip-cluster",
-                             "--json", str(out)])
+                             "--skip-api", "--json", str(out)])
     assert ok.exit_code == 0, ok.output
     report = orjson.loads(out.read_bytes())
     assert set(report["rows"]) == {"decode", "reference", "full_1w", "core_1w", "river"}
@@ -67,3 +67,11 @@ def test_cli_writes_json_and_refuses_an_unknown_broker(tmp_path):
         assert len(row["runs"]) == 2 and row["seconds"] == min(row["runs"])
         assert row["events_per_s"] == round(report["events"] / row["seconds"], 1)
     assert "full_vs_reference" in report and "bytes_per_customer" in report
+
+
+def test_the_api_row_runs_beside_the_engine(tmp_path):
+    generate(200, 3, 8, tmp_path)
+    report = run_bench(tmp_path / "events.jsonl", {"api"}, api_rate=50, api_seconds=3.0)
+    api = report["api_ms"]
+    assert api["requests"] == 150 and api["statuses"].get("200", 0) > 0 and "0" not in api["statuses"]
+    assert 0 < api["p50"] <= api["p99"] <= api["max"]

@@ -32,7 +32,8 @@ from jsonschema import Draft202012Validator
 
 from operators.customer import CustomerState
 from operators.events import (
-    CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, REASONS, DeadLetter, Event, decode, format_ts,
+    CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, PROFILE_TYPES, REASONS, DeadLetter, Event, decode,
+    format_ts,
     parse_ts,
 )
 from operators.rules import RuleConfig
@@ -52,8 +53,8 @@ TOPIC_FIELDS = {
     "clickstream": ("session_id", "product_id", "price", "quantity", "query", "page"),
     "order": ("order_id", "total", "items", "promised_delivery_ts", "reason"),
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
-    "profile": (),
-    "consent": ("channel", "purpose", "granted"),  # consent_updated (also on crm.profile)
+    "profile": ("channel", "purpose", "granted"),
+    "erasure": (),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -63,11 +64,11 @@ INT_FIELDS = ("quantity", "csat")
 
 
 def topic(t: str) -> str:
+    """The group of fields an event of type ``t`` may carry (crm.profile's types differ)."""
     if t == "erasure_requested":
-        return "profile"
-    if t == "consent_updated":
-        return "consent"
-    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else "chat"
+        return "erasure"
+    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else \
+        "profile" if t in PROFILE_TYPES else "chat"
 
 
 def required(t: str) -> tuple[str, ...]:
@@ -195,8 +196,8 @@ BASES = {
     "refund_issued": {"order_id": "o1", "total": 19.9},
     "chat_message": {"conversation_id": "c1", "sender": "customer", "text": "where is my order?"},
     "chat_closed": {"conversation_id": "c1", "csat": 2, "escalated": True},
-    "consent_updated": {"channel": "email", "purpose": "marketing", "granted": True},
     "erasure_requested": {},
+    "consent_updated": {"channel": "email", "purpose": "marketing", "granted": True},
 }
 assert set(BASES) == EVENT_TYPES
 

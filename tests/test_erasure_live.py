@@ -62,6 +62,8 @@ def test_sigkill_between_erasure_request_and_completion(tmp_path, kafka_broker, 
         engine.start()
         wait_for(lambda: redis_client.xlen("crm:audit") >= 1, 120, engine, "the erasure after the restart")
         assert read_profile(redis_client, GONE) is None
+        assert not redis_client.exists(f"crm:customer:{GONE}:triggers")  # the API's index of the customer
+        assert redis_client.exists(f"crm:customer:{KEPT}:triggers")
         assert stream_customers() == [KEPT.encode()] and len(redis_client.keys("crm:trigger:*")) == 1
         assert read_profile(redis_client, KEPT) is not None
         [(_, fields)] = redis_client.xrange("crm:audit")[:1]
