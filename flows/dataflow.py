@@ -281,6 +281,10 @@ class ProfileLogic(StatefulBatchLogic):
             self.timer_counted = False
         self.t.held.dec(len(self.held))
         self.state, self.held, self.held_last, self.erased_at, self.material = None, [], {}, at, False
+        if self.tracker is not None:  # the customer's zone, night visits and contact deadlines go too
+            tr = self.tracker
+            removed = {**removed, "contact": bool(tr.deadlines or tr.zones.changes or tr.nights)}
+            self.tracker = ContactTracker()
         # after everything this customer sent on before (the models step sorts by position)
         out.append(Erasure(req.customer_id, at, req.event_id, h, removed, decisions, max(req.pos, self.pos_floor)))
         return sorted((e for e in held if e.ts > at), key=lambda e: e.ts)
@@ -735,7 +739,9 @@ class PolicyLogic(StatefulBatchLogic):
             if type(item) is Erasure:  # what policy remembers of the customer (caps, cooldowns) goes
                 st = self.state
                 item.removed = {**item.removed, "policy": bool(st.sent or st.marketing or st.apologies
-                                                                or st.escalated or st.orders)}
+                                                                or st.escalated or st.orders or st.held
+                                                                or st.exposures or st.consent.changes
+                                                                or st.zones.changes)}
                 self.state, erased = PolicyState(), True
                 self.t.erasure()
                 out.append(item)

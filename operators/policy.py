@@ -149,7 +149,7 @@ class PolicyState:
             return "no_consent"
         return None
 
-    def _note(self, n: PolicyNote, cfg: PolicyConfig) -> list:
+    def _note(self, n: PolicyNote, cfg: PolicyConfig, now: Optional[int] = None) -> list:
         if n.kind == "consent":
             self.consent.add(n.ts, *n.data)
             return []
@@ -159,7 +159,7 @@ class PolicyState:
         out: list = []  # clock: the customer's frontier has passed n.ts
         while self.held and self.held[0][0] <= n.ts:
             release, c = self.held.pop(0)
-            out.extend(self._release(c, release, n.data if release == n.ts else None, cfg))
+            out.extend(self._release(c, release, n.data if release == n.ts else None, cfg, now))
         if self.exposures and any(e.end <= n.ts for e in self.exposures):
             keep = []
             for e in self.exposures:
@@ -170,7 +170,8 @@ class PolicyState:
             self.exposures = keep
         return out
 
-    def _release(self, c: Candidate, release: int, last_night_click: Optional[int], cfg: PolicyConfig) -> list:
+    def _release(self, c: Candidate, release: int, last_night_click: Optional[int], cfg: PolicyConfig,
+                 now: Optional[int] = None) -> list:
         """The quiet hours that held ``c`` ended at ``release``: is its reason still there?"""
         t = c.event_ts
         judged = Tally("released", c.type)
@@ -180,6 +181,8 @@ class PolicyState:
                 c.type == "abandoned_cart" or last_night_click >= t + cfg.contact.session_gap):
             return [judged, Suppressed(c, "quiet_returned")]  # back on the site: the cart is in front of them
         reason = self._contact(c, release, cfg) or self._suppression(c, cfg)
+        if reason is None and now is not None and now - release > cfg.max_age:
+            reason = "stale"  # live: the morning it waited for is long past (an outage)
         if reason is not None:
             return [judged, Suppressed(c, reason)]
         c.released_at = release

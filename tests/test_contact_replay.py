@@ -154,3 +154,13 @@ def test_generated_customers_consent_revoke_and_tell_their_zone(tmp_path):
     assert 0.75 < len(granted) / 300 < 0.9 and revoked and refused
     assert {x.get("timezone") for x in consent} >= {"Europe/Berlin", None}
     assert all(x["purpose"] == "marketing" for x in consent)
+
+
+def test_an_erased_customer_who_comes_back_has_given_no_consent(tmp_path):
+    events = [consent("c", "2026-01-05T08:00:00Z"), e("add_to_cart", "c", "2026-01-05T10:00:00Z"),
+              e("page_view", "c", "2026-01-05T11:00:00Z"),  # moves the customer's clock past the cart's due time
+              e("erasure_requested", "c", "2026-01-05T12:00:00Z"),
+              e("add_to_cart", "c", "2026-01-05T14:00:00Z"), e("page_view", "z", "2026-01-05T18:00:00Z")]
+    _, triggers, suppressed, _ = run(tmp_path, events)
+    assert [t["event_ts"] for t in triggers] == ["2026-01-05T10:30:00.000Z"]
+    assert [(s["event_ts"], s["suppressed"]) for s in suppressed] == [("2026-01-05T14:30:00.000Z", "no_consent")]
