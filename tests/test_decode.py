@@ -52,6 +52,7 @@ TOPIC_FIELDS = {
     "clickstream": ("session_id", "product_id", "price", "quantity", "query", "page"),
     "order": ("order_id", "total", "items", "promised_delivery_ts", "reason"),
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
+    "identity": ("anonymous_id",),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -61,6 +62,8 @@ INT_FIELDS = ("quantity", "csat")
 
 
 def topic(t: str) -> str:
+    if t == "identify":
+        return "identity"
     return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else "chat"
 
 
@@ -75,6 +78,8 @@ def required(t: str) -> tuple[str, ...]:
             extra += ("price",)
     elif t in ORDER_TYPES:
         extra = ("order_id",) + (("total",) if t == "order_placed" else ())
+    elif t == "identify":
+        extra = ("anonymous_id",)
     else:
         extra = ("conversation_id",) + (("sender", "text") if t == "chat_message" else ())
     return COMMON + extra
@@ -115,7 +120,7 @@ def strip_offset(ts: str) -> str:
 
 def field_value(field: str):
     """A valid value of ``field`` (topic-wide type from the contract)."""
-    if field in ("event_id", "customer_id"):
+    if field in ("event_id", "customer_id", "anonymous_id"):
         return st.text(min_size=1, max_size=128)
     if field in ("ts", "promised_delivery_ts"):
         return timestamps()
@@ -183,6 +188,7 @@ BASES = {
     "refund_issued": {"order_id": "o1", "total": 19.9},
     "chat_message": {"conversation_id": "c1", "sender": "customer", "text": "where is my order?"},
     "chat_closed": {"conversation_id": "c1", "csat": 2, "escalated": True},
+    "identify": {"anonymous_id": "guest-1"},
 }
 assert set(BASES) == EVENT_TYPES
 
@@ -288,7 +294,7 @@ def _epoch(v) -> bool:
 
 def wrong_values(field: str):
     """Values of ``field`` the contract calls a wrong type (or out of range)."""
-    if field in ("event_id", "customer_id"):
+    if field in ("event_id", "customer_id", "anonymous_id"):
         return st.one_of(not_ids, st.just(""), st.text(min_size=129, max_size=140))
     if field in ID_LIKE:
         return not_ids
