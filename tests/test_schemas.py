@@ -49,7 +49,7 @@ def test_schema_enums_match_the_code():
     event, trigger, dead, summary = (load(n) for n in NAMES)
     d = event["$defs"]
     assert set(d["clickstream_type"]["enum"]) | set(d["order_type"]["enum"]) | set(d["chat_type"]["enum"]) \
-        == set(EVENT_TYPES)
+        | set(d["identity_type"]["enum"]) == set(EVENT_TYPES)
     assert tuple(dead["properties"]["reason"]["enum"]) == REASONS
     assert tuple(summary["properties"]["invalid_by_reason"]["propertyNames"]["enum"]) == REASONS
     assert set(trigger["properties"]["type"]["enum"]) == set(TRIGGER_TYPES)
@@ -101,6 +101,8 @@ EVENTS = [
      "conversation_id": "conv1", "csat": 2, "escalated": True},
     {"event_id": "e20", "type": "chat_closed", "customer_id": "c3", "ts": "2026-11-25T09:10:00Z",
      "conversation_id": "conv9", "unknown_extra": {"kept": [1, 2]}},
+    {"event_id": "e21", "type": "identify", "customer_id": "c1", "ts": "2026-11-25T09:11:00Z",
+     "anonymous_id": "anon-7f3"},
 ]
 
 
