@@ -157,3 +157,24 @@ def test_a_second_identify_to_another_customer_is_a_dead_letter_and_replay_is_de
     assert [d["reason"] for d in dlq] == ["identify_conflict"]
     strip = lambda ts: sorted((t["type"], t["customer_id"], t["event_ts"]) for t in ts)  # noqa: E731
     assert strip(first) == strip(second)
+
+
+# ----------------------------------------------------------------------------- recovery
+
+
+def test_an_identified_key_keeps_forwarding_after_a_restart_from_its_snapshot():
+    from connectors.metrics import telemetry
+    from flows.dataflow import ProfileLogic
+
+    cfg, t = RuleConfig(), telemetry()
+    guest = ProfileLogic(cfg, False, t, None, profiles="none")
+    guest.on_batch([ev("add_to_cart", at(0), customer="g")])
+    idf = decode(orjson.dumps({"event_id": "i", "type": "identify", "customer_id": "c", "anonymous_id": "g",
+                               "ts": at(10)}))
+    out, _ = guest.on_batch([identify_keys(idf)[0][1]])
+    [merge] = [o for o in out if type(o) is Merge]
+    assert merge.customer_id == "c" and not merge.adopt and merge.state.cart
+    resumed = ProfileLogic(cfg, False, t, guest.snapshot(), profiles="none")
+    out, _ = resumed.on_batch([ev("page_view", at(12), customer="g")])
+    assert [(o.type, o.customer_id) for o in out] == [("page_view", "c")]
+    assert resumed.state is None and resumed.on_eof() == ([], resumed.on_eof()[1])
