@@ -35,6 +35,7 @@ from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
 from operators.contact import ContactConfig, ContactTracker
 from operators.customer import NEVER, CustomerState
 from operators.events import DeadLetter, Event, decode, format_ts
+from operators.identity import Identify, Merge, identify_keys, merge_into, rekey, route_out
 from operators.outcomes import uplift
 from operators.policy import PolicyConfig, PolicyState, Tally
 from operators.privacy import ERASURE, Erasure, Tombstones, audit_record, state_inventory
@@ -171,6 +172,7 @@ class ProfileLogic(StatefulBatchLogic):
         self.recovery = recovery
         self.tombs = tombstones
         self.erased_at: Optional[int] = None  # this customer's latest erasure (ms): earlier events are dropped
+        self.alias: Optional[str] = None  # identified: this key's events go to the merged step's key alias
         self.cfg = cfg
         self.live = live
         self.end = end
@@ -190,7 +192,7 @@ class ProfileLogic(StatefulBatchLogic):
         self.tracker: Optional[ContactTracker] = ContactTracker() if self.contact is not None else None
         if resume is not None:
             saved = pickle.loads(resume)
-            if len(saved) > 5 and self.tracker is not None:
+            if len(saved) > 5 and saved[5] is not None and self.tracker is not None:
                 self.tracker = saved[5]
             # the snapshot keeps the customer's silence so far (<= 0 s; older ones a wall time): the
             # time the engine was down is not silence, so a restart fires no timer a replay would not
@@ -201,6 +203,8 @@ class ProfileLogic(StatefulBatchLogic):
                 t.held.inc(len(self.held))
             if tombstones is not None and self.state is not None:
                 self.erased_at = tombstones.erased_at(self.state.customer_id)
+            if len(saved) > 6:
+                self.alias = saved[6]
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         frontier = self.frontier
@@ -208,6 +212,8 @@ class ProfileLogic(StatefulBatchLogic):
             for wm in items:
                 frontier.observe(wm)
             return [], StatefulBatchLogic.DISCARD
+        if self.alias is not None:
+            return self._forward(items), StatefulBatchLogic.RETAIN
         out: list = []
         if self.tombs is None:
             woken = self._apply_batch(items, out)
@@ -215,24 +221,38 @@ class ProfileLogic(StatefulBatchLogic):
             self._lookup(items)
             woken, start, carry = False, 0, []
             for i, item in enumerate(items):
-                if type(item) is not Tick and item.type == ERASURE:
+                if type(item) is Event and item.type == ERASURE:
                     woken |= self._apply_batch(self._drop_erased(carry + items[start:i]), out)
                     carry = self._erase(item, out)  # what the customer held that is later than it
                     start = i + 1
             woken |= self._apply_batch(self._drop_erased(carry + items[start:]), out)
+        if self.alias is not None:  # identified in this batch: nothing of the state is left here
+            return out, StatefulBatchLogic.RETAIN
         if woken:
             return self.on_notify(out)
         return self._emit(out)
 
     def _apply_batch(self, items: list, out: list) -> bool:
         """Events into the customer's state (created by the first); True if a tick was among them."""
+        if self.alias is not None:  # identified earlier in this batch: the rest follows the state
+            out.extend(self._forward(items))
+            return False
         frontier = self.frontier
         woken = False
         events = []
+        rest = None
         for item in items:
-            if type(item) is Tick:
-                woken = True
-                continue
+            kind = type(item)
+            if kind is not Event:
+                if kind is Tick:
+                    woken = True
+                    continue
+                if kind is Merge:  # the merged step (operators.identity)
+                    self._merge(item, out)
+                    continue
+                if kind is Identify:
+                    rest = items[items.index(item):]
+                    break
             if self.state is None:
                 self.state = CustomerState(item.customer_id, self.cfg.recs)
                 self.t.customers.inc()
@@ -248,12 +268,15 @@ class ProfileLogic(StatefulBatchLogic):
             for item in events:
                 self._hold(item)
             self._release(out)
+        if rest is not None:  # the state leaves for the merged step; what follows goes after it
+            self._identify(rest[0], out)
+            out.extend(self._forward(rest[1:]))
         return woken
 
     def _lookup(self, items: list) -> None:
         """A key new to this logic: was the customer erased before (the tombstones)?"""
         if self.state is None and self.erased_at is None:
-            first = next((i for i in items if type(i) is not Tick), None)
+            first = next((i for i in items if type(i) is Event), None)
             if first is not None:
                 self.erased_at = self.tombs.erased_at(first.customer_id)
 
@@ -262,7 +285,7 @@ class ProfileLogic(StatefulBatchLogic):
         at = self.erased_at
         if at is None or not items:
             return items
-        kept = [i for i in items if type(i) is Tick or i.ts > at]
+        kept = [i for i in items if type(i) is not Event or i.ts > at]
         if len(kept) < len(items):
             self.t.erased(len(items) - len(kept))
         return kept
@@ -288,6 +311,56 @@ class ProfileLogic(StatefulBatchLogic):
         # after everything this customer sent on before (the models step sorts by position)
         out.append(Erasure(req.customer_id, at, req.event_id, h, removed, decisions, max(req.pos, self.pos_floor)))
         return sorted((e for e in held if e.ts > at), key=lambda e: e.ts)
+
+    def _identify(self, idf: Identify, out: list) -> None:
+        """This key's state leaves for the merged step and its later events follow it: the guest's
+        to be absorbed, the customer's to be adopted there (operators.identity). The guest's timers
+        due before it was identified still fire here, for the guest."""
+        ev = idf.event
+        while self.held:  # the frontier's reorder buffer: what waits is applied, then leaves with the state
+            self._process(heapq.heappop(self.held)[2], out)
+            self.t.held.dec()
+        st = self.state
+        if st is not None:
+            if idf.guest:
+                if st.clock is None or ev.ts > st.clock:
+                    st.clock = ev.ts
+                cap = self.frontier.value if self.frontier is not None else ev.ts
+                res = st.advance(min(ev.ts, cap), self.cfg)
+                self._count_failures(res)
+                out.extend(self._tag(ev.pos, res))
+                if self.profiles != "none":  # the guest's profile view: empty, pointing at the customer
+                    out.append(ProfileUpdate(st.customer_id, {"merged_into": idf.target, "cart": [], "cart_value": None,
+                                                              "open_orders": [], "open_conversations": []}))
+            out.append(Merge(idf.target, st, not idf.guest, ev.ts, ev.pos))
+            if self.timer_counted:
+                self.timer_counted = False
+                self.t.timers.dec()
+        self.state = None
+        self.alias = idf.target
+
+    def _forward(self, items: list) -> list:
+        """An identified key: events re-keyed to the customer; a second identify naming another
+        customer is an ``identify_conflict`` dead letter (the first one holds)."""
+        out: list = []
+        alias = self.alias
+        for item in items:
+            kind = type(item)
+            if kind is Event:
+                out.append(rekey(item, alias))
+            elif kind is Identify and item.target != alias:  # a repeat, or another guest of ours: fine
+                self.t.dead_letter("identify_conflict")
+                out.append(DeadLetter.of_event(item.event, "identify_conflict", "this id was already merged"))
+        return out
+
+    def _merge(self, msg: Merge, out: list) -> None:
+        """The merged step: a guest's or the customer's own state arrives (operators.identity)."""
+        if self.state is None and not msg.adopt:
+            self.state = CustomerState(msg.customer_id, self.cfg.recs)
+            if self.profiles == "batch":
+                out.append(self.state.profile_defaults())
+        self.state = merge_into(self.state, msg, self.cfg)
+        self.material = True
 
     def _process(self, item: Any, out: list) -> None:
         try:
@@ -423,7 +496,7 @@ class ProfileLogic(StatefulBatchLogic):
 
     def _emit(self, out: list) -> tuple[list, bool]:
         if self.state is None:
-            return out, StatefulBatchLogic.DISCARD
+            return out, StatefulBatchLogic.DISCARD if self.alias is None else StatefulBatchLogic.RETAIN
         if self.state.dirty and self.profiles == "batch":
             now = time.time()
             # Browsing only moves last_seen: write that at most every PROFILE_REFRESH_S per customer.
@@ -492,7 +565,9 @@ class ProfileLogic(StatefulBatchLogic):
             return None
         silence = min(0.0, self.wall_at_clock - time.time())
         tracker = self.tracker
-        if tracker is not None and (tracker.deadlines or tracker.zones.changes or tracker.nights):
+        if self.alias is not None:  # identified: only the forwarding address is left
+            saved = (None, silence, [], {}, 0, None, self.alias)
+        elif tracker is not None and (tracker.deadlines or tracker.zones.changes or tracker.nights):
             saved = (self.state, silence, self.held, self.held_last, self.seq, tracker)
         else:
             saved = (self.state, silence) if not self.held else (self.state, silence, self.held, self.held_last, self.seq)
@@ -789,6 +864,13 @@ def _outputs(name: str, stream, sinks: list[tuple[Sink, Optional[Encoder]]]) -> 
         op.output(f"{name}_out_{i}", s, sink)
 
 
+def _key_event(e: Event) -> list:
+    """By customer; an ``identify`` to both of its ids (operators.identity)."""
+    if e.type != "identify":
+        return [(e.customer_id, e)]
+    return identify_keys(e)
+
+
 def _with_watermarks(flow: Dataflow, items, edges: Edges):
     """Events keyed by customer; every watermark to every worker's inbox key, on the same path as
     the events (so each worker sees a partition's watermark after the events it covers); plus the
@@ -800,6 +882,8 @@ def _with_watermarks(flow: Dataflow, items, edges: Edges):
     def key(x: Any) -> list:
         if type(x) is Watermark:
             return [(k, x) for k in inboxes]
+        if x.type == "identify":
+            return identify_keys(x)
         return [(x.customer_id, x)]
 
     keyed = op.flat_map("key_customer", items, key)
@@ -825,7 +909,7 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     rules.contact = policy_cfg.contact  # the profile step's part of the contact policy (operators.contact)
     profile_mode = "batch" if live else ("end" if edges.profiles else "none")
     if edges.watermarks is None:
-        by_customer = op.key_on("key_customer", split.trues, lambda e: e.customer_id)
+        by_customer = op.flat_map("key_customer", split.trues, _key_event)
     else:
         by_customer = _with_watermarks(flow, split.trues, edges)
     tombs = edges.tombstones or Tombstones(settings.privacy.tombstone_key.get_secret_value().encode())
@@ -833,6 +917,12 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
                                                                           profile_mode, edges.recovery,
                                                                           edges.watermarks, tombs))
     profiled = op.key_rm("profile_unkey", profiled)
+    # identified customers: their events and states go on to the merged step, keyed by customer
+    to_merged = op.branch("split_identity", profiled, route_out)
+    merged_in = op.key_on("key_merged", to_merged.trues, lambda x: x.customer_id)
+    merged = op.stateful_batch("profile_merged", merged_in, lambda r: ProfileLogic(rules, live, t, r, edges.end,
+                                                                                profile_mode, edges.recovery))
+    profiled = op.merge("profiled_all", to_merged.falses, op.key_rm("merged_unkey", merged))
     pairs = op.branch("split_pairs", profiled, lambda x: type(x) is PairMsg)
     product_keys = [balanced_key("products/", j) for j in range(PRODUCT_SHARDS)]
     by_product = op.flat_map_batch("bundle_pairs", pairs.trues, bundle_pairs(product_keys))

@@ -290,6 +290,69 @@ class CustomerState:
             log.exception("processing %s failed", ev.source)
             out.append(DeadLetter(_raw(ev), ev.source, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
 
+    def absorb(self, other: "CustomerState", cfg: RuleConfig) -> None:
+        """Identity (CONTRACT.md): take ``other``'s open state, a guest's identified as this customer.
+
+        Cart lines add up (quantities; the price of the later cart), and the cart episode runs on
+        if either ran; open orders, conversations, pending churn decisions, held events, recent
+        products and purchases join; clocks and first/last seen widen; spend and order count add.
+        ``other`` is spent afterwards (its dicts may now be shared). Pure: no outputs, no timers
+        fire (the next :meth:`advance` fires what is due)."""
+        if other.cart:
+            later = other.cart_last is not None and (self.cart_last is None or other.cart_last >= self.cart_last)
+            cart = self.cart = dict(self.cart)
+            for pid, (qty, price) in other.cart.items():
+                line = cart.get(pid)
+                if line is None:
+                    cart[pid] = [qty, price]
+                else:
+                    line[0] += qty
+                    if later:
+                        line[1] = price
+            if other.cart_currency:
+                self.cart_currency = {**other.cart_currency, **self.cart_currency}
+            self.cart_last = _latest(self.cart_last, other.cart_last)
+        self.currency = self.currency or other.currency
+        for name in ("orders", "convs", "fast"):
+            theirs = getattr(other, name)
+            if theirs:
+                setattr(self, name, {**theirs, **getattr(self, name)})
+        self.closed = {**other.closed, **self.closed}
+        self.order_count += other.order_count
+        self.spend = _finite(self.spend + other.spend)
+        self._absorb_slices(other)
+        self.churn_pending = tuple(sorted(self.churn_pending + other.churn_pending, key=_due))
+        self.held = list(heapq.merge(self.held, other.held)) if other.held else self.held
+        mine, theirs = self.recent, other.recent
+        for pid, ts in sorted(zip(theirs.recent + mine.recent, list(theirs.recent_ts) + list(mine.recent_ts)),
+                              key=lambda p: p[1]):
+            mine._touch(pid, ts)
+        for pid, ts in zip(theirs.bought, theirs.bought_ts):
+            mine.bought.append(pid)
+            mine.bought_ts.append(ts)
+        self.clock = _latest(self.clock, other.clock)
+        self.session_last = _latest(self.session_last, other.session_last)
+        self.last_order = _latest(self.last_order, other.last_order)
+        self.last_seen = _latest(self.last_seen, other.last_seen)
+        if other.first_seen is not None and (self.first_seen is None or other.first_seen < self.first_seen):
+            self.first_seen = other.first_seen
+        self.dirty = True
+        self._release(-NEVER, False, cfg, [])  # applies nothing, fires nothing: recomputes ``due``
+
+    def _absorb_slices(self, other: "CustomerState") -> None:
+        """The rules' state slices of ``other`` join this customer's: a slice only the guest has is
+        taken over; the cart episode runs on if either ran; help views add up (by ts)."""
+        for name, theirs in other.slices.items():
+            mine = self.slices.get(name)
+            if mine is None:
+                if self.slices is EMPTY:
+                    self.slices = {}
+                self.slices[name] = theirs
+            elif hasattr(mine, "armed"):
+                mine.armed = mine.armed or theirs.armed
+            elif hasattr(mine, "views"):
+                mine.views = sorted(mine.views + theirs.views)
+
     # ------------------------------------------------------------------ timers
 
     def _next_timer(self, cfg: RuleConfig):
@@ -373,7 +436,7 @@ class CustomerState:
             self._apply_click(ev, late, cfg, out)
         elif t.startswith("order_") or t in ("return_requested", "refund_issued"):
             self._apply_order(ev, late, cfg, out)
-        elif t in CHAT_TYPES:  # profile-topic types (erasure_requested) are the flow's, not a rule's
+        elif t in CHAT_TYPES:  # profile-topic types (erasure_requested) are the flow's; identify only moves the clock
             self._apply_chat(ev, late, cfg, out)
         rules = cfg.listeners.get(t)
         if rules is not None:  # the rules listening to this type, after the shared facts took it
@@ -810,6 +873,10 @@ def _due(pending: tuple) -> tuple:
 
 def _decided(pending: tuple) -> int:
     return pending[1]
+
+
+def _latest(a: Optional[int], b: Optional[int]) -> Optional[int]:
+    return b if a is None or (b is not None and b > a) else a
 
 
 def _capped(t: int, cap: Optional[int]) -> int:

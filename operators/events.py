@@ -29,7 +29,8 @@ ORDER_TYPES = frozenset(
 )
 CHAT_TYPES = frozenset({"chat_message", "chat_closed"})
 PROFILE_TYPES = frozenset({"consent_updated", "erasure_requested"})  # topic crm.profile (operators/privacy.py)
-EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES | PROFILE_TYPES
+IDENTITY_TYPES = frozenset({"identify"})  # on any topic: anonymous_id is now known as customer_id
+EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES | PROFILE_TYPES | IDENTITY_TYPES
 CONSENT_CHANNELS = frozenset({"email", "sms", "push", "all"})
 CONSENT_PURPOSES = frozenset({"marketing", "service"})
 CART_ACTIVITY = frozenset({"add_to_cart", "remove_from_cart", "checkout_started"})
@@ -38,7 +39,7 @@ SENDERS = frozenset({"customer", "agent", "bot"})
 # Reason codes of dead letters: low-cardinality, used as metric labels.
 REASONS = (
     "oversized", "malformed_json", "not_an_object", "missing_field", "wrong_type", "out_of_range",
-    "unknown_type", "invalid_ts", "invalid_unicode", "processing_error", "future_ts",
+    "unknown_type", "invalid_ts", "invalid_unicode", "processing_error", "future_ts", "identify_conflict",
 )
 
 # The bounds validation states (CONTRACT.md section 1): inside them every sum, feature, timer
@@ -51,7 +52,7 @@ YEAR_MIN, YEAR_MAX = 2000, 2199  # ISO timestamps: the year as written
 TS_MIN_MS, TS_END_MS = 946_684_800_000, 7_258_118_400_000  # epoch numbers: [2000-01-01, 2200-01-01) UTC
 # Identifier fields: a string, or a non-negative integer; a lone surrogate makes them a dead letter
 # (replacing it would merge two customers, orders...). Free text is repaired instead.
-ID_FIELDS = ("event_id", "customer_id", "session_id", "product_id", "order_id", "conversation_id")
+ID_FIELDS = ("event_id", "customer_id", "session_id", "product_id", "order_id", "conversation_id", "anonymous_id")
 TS_HOWTO = ("send ISO-8601 with a UTC offset (2026-11-23T10:15:00Z, 2026-11-23T11:15:00+01:00) "
             "or epoch seconds / milliseconds as a JSON number, years 2000..2199")
 
@@ -359,6 +360,8 @@ def validate(obj: Any, source: str = "") -> Event:
         _check_chat(t, obj)
     elif t in PROFILE_TYPES:
         _check_profile(t, obj)
+    elif t == "identify":
+        _id(obj, "anonymous_id", True, ID_MAX_LEN)
     else:
         raise Invalid("unknown_type", clean_str(t[:64]))
     return Event(obj["event_id"], t, obj["customer_id"], ts, obj, source)

@@ -55,6 +55,7 @@ TOPIC_FIELDS = {
     "chat": ("conversation_id", "sender", "text", "csat", "escalated"),
     "profile": ("channel", "purpose", "granted"),
     "erasure": (),
+    "identity": ("anonymous_id",),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
 STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
@@ -67,6 +68,8 @@ def topic(t: str) -> str:
     """The group of fields an event of type ``t`` may carry (crm.profile's types differ)."""
     if t == "erasure_requested":
         return "erasure"
+    if t == "identify":
+        return "identity"
     return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else \
         "profile" if t in PROFILE_TYPES else "chat"
 
@@ -84,6 +87,8 @@ def required(t: str) -> tuple[str, ...]:
         extra = ("order_id",) + (("total",) if t == "order_placed" else ())
     elif t == "consent_updated":
         extra = ("channel", "purpose", "granted")
+    elif t == "identify":
+        extra = ("anonymous_id",)
     elif t in CHAT_TYPES:
         extra = ("conversation_id",) + (("sender", "text") if t == "chat_message" else ())
     return COMMON + extra
@@ -124,7 +129,7 @@ def strip_offset(ts: str) -> str:
 
 def field_value(field: str):
     """A valid value of ``field`` (topic-wide type from the contract)."""
-    if field in ("event_id", "customer_id"):
+    if field in ("event_id", "customer_id", "anonymous_id"):
         return st.text(min_size=1, max_size=128)
     if field in ("ts", "promised_delivery_ts"):
         return timestamps()
@@ -198,6 +203,7 @@ BASES = {
     "chat_closed": {"conversation_id": "c1", "csat": 2, "escalated": True},
     "erasure_requested": {},
     "consent_updated": {"channel": "email", "purpose": "marketing", "granted": True},
+    "identify": {"anonymous_id": "guest-1"},
 }
 assert set(BASES) == EVENT_TYPES
 
@@ -303,7 +309,7 @@ def _epoch(v) -> bool:
 
 def wrong_values(field: str):
     """Values of ``field`` the contract calls a wrong type (or out of range)."""
-    if field in ("event_id", "customer_id"):
+    if field in ("event_id", "customer_id", "anonymous_id"):
         return st.one_of(not_ids, st.just(""), st.text(min_size=129, max_size=140))
     if field in ID_LIKE:
         return not_ids

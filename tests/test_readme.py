@@ -36,7 +36,8 @@ def test_the_contract_lives_in_the_repository_and_every_relative_link_resolves()
 
 
 def test_the_example_events_are_valid_and_decode():
-    """The README's one example per input topic: valid under the schema and accepted by the decoder."""
+    """The README's one example per input topic and its `identify`: valid under the schema and accepted
+    by the decoder."""
     import json
 
     from jsonschema import Draft202012Validator
@@ -46,7 +47,7 @@ def test_the_example_events_are_valid_and_decode():
     schema = Draft202012Validator(json.loads((ROOT / "config" / "schemas" / "event.schema.json").read_text()))
     section = README.split("## Sending events", 1)[1].split("\n## ", 1)[0]
     examples = re.findall(r"`(\{\"event_id\".*?\})`", section)
-    assert len(examples) == 4  # one per input topic
+    assert len(examples) == 5  # one per input topic, and identify (any topic)
     for text in examples:
         assert schema.is_valid(json.loads(text)), text
         assert isinstance(decode(text.encode()), Event), text

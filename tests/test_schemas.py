@@ -49,7 +49,7 @@ def test_schema_enums_match_the_code():
     event, trigger, dead, summary = (load(n) for n in NAMES)
     d = event["$defs"]
     assert set(d["clickstream_type"]["enum"]) | set(d["order_type"]["enum"]) | set(d["chat_type"]["enum"]) \
-        | set(d["profile_type"]["enum"]) == set(EVENT_TYPES)
+        | set(d["profile_type"]["enum"]) | set(d["identity_type"]["enum"]) == set(EVENT_TYPES)
     assert tuple(dead["properties"]["reason"]["enum"]) == REASONS
     assert tuple(summary["properties"]["invalid_by_reason"]["propertyNames"]["enum"]) == REASONS
     # the trigger type is open (a shop's own rules name theirs): the contract's four are its examples
@@ -107,6 +107,8 @@ EVENTS = [
      "channel": "email", "purpose": "marketing", "granted": True},
     {"event_id": "e22", "type": "consent_updated", "customer_id": "c3", "ts": "2026-11-25T09:12:00+01:00",
      "channel": "all", "purpose": "service", "granted": False, "timezone": "Europe/Paris"},
+    {"event_id": "e21", "type": "identify", "customer_id": "c1", "ts": "2026-11-25T09:11:00Z",
+     "anonymous_id": "anon-7f3"},
 ]
 CONSENT = next(e for e in EVENTS if e["type"] == "consent_updated")
 
