@@ -529,12 +529,14 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
     broker = infra.KafkaBroker(None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else broker)
     broker.start()
     kind = broker.kind
-    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "triggers", "dlq")}
+    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "profile", "triggers", "dlq")}
     broker.create_topics([names["click"]], partitions=2)
-    broker.create_topics([names["orders"], names["chat"], names["triggers"], names["dlq"]], partitions=1)
+    broker.create_topics([names["orders"], names["chat"], names["profile"], names["triggers"], names["dlq"]],
+                         partitions=1)
     env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap, "CRM_REDIS__URL": redis_server.url,
            "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
            "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
+           "CRM_KAFKA__PROFILE_TOPIC": names["profile"],
            "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
            "CRM_KAFKA__BATCH_SIZE": os.environ.get("BENCH_BATCH", "500"), "CRM_LOG_LEVEL": "WARNING",
            # with watermarks on, a first start holds everything until each of the 12 input partitions
@@ -558,8 +560,7 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
                 ev = decode(line)
                 obj = _loads(line)
                 t = obj.get("type") if isinstance(obj, dict) else None
-                topic = names["click"] if t in CLICKSTREAM_TYPES else names["chat"] if t in CHAT_TYPES \
-                    else names["orders"]
+                topic = _topic_of(t, names)
                 key = obj["customer_id"].encode() if isinstance(obj, dict) and \
                     isinstance(obj.get("customer_id"), str) else None
                 # bad lines are part of the load but cause nothing
@@ -649,12 +650,13 @@ def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: st
     kafka = infra.KafkaBroker(None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else broker)
     kafka.start()
     kind = kafka.kind
-    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "triggers", "dlq")}
+    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "profile", "triggers", "dlq")}
     kafka.create_topics(list(names.values()), partitions=1)
     port = free_tcp_port()
     env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap, "CRM_REDIS__URL": redis_server.url,
            "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
            "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
+           "CRM_KAFKA__PROFILE_TOPIC": names["profile"],
            "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
            "CRM_LOG_LEVEL": "WARNING", "CRM_KAFKA__IDLE_AFTER": "2", "CRM_API__KEYS": '["bench"]',
            "CRM_API__PORT": str(port)}
@@ -675,8 +677,7 @@ def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: st
                     time.sleep(wait)
                 obj = _loads(line.rstrip(b"\n"))
                 t = obj.get("type") if isinstance(obj, dict) else None
-                topic = names["click"] if t in CLICKSTREAM_TYPES else names["chat"] if t in CHAT_TYPES \
-                    else names["orders"]
+                topic = _topic_of(t, names)
                 producer.produce(topic, line.rstrip(b"\n"))
                 producer.poll(0)
                 if isinstance(obj, dict) and isinstance(obj.get("customer_id"), str) and len(customers) < 5000:
@@ -738,3 +739,14 @@ def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: st
     return {"requests": len(latencies), "offered_requests_per_s": rate, "engine_events_per_s": engine_rate,
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "p50": pct(0.5), "p99": pct(0.99),
             "max": round(latencies[-1], 2), "broker": kind}
+
+
+def _topic_of(type: object, names: dict[str, str]) -> str:
+    """The input topic a log line of this event type is produced to (bad lines: the orders topic)."""
+    from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, PROFILE_TYPES
+
+    if type in CLICKSTREAM_TYPES:
+        return names["click"]
+    if type in CHAT_TYPES:
+        return names["chat"]
+    return names["profile"] if type in PROFILE_TYPES else names["orders"]
