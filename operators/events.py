@@ -72,6 +72,12 @@ class Event:
         self.source = source
         self.pos = pos  # position in the input (replay: merged line index; live: partition offset)
 
+    def __lt__(self, other: "Event") -> bool:
+        """Never less: in a heap keyed ``(ts, event_id, event)`` two events alike in both (one id
+        sent twice with different content) tie instead of raising (the first pushed stays first
+        in ``heapq``'s sift only by chance, so callers order by more than that when it matters)."""
+        return False
+
     def get(self, field: str, default: Any = None) -> Any:
         return self.data.get(field, default)
 

@@ -486,3 +486,22 @@ def test_replay_of_a_dirty_log_completes_with_summary_and_triggers(tmp_path):
         json.loads(line)
     for line in out.dlq.read_text().splitlines():
         DEAD_SCHEMA.validate(json.loads(line))
+
+
+def test_one_event_id_with_two_contents_held_together_never_raises():
+    """Found by the fuzz test: an id re-sent with other content at the same ts, both held in the
+    reorder buffer, made the heap compare two events (TypeError)."""
+    from config.settings import load_settings
+    from operators.customer import CustomerState
+    from operators.events import validate
+    from operators.rules import RuleConfig
+
+    cfg = RuleConfig(load_settings())
+    cart = {"event_id": "c1", "type": "add_to_cart", "customer_id": "c1", "ts": "2025-11-23T16:00:00.000Z",
+            "session_id": "s1", "product_id": "p1", "price": 0}
+    chat = {"event_id": "c1", "type": "chat_message", "customer_id": "c1", "ts": "2025-11-30T16:00:00.001Z",
+            "conversation_id": "conv1", "sender": "customer", "text": "x"}
+    state = CustomerState("c1")
+    for obj in (cart, chat, cart, chat):
+        state.process(validate(dict(obj)), cfg)
+    state.flush(None, cfg)
