@@ -659,9 +659,10 @@ def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: st
            "CRM_KAFKA__PROFILE_TOPIC": names["profile"],
            "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
            "CRM_LOG_LEVEL": "WARNING", "CRM_KAFKA__IDLE_AFTER": "2", "CRM_API__KEYS": '["bench"]',
-           "CRM_API__PORT": str(port)}
-    procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", cmd], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for cmd in ("run", "serve")]
+           "CRM_API__PORT": str(port), "CRM_RECOVERY_DIR": tempfile.mkdtemp(prefix="crm-bench-api-recovery-")}
+    log = open(Path(env["CRM_RECOVERY_DIR"]) / "engine.log", "wb")
+    procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", cmd], env=env, stdout=log,
+                              stderr=subprocess.STDOUT) for cmd in ("run", "serve")]
     stop = threading.Event()
     customers: list[str] = []
 
