@@ -322,7 +322,8 @@ class CustomerState:
         self.spend = _finite(self.spend + other.spend)
         self._absorb_slices(other)
         self.churn_pending = tuple(sorted(self.churn_pending + other.churn_pending, key=_due))
-        self.held = list(heapq.merge(self.held, other.held)) if other.held else self.held
+        if other.held:  # sorted is a heap; by (ts, event_id) only: Events do not compare
+            self.held = sorted(self.held + other.held, key=_held_order)
         mine, theirs = self.recent, other.recent
         for pid, ts in sorted(zip(theirs.recent + mine.recent, list(theirs.recent_ts) + list(mine.recent_ts)),
                               key=lambda p: p[1]):
@@ -873,6 +874,10 @@ def _due(pending: tuple) -> tuple:
 
 def _decided(pending: tuple) -> int:
     return pending[1]
+
+
+def _held_order(h: tuple) -> tuple:
+    return h[0], h[1]
 
 
 def _latest(a: Optional[int], b: Optional[int]) -> Optional[int]:

@@ -350,7 +350,7 @@ def expected_reason(field: str, value) -> str:
     if field in ("ts", "promised_delivery_ts"):
         return "invalid_ts"
     number = type(value) in (int, float)
-    if field in ("event_id", "customer_id") + ID_LIKE:
+    if field in ("event_id", "customer_id", "anonymous_id") + ID_LIKE:
         integral = type(value) is int or (type(value) is float and value.is_integer())
         return "out_of_range" if type(value) is str or integral else "wrong_type"
     if field in AMOUNT_FIELDS:

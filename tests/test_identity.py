@@ -178,3 +178,14 @@ def test_an_identified_key_keeps_forwarding_after_a_restart_from_its_snapshot():
     out, _ = resumed.on_batch([ev("page_view", at(12), customer="g")])
     assert [(o.type, o.customer_id) for o in out] == [("page_view", "c")]
     assert resumed.state is None and resumed.on_eof() == ([], resumed.on_eof()[1])
+
+
+def test_absorb_merges_the_reorder_buffers_in_event_time_order():
+    guest, cust = Machine(customer="g", lateness_ms=None), Machine(customer="c", lateness_ms=None)
+    guest.feed(ev("add_to_cart", at(1), customer="g", event_id="same"), ev("page_view", at(3), customer="g"))
+    cust.feed(ev("page_view", at(1), customer="c", event_id="same"), ev("page_view", at(2), customer="c"))
+    cust.state.absorb(guest.state, cust.cfg)  # equal (ts, event_id) in both buffers: no Event comparison
+    held = cust.state.held
+    assert [h[0] for h in held] == sorted(h[0] for h in held) and len(held) == 4
+    cust.feed(ev("page_view", at(60), customer="c"))
+    assert cust.state.cart == {"p1": [1, 10.0]} and [c.event_ts for c in cust.candidates("abandoned_cart")] == [ms_at(31)]
