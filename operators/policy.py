@@ -152,7 +152,10 @@ class PolicyState:
     def _note(self, n: PolicyNote, cfg: PolicyConfig, now: Optional[int] = None) -> list:
         if n.kind == "consent":
             self.consent.add(n.ts, *n.data)
-            return []
+            latest = self.consent.changes[-1][0] if self.consent.changes else n.ts  # a late change arrives
+            return [ProfileUpdate(n.customer_id, {"consent": {  # what the API and the agent page show
+                "marketing": self.consent.channels(latest, "marketing", cfg.contact.opt_out),
+                "service": self.consent.channels(latest, "service", True)}})]
         if n.kind == "zone":
             self.zones.add(n.ts, n.data[0], n.data[1])
             return []

@@ -164,3 +164,16 @@ def test_an_erased_customer_who_comes_back_has_given_no_consent(tmp_path):
     _, triggers, suppressed, _ = run(tmp_path, events)
     assert [t["event_ts"] for t in triggers] == ["2026-01-05T10:30:00.000Z"]
     assert [(s["event_ts"], s["suppressed"]) for s in suppressed] == [("2026-01-05T14:30:00.000Z", "no_consent")]
+
+
+def test_the_profile_shows_the_customers_consent_now(tmp_path):
+    """The API and the agent page read consent from the profile hash (issue 18): the channels
+    allowed per purpose after the customer's latest consent change, a late one included."""
+    events = [e("page_view", "c1", "2026-03-02T10:00:00Z"), consent("c1", "2026-03-02T10:05:00Z", "all"),
+              consent("c1", "2026-03-02T10:01:00Z", "sms", granted=False),  # older, arrives later
+              consent("c1", "2026-03-02T10:06:00Z", "push", granted=False, purpose="service")]
+    log = write(tmp_path / "c.jsonl", events)  # file order, not ts order
+    out = ReplayOutputs(tmp_path / "t.jsonl", tmp_path / "d.jsonl", tmp_path / "s.json", tmp_path / "p.jsonl")
+    replay(load_settings(**ON), [log], out)
+    [profile] = [p for p in map(orjson.loads, out.profiles.read_bytes().splitlines()) if p["customer_id"] == "c1"]
+    assert profile["consent"] == {"marketing": ["email", "sms", "push"], "service": ["email", "sms"]}
