@@ -224,7 +224,8 @@ class CustomerState:
         if self.clock is None:
             self.clock = ts
         late = ts < _capped(self.clock, cap) - cfg.lateness
-        self.seen.put(seen_key, seen_at, ts)
+        # an id reused 7+ days apart keeps its latest ts: an older reuse must not make a repeat of the newer one new
+        self.seen.put(seen_key, seen_at, ts if seen_ts is None or ts > seen_ts else seen_ts)
         if late:
             self._apply(ev, True, cfg, out)
         else:

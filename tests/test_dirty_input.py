@@ -505,3 +505,20 @@ def test_one_event_id_with_two_contents_held_together_never_raises():
     for obj in (cart, chat, cart, chat):
         state.process(validate(dict(obj)), cfg)
     state.flush(None, cfg)
+
+
+def test_an_id_reused_days_apart_then_repeated_is_a_duplicate():
+    """An older reuse of an id must not reset when it was last seen: the repeat of the newer
+    event is still a duplicate (it used to be applied twice and held twice)."""
+    from config.settings import load_settings
+    from operators.customer import CustomerState
+    from operators.events import validate
+    from operators.rules import RuleConfig
+
+    cfg = RuleConfig(load_settings())
+    old = {"event_id": "x", "type": "page_view", "customer_id": "c1", "ts": "2025-11-23T16:00:00.000Z",
+           "session_id": "s1"}
+    new = {**old, "ts": "2025-11-30T16:00:00.001Z"}
+    state = CustomerState("c1")
+    statuses = [state.process(validate(dict(o)), cfg)[1] for o in (old, new, old, new)]
+    assert statuses[-1] == "duplicate"
