@@ -24,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from config.jsonsafe import dumps, encode_str
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
-from connectors.watermark import IDLE, UNKNOWN, PartitionClock, Watermarks
+from connectors.watermark import UNKNOWN, PartitionClock, Watermarks
 
 log = logging.getLogger("crm.kafka")
 
@@ -96,14 +96,21 @@ class _Partition(StatefulSourcePartition):
         self._maybe_report_lag(time.monotonic())
         return out
 
-    def _poll(self) -> None:
-        """Read one poll into the buffer (decoded where the partition is read)."""
-        for msg in self.inner.next_batch():
-            if hasattr(msg, "err"):  # bytewax KafkaError: count it, keep going
+    @staticmethod
+    def _messages(batch: list):
+        """(message, value bytes) of one poll of the inner partition; a consumer error is counted
+        and skipped (bytewax passes a KafkaError in the batch). The caller polls, so the inner
+        partition's StopIteration at its end reaches Bytewax, not this generator."""
+        for msg in batch:
+            if hasattr(msg, "err"):
                 telemetry().sink_errors.labels("kafka_consumer").inc()
                 log.warning("kafka consumer error: %s", msg.err)
                 continue
-            value = msg.value if msg.value is not None else b""
+            yield msg, (msg.value if msg.value is not None else b"")
+
+    def _poll(self) -> None:
+        """Read one poll into the buffer (decoded where the partition is read)."""
+        for msg, value in self._messages(self.inner.next_batch()):
             item = self.decode(value, f"{msg.topic}/{msg.partition}/{msg.offset}")
             if getattr(item, "ts", None) is not None:
                 item.pos = msg.offset
@@ -117,17 +124,17 @@ class _Partition(StatefulSourcePartition):
         order than a replay of the same partition."""
         buf, clock = self.buffer, self.clock
         frontier = self.watermarks.here()
-        known = frontier.others(clock.part) > UNKNOWN
-        bound = IDLE if known else UNKNOWN
+        others = frontier.others(clock.part)
+        known = others > UNKNOWN  # every other partition has reported
         mine = frontier.parts.get(clock.part)
         # the frontier waits for this partition (never reported, or it has our latest and it is the
         # least): one event through, so partitions that know nothing of each other cannot all wait
-        lowest = clock.sent is None or (mine == clock.sent and mine <= frontier.others(clock.part))
+        lowest = clock.sent is None or (mine == clock.sent and mine <= others)
         out: list = []
         while buf:
             offset, kafka_ts, value, item = buf[0]
             ts = getattr(item, "ts", None)
-            if ts is not None and ts > bound and not (lowest and not out):
+            if ts is not None and not known and not (lowest and not out):
                 break
             buf.popleft()
             if self.tap is not None:  # archived when it enters the flow: a restart re-reads the rest
@@ -159,12 +166,7 @@ class _Partition(StatefulSourcePartition):
     def _batch(self) -> list:
         out = []
         decode = self.decode
-        for msg in self.inner.next_batch():
-            if hasattr(msg, "err"):  # bytewax KafkaError: count it, keep going
-                telemetry().sink_errors.labels("kafka_consumer").inc()
-                log.warning("kafka consumer error: %s", msg.err)
-                continue
-            value = msg.value if msg.value is not None else b""
+        for msg, value in self._messages(self.inner.next_batch()):
             if self.tap is not None:
                 self.tap(msg.topic, msg.partition, msg.timestamp[1], value)
             source = f"{msg.topic}/{msg.partition}/{msg.offset}"
