@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from config.settings import DEFAULT_TOPICS
+
 MAX_AMOUNT = 1e12  # price, total, item price: 0..1e12 (VND/IDR totals fit; sums stay far from inf)
 MAX_QUANTITY = 1_000_000
 ID_MAX_LEN = 128  # event_id, customer_id
@@ -71,7 +73,7 @@ _ORDERS = ("order_placed", "order_shipped", "order_delayed", "order_delivered", 
            "return_requested", "refund_issued")
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("clickstream", "crm.clickstream",
+    Family("clickstream", DEFAULT_TOPICS["clickstream"],
            ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout_started",
             "help_view"),
            (_f("session_id", "id", ANY, sample="s1"),
@@ -80,26 +82,26 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
             _f("quantity", "int", lo=1, hi=MAX_QUANTITY),
             _f("query", "str"), _f("page", "str")),
            description="browsing and the cart"),
-    Family("orders", "crm.orders", _ORDERS,
+    Family("orders", DEFAULT_TOPICS["orders"], _ORDERS,
            (_f("order_id", "id", ANY, sample="o1"),
             _f("total", "amount", "order_placed", lo=0, hi=MAX_AMOUNT, sample=50.0),
             _f("items", "items"),
             _f("promised_delivery_ts", "time"),
             _f("reason", "str")),
            description="the order lifecycle"),
-    Family("chat", "crm.chat", ("chat_message", "chat_closed"),
+    Family("chat", DEFAULT_TOPICS["chat"], ("chat_message", "chat_closed"),
            (_f("conversation_id", "id", ANY, sample="conv1"),
             _f("sender", "enum", "chat_message", choices=("customer", "agent", "bot"), sample="customer"),
             _f("text", "str", "chat_message", sample="hello"),
             _f("csat", "int", lo=1, hi=5),
             _f("escalated", "bool")),
            description="support conversations"),
-    Family("profile", "crm.profile", ("consent_updated", "erasure_requested"),
+    Family("profile", DEFAULT_TOPICS["profile"], ("consent_updated", "erasure_requested"),
            (_f("channel", "enum", "consent_updated", choices=("email", "sms", "push", "all"), sample="email"),
             _f("purpose", "enum", "consent_updated", choices=("marketing", "service"), sample="marketing"),
             _f("granted", "bool", "consent_updated", sample=True)),
            description="consent and erasure (operators/privacy.py, operators/consent.py)"),
-    Family("catalog", "crm.catalog", ("price_changed", "stock_changed"),
+    Family("catalog", DEFAULT_TOPICS["catalog"], ("price_changed", "stock_changed"),
            (_f("product_id", "id", ANY, sample="p1"),
             _f("price", "amount", "price_changed", lo=0, hi=MAX_AMOUNT, sample=9.0),
             _f("old_price", "amount", lo=0, hi=MAX_AMOUNT),
@@ -147,7 +149,8 @@ def sample_fields(type: str) -> dict[str, Any]:
 
 
 def default_topics() -> dict[str, str]:
-    """``kafka.topics``' default: family -> topic, for every family with a topic of its own."""
+    """``kafka.topics``' default (config.settings.DEFAULT_TOPICS): family -> topic, for every
+    family with a topic of its own."""
     return {f.name: f.topic for f in FAMILIES.values() if f.topic is not None}
 
 
