@@ -210,3 +210,18 @@ def test_state_pickles_with_what_is_pending():
     back = pickle.loads(pickle.dumps(w))
     assert back.next_due(c) == d.ts + LATE
     assert [x.customer_id for x in back.flush(c)] == ["c1"]
+
+
+def test_the_bytewax_step_resumes_from_its_snapshot():
+    """Recovery: what the step held (watchers, the pending change) is in its snapshot."""
+    from flows.watch_step import WatchLogic
+
+    c = cfg()
+    a = WatchLogic(c, live=False, resume=None)
+    d = price("p1", 1.0, T + 1, old_price=5.0)
+    out, _ = a.on_batch([interest_of(view("c1", "p1", T)), d])
+    assert out == []  # the frontier has not passed it yet
+    b = WatchLogic(c, live=True, resume=a.snapshot())
+    assert b.notify_at() is not None  # live: the wall clock will move the frontier past it
+    assert [x.customer_id for x in b.on_eof()[0]] == ["c1"]
+    assert WatchLogic(c, live=False, resume=None, recovery=False).snapshot() is None
