@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Optional
 
-from operators.events import Event
+from operators.events import Event, format_ts
 from operators.ruleset import MARKETING, Rule
 from operators.triggers import Candidate
 
@@ -199,8 +199,9 @@ class WatchShard:
         p.price = price
         if not cfg.price_drop or before is None or before <= 0 or price > before * (1 - cfg.min_drop):
             return
-        payload = {"product_id": pid, "price": price, "old_price": before,
-                   "drop": round(1 - price / before, 4), "currency": ev.data.get("currency")}
+        payload = {"product_id": pid, "price": price, "old_price": before, "drop": round(1 - price / before, 4)}
+        if type(ev.data.get("currency")) is str:
+            payload["currency"] = ev.data["currency"]
         self._fan_out(PRICE_DROP, pid, p, ev, payload, cfg, out)
 
     def _stock(self, pid: str, p: Product, ev: Event, cfg: WatchConfig, out: list) -> None:
@@ -225,7 +226,7 @@ class WatchShard:
         if len(found) > cfg.per_change:
             found = sorted(found, reverse=True)[:cfg.per_change]
         for viewed, cid in sorted(found, key=lambda f: f[1]):
-            out.append(Candidate(type, cid, t, [type], {**payload, "viewed_at_ms": viewed},
+            out.append(Candidate(type, cid, t, [type], {**payload, "viewed_at": format_ts(viewed)},
                                  f"{pid}|{ev.event_id}", policy_class=MARKETING))
 
     # ------------------------------------------------------------------ bounds

@@ -72,6 +72,21 @@ def test_a_replay_sends_each_to_watchers_who_did_not_buy(tmp_path):
     assert summary["events_invalid"] == 0 and summary["events_valid"] == len(EVENTS)
 
 
+def test_the_triggers_match_the_trigger_schema(tmp_path):
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "config/schemas/trigger.schema.json").read_text())
+    triggers, _, _ = run(tmp_path, EVENTS, rules=ON, **CONSENT)
+    found = [t for t in triggers if t["type"] in ("price_drop", "back_in_stock")]
+    assert len(found) == 2
+    for t in found:
+        Draft202012Validator(schema).validate(t)
+    bad = {**found[0], "payload": {k: v for k, v in found[0]["payload"].items() if k != "viewed_at"}}
+    assert not Draft202012Validator(schema).is_valid(bad)
+
+
 def test_arrival_order_within_lateness_does_not_matter(tmp_path):
     """The view at +10 arrives after the price drop at +11 (the log is written out of order, within
     the 5 min lateness): the customer still gets it, as in ts order."""

@@ -274,7 +274,7 @@ def test_triggers_validate(type):
 
 
 def test_a_shops_own_trigger_type_validates_and_a_malformed_one_does_not():
-    own = Candidate("back_in_stock", "c1", T, ["restocked"], {"product_id": "p7"}, key="p7", policy_class="marketing")
+    own = Candidate("wishlist_reminder", "c1", T, ["wishlisted"], {"product_id": "p7"}, key="p7", policy_class="marketing")
     assert errors("trigger", own.to_trigger(EMITTED_AT)) == []
     assert errors("trigger", {**own.to_trigger(EMITTED_AT), "type": "Back In Stock!"}) != []
 
