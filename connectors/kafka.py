@@ -1,7 +1,8 @@
 """Kafka edges: the input topics as ``(value bytes, "topic/partition/offset")`` items, and sinks.
 
 Built on Bytewax's own connector (partitions assigned directly, no consumer group: offsets live
-in Bytewax recovery). Consumer errors are counted and logged, never fatal. A broker outage is
+in Bytewax recovery). Consumer errors are counted, logged and passed on as data
+(:class:`ConsumerError`: the flow turns each into a ``consumer_error`` dead letter), never fatal. A broker outage is
 ridden out: the consumer reconnects by itself, and the producers keep what they could not deliver
 and wait for it at each snapshot (logging and counting retries) until ``kafka.retry_give_up``
 has passed; only then does the worker stop, to be restarted from its last snapshot.
@@ -14,7 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -30,6 +31,33 @@ log = logging.getLogger("crm.kafka")
 
 Tap = Callable[[str, int, int, bytes], None]  # (topic, partition, timestamp ms, value): the archive
 Decoder = Callable[[bytes, str], Any]  # (value, "topic/partition/offset") -> event or dead letter
+
+
+class ConsumerError(NamedTuple):
+    """A consumer error as an item of the input stream (there are no bytes to keep)."""
+
+    source: str  # "topic/partition"
+    detail: str  # librdkafka's error text; "(N since the last)" when a run of the same error was folded
+
+
+class _ErrorFold:
+    """One item per run of the same consumer error and at most one a minute while it repeats: a
+    broker away must not flood the dead letters (each error is still counted)."""
+
+    EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self.last: Optional[str] = None
+        self.at = 0.0
+        self.folded = 0
+
+    def item(self, source: str, detail: str, now: float) -> Optional[ConsumerError]:
+        if detail == self.last and now - self.at < self.EVERY_S:
+            self.folded += 1
+            return None
+        text = f"{detail} ({self.folded} since the last)" if detail == self.last and self.folded else detail
+        self.last, self.at, self.folded = detail, now, 0
+        return ConsumerError(source, text)
 
 
 class _Partition(StatefulSourcePartition):
@@ -53,6 +81,8 @@ class _Partition(StatefulSourcePartition):
         self.paused = False
         self.buffer: deque = deque()  # (offset, kafka timestamp, value, decoded item) read, not yet let through
         self.exhausted = False  # a bounded read reached the end of the partition
+        self.errors: list = []  # ConsumerError items not yet passed on
+        self.fold = _ErrorFold()
 
     def _wait(self) -> bool:
         """Whether to skip this call: ahead of the frontier, or customers the frontier can wake go
@@ -77,7 +107,7 @@ class _Partition(StatefulSourcePartition):
                 self._poll()
             except StopIteration:
                 self.exhausted = True
-        out = self._release()
+        out = self._take_errors() + self._release()
         now = time.monotonic()
         if self.exhausted and not self.buffer:
             self.finished = True  # the end of a bounded read: say so before stopping
@@ -93,20 +123,27 @@ class _Partition(StatefulSourcePartition):
     def _plain(self) -> list:
         """Without watermarks: each poll as it comes."""
         out = self._batch()
+        out = self._take_errors() + out
         self._maybe_report_lag(time.monotonic())
         return out
 
-    @staticmethod
-    def _messages(batch: list):
-        """(message, value bytes) of one poll of the inner partition; a consumer error is counted
-        and skipped (bytewax passes a KafkaError in the batch). The caller polls, so the inner
-        partition's StopIteration at its end reaches Bytewax, not this generator."""
+    def _messages(self, batch: list):
+        """(message, value bytes) of one poll of the inner partition; a consumer error (bytewax
+        passes a KafkaError in the batch) is counted and kept for :meth:`_take_errors`. The caller
+        polls, so the inner partition's StopIteration at its end reaches Bytewax, not this generator."""
         for msg in batch:
             if hasattr(msg, "err"):
                 telemetry().sink_errors.labels("kafka_consumer").inc()
                 log.warning("kafka consumer error: %s", msg.err)
+                item = self.fold.item(f"{self.topic}/{self.partition}", str(msg.err), time.monotonic())
+                if item is not None:
+                    self.errors.append(item)
                 continue
             yield msg, (msg.value if msg.value is not None else b"")
+
+    def _take_errors(self) -> list:
+        out, self.errors = self.errors, []
+        return out
 
     def _poll(self) -> None:
         """Read one poll into the buffer (decoded where the partition is read)."""
