@@ -201,21 +201,12 @@ class _Partition(StatefulSourcePartition):
             telemetry().consumer_lag.labels(self.topic, str(self.partition)).set(max(0, high - self.next_offset))
 
     def _batch(self) -> list:
+        """One poll as ``(value, "topic/partition/offset", offset)`` items (the flow decodes them)."""
         out = []
-        decode = self.decode
         for msg, value in self._messages(self.inner.next_batch()):
             if self.tap is not None:
                 self.tap(msg.topic, msg.partition, msg.timestamp[1], value)
-            source = f"{msg.topic}/{msg.partition}/{msg.offset}"
-            if decode is None:
-                out.append((value, source, msg.offset))
-            else:  # decoded here, where the partition's event time is known
-                item = decode(value, source)
-                ts = getattr(item, "ts", None)
-                if ts is not None:
-                    item.pos = msg.offset
-                    self.event_lag(max(0.0, time.time() - ts / 1000.0))
-                out.append(item)
+            out.append((value, f"{msg.topic}/{msg.partition}/{msg.offset}", msg.offset))
             self.next_offset = msg.offset + 1
         return out
 
@@ -275,16 +266,19 @@ class KafkaEventSource(FixedPartitionedSource):
     """Every partition of the input topics as ``(value, "topic/partition/offset", offset)`` items;
     ``tail=False`` stops at the current end (tests, replay).
 
-    With ``decode`` (bytes, source -> item), items come decoded (an event's ``pos`` is its offset)
-    and each partition adds a :class:`~connectors.watermark.Watermark` after a poll that moved its
-    event time, when it turns idle after ``kafka.idle_after`` without messages, and at its end.
-    With ``watermarks`` too, a partition more than ``ahead_ms`` ahead of its worker's frontier
-    pauses until the others catch up (Flink's watermark alignment), and no partition reads while
-    customers the frontier has released still wait for their tick (they go first, in input order)."""
+    With ``decode`` (bytes, source -> item) and ``watermarks`` (always together: ValueError
+    otherwise), items come decoded (an event's ``pos`` is its offset) and each partition adds a
+    :class:`~connectors.watermark.Watermark` after a poll that moved its event time, when it turns
+    idle after ``kafka.idle_after`` without messages, and at its end; a partition more than
+    ``ahead_ms`` ahead of its worker's frontier pauses until the others catch up (Flink's watermark
+    alignment), and no partition reads while customers the frontier has released still wait for
+    their tick (they go first, in input order)."""
 
     def __init__(self, cfg: KafkaSettings, tail: bool = True, tap: Optional[Tap] = None,
                  topics: Optional[list[str]] = None, starting_offset: Optional[int] = None,
                  decode: Optional[Decoder] = None, watermarks: Optional[Watermarks] = None, ahead_ms: int = 0):
+        if (decode is None) != (watermarks is None):  # decoding at the source is for the watermark gate
+            raise ValueError("KafkaEventSource: decode and watermarks go together")
         start = starting_offset
         if start is None:
             start = OFFSET_BEGINNING if cfg.starting_offset == "beginning" else OFFSET_END
