@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Optional
 
 from config.settings import DeclaredRule, ms
-from operators.events import EVENT_TYPES, format_ts, parse_ts
+from operators.events import EVENT_TYPES, Invalid, event_time, format_ts
 from operators.ruleset import NEVER, Rule, Slice
 from operators.triggers import PRIORITIES, Candidate
 
@@ -253,9 +253,9 @@ class Declared(Rule):
         if self.delay is not None:
             return ev.ts + self.delay
         values = self.at(ev)
-        try:
-            return parse_ts(values[0]) + self.after if values else None
-        except (ValueError, TypeError, OverflowError):
+        try:  # an ISO-8601 timestamp or epoch number, as the contract takes ``ts``
+            return event_time(values[0], "due") + self.after if values else None
+        except Invalid:
             return None
 
     def _touch(self, ep: Episode, ev: Any) -> None:
