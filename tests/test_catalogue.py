@@ -5,6 +5,7 @@ whole event list) checked against the rule on hand cases and on hypothesis-gener
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
@@ -330,3 +331,33 @@ def test_the_catalogue_is_off_by_default():
     cfg = RuleConfig(load_settings())
     assert [r.name for r in cfg.rules] == ["abandoned_cart", "delay_apology", "escalation", "proactive_outreach"]
     assert set(cfg.definitions) == set(ORACLES)
+
+
+# --------------------------------------------------------------------------- config/examples/catalogue.toml
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "catalogue.toml"
+CATALOGUE = ["browse_abandonment", "post_purchase_review", "win_back", "support_sla_breach", "satisfaction_survey",
+             "price_drop", "back_in_stock"]
+ON_CATALOG_TOPIC = ("price_drop", "back_in_stock")  # hand-written rules on crm.catalog (branch wip-catalog)
+
+
+def test_the_example_turns_the_whole_catalogue_on():
+    """Needs price_drop and back_in_stock registered (wip-catalog): every rule the example names loads."""
+    settings = load_settings(EXAMPLE)
+    assert set(CATALOGUE) <= set(settings.rules.enabled)
+    assert {r.name for r in RuleConfig(settings).rules} >= set(CATALOGUE)
+
+
+def test_a_replay_of_a_generated_month_with_the_example_emits_every_declared_catalogue_type(tmp_path):
+    from flows.replay import ReplayOutputs, replay
+    from flows.simulation import generate
+
+    generate(400, 30, 7, tmp_path)
+    settings = load_settings(EXAMPLE)
+    enabled = [n for n in settings.rules.enabled if n not in ON_CATALOG_TOPIC]
+    settings = settings.model_copy(update={"rules": settings.rules.model_copy(update={"enabled": enabled})})
+    out = ReplayOutputs(tmp_path / "t.jsonl", tmp_path / "d.jsonl", tmp_path / "s.json")
+    summary = replay(settings, [tmp_path / "events.jsonl"], out)
+    for type in ORACLES:
+        assert summary["triggers"].get(type, 0) > 0, type
+    assert set(summary["stale_if_live"]) >= {"browse_abandonment", "win_back", "abandoned_cart"}
