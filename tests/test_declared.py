@@ -207,3 +207,17 @@ def test_the_cli_refuses_a_bad_declaration_in_one_line(tmp_path):
                          env={"PATH": ""})
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "rule 'x', field due.idle" in res.stderr
+
+
+def test_the_readme_example_declaration_loads_and_fires(tmp_path):
+    readme = (ROOT / "README.md").read_text().split("## Your own triggers", 1)[1].split("\n## ", 1)[0]
+    toml = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "shop.toml").write_text(toml)
+    m = Machine(RuleConfig(load_settings(tmp_path / "shop.toml")))
+    m.feed(ev("order_placed", at(0), total=800.0, currency="EUR", items=[{"product_id": "p1", "quantity": 1,
+                                                                          "price": 800.0}]))
+    m.advance(ms_at(hours=3))
+    (c,) = m.candidates("big_order_thanks")
+    assert c.event_ts == ms_at(120) and c.payload == {"order_id": "o1", "total": 800.0, "first_item": "p1",
+                                                      "since": "2026-01-05T10:00:00.000Z"}
+    assert c.to_trigger()["priority"] == "urgent" and c.policy_class == "service"  # high, one up for `regular`
