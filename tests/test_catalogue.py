@@ -361,3 +361,18 @@ def test_a_replay_of_a_generated_month_with_the_example_emits_every_declared_cat
     for type in ORACLES:
         assert summary["triggers"].get(type, 0) > 0, type
     assert set(summary["stale_if_live"]) >= {"browse_abandonment", "win_back", "abandoned_cart"}
+
+
+def test_explain_shows_a_catalogue_rules_episodes_and_why_it_did_not_fire():
+    from flows.explain import timeline, why
+
+    s = load_settings(rules={"enabled": ["browse_abandonment"]})
+    events = [ev("product_view", at(m), product_id="p9") for m in (0, 10)] + [ev("add_to_cart", at(30), product_id="p9")]
+    rows = timeline(s, events, ms_at(days=1))
+    assert rows[0]["changed"]["browse_abandonment episodes"] == [None, {"p9": "1 of 3"}]
+    assert rows[1]["changed"]["browse_abandonment episodes"] == [{"p9": "1 of 3"}, {"p9": "2 of 3"}]
+    assert rows[2]["changed"]["browse_abandonment episodes"] == [{"p9": "2 of 3"}, {}]
+    assert "saw 2 of its events but never came due" in why("browse_abandonment", events, rows, [], [], s)
+    assert why("win_back", events, rows, [], [], s) == "the win_back rule is not enabled (CRM_RULES__ENABLED)"
+    s = load_settings(rules={"enabled": ["win_back"]})
+    assert "never started: none of its events (order_placed)" in why("win_back", events, rows, [], [], s)
