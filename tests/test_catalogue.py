@@ -360,6 +360,16 @@ def test_a_replay_of_a_generated_month_with_the_example_emits_every_declared_cat
     summary = replay(settings, [tmp_path / "events.jsonl"], out)
     for type in ORACLES:
         assert summary["triggers"].get(type, 0) > 0, type
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    schemas = Path(__file__).resolve().parents[1] / "config" / "schemas"
+    trigger = Draft202012Validator(json.loads((schemas / "trigger.schema.json").read_text()))
+    for line in out.triggers.read_bytes().splitlines():
+        assert not list(trigger.iter_errors(json.loads(line))), line
+    summary_schema = Draft202012Validator(json.loads((schemas / "summary.schema.json").read_text()))
+    assert not list(summary_schema.iter_errors(json.loads(out.summary.read_bytes())))
     assert set(summary["stale_if_live"]) >= {"browse_abandonment", "win_back", "abandoned_cart"}
 
 
