@@ -49,13 +49,35 @@ class Episode:
         self.opened, self.last, self.due, self.n, self.hits, self.fields, self.fired = s
 
 
+class _None(dict):
+    """The one empty mapping of every slice with no episode (most customers' for most rules): it
+    refuses writes, so a path that forgot to make its own dict fails loudly."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("the shared empty episodes mapping is read-only")
+
+    __setitem__ = __delitem__ = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return (_none, ())
+
+
+NONE: dict = _None()
+
+
+def _none() -> dict:
+    return NONE
+
+
 class Episodes(Slice):
     """A declared rule's per-customer state: key value -> :class:`Episode`, and the earliest due."""
 
     __slots__ = ("episodes", "due")
 
     def __init__(self) -> None:
-        self.episodes: dict[str, Episode] = {}
+        self.episodes: dict[str, Episode] = NONE
         self.due = NEVER
 
     def absorb(self, other: "Episodes") -> None:
@@ -63,8 +85,18 @@ class Episodes(Slice):
         for k, ep in other.episodes.items():
             mine = self.episodes.get(k)
             if mine is None or ep.opened < mine.opened:
+                if self.episodes is NONE:
+                    self.episodes = {}
                 self.episodes[k] = ep
         self.due = min((e.due for e in self.episodes.values()), default=NEVER)
+
+
+def _settle(s: Episodes) -> None:
+    """After a change: the earliest due again, and the shared empty mapping when none is left."""
+    if not s.episodes:
+        s.episodes, s.due = NONE, NEVER
+    else:
+        s.due = min(e.due for e in s.episodes.values())
 
 
 def getter(path: str) -> Callable[[Any], list]:
@@ -200,12 +232,13 @@ class Declared(Rule):
     def on_event(self, ctx: Any, s: Episodes, ev: Any, late: bool, cfg: Any, out: list) -> None:
         t, changed = ev.type, False
         for m in self.cancels.get(t, ()):
-            if m.ok is None or m.ok(ev):
-                if m.any:
-                    changed |= bool(s.episodes)
-                    s.episodes.clear()
-                for k in m.keys(ev):
-                    changed |= s.episodes.pop(k, None) is not None
+            if s.episodes and (m.ok is None or m.ok(ev)):
+                ts = ev.ts  # (a late cancel ends only the episodes it came after, in event time)
+                for k in list(s.episodes) if m.any else m.keys(ev):
+                    ep = s.episodes.get(k)
+                    if ep is not None and ep.opened <= ts:
+                        del s.episodes[k]
+                        changed = True
         if not late:
             for m in self.opens.get(t, ()):
                 if m.ok is None or m.ok(ev):
@@ -220,12 +253,14 @@ class Declared(Rule):
                             self._touch(ep, ev)
                             changed = True
         if changed:
-            s.due = min((e.due for e in s.episodes.values()), default=NEVER)
+            _settle(s)
 
     def _open(self, s: Episodes, k: str, ev: Any) -> None:
         ts = ev.ts
         ep = s.episodes.get(k)
         if ep is None:
+            if s.episodes is NONE:
+                s.episodes = {}
             self._prune(s, ts)
             ep = s.episodes[k] = Episode(ts)
         elif ep.fired:
@@ -296,7 +331,7 @@ class Declared(Rule):
                 ep.fired, ep.due, ep.last = True, NEVER, due
             else:
                 del s.episodes[k]
-        s.due = min((e.due for e in s.episodes.values()), default=NEVER)
+        _settle(s)
 
     def candidate(self, ctx: Any, k: str, ep: Episode, due: int, cfg: Any) -> Candidate:
         known = {"$key": k or ctx.customer_id, "$count": ep.n, "$opened": format_ts(ep.opened),

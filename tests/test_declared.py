@@ -141,6 +141,19 @@ def test_late_events_cancel_but_never_open():
     assert m.candidates() == []
 
 
+def test_a_late_cancel_ends_only_the_episodes_it_came_after():
+    def fired_with(cart_at: float) -> bool:
+        m = Machine(RuleConfig(load_settings(rules={"enabled": ["browse_abandonment"]})), lateness_ms=60_000)
+        m.feed(*[ev("product_view", at(t), product_id="p9") for t in (10, 11, 12, 14)],
+               ev("add_to_cart", at(cart_at), product_id="p9"))
+        assert m.out == [] and m.state.slices["browse_abandonment"].episodes is not None
+        m.advance(ms_at(days=1))
+        return bool(m.candidates())
+
+    assert fired_with(5)  # carted before the views began: not what they abandoned
+    assert not fired_with(10.5)
+
+
 def test_state_pickles_by_name_quiet_says_nothing_pending_and_an_identity_merge_joins_episodes():
     cfg = RuleConfig(load_settings(rules={"enabled": ["big_order"], "declared": [big_order()]}))
     cfg.lateness = 0
