@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Optional
 
 from config.settings import DeclaredRule, ms
-from operators.events import EVENT_TYPES, Invalid, event_time, format_ts
+from operators.events import EVENT_TYPES, PROFILE_TYPES, Invalid, event_time, format_ts
 from operators.ruleset import NEVER, Rule, Slice
 from operators.triggers import PRIORITIES, Candidate
 
@@ -221,6 +221,8 @@ class Declared(Rule):
             for t in m.type:
                 if t not in EVENT_TYPES:
                     raise DefinitionError(f"rule {self.name!r}, field {field}.{i}.type: unknown event type {t!r}")
+                if t in PROFILE_TYPES:  # consent and erasure are policy's and privacy's, never a rule's
+                    raise DefinitionError(f"rule {self.name!r}, field {field}.{i}.type: {t!r} never reaches rules")
                 by_type.setdefault(t, []).append(Match(m.where, m.key or self.d.key))
         return {t: tuple(ms_) for t, ms_ in by_type.items()}
 

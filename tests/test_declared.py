@@ -183,6 +183,8 @@ def test_state_pickles_by_name_quiet_says_nothing_pending_and_an_identity_merge_
     ({"name": "Big Order", "open": "order_placed", "due": {"idle": 60}}, "rule 'Big Order', field name"),
     ({"name": "escalation", "open": "order_placed", "due": {"idle": 60}}, "'escalation' is a contract rule"),
     ({"name": "x", "open": "order_placd", "due": {"idle": 60}}, "rule 'x', field open.0.type: unknown event type 'order_placd'"),
+    ({"name": "x", "open": "search", "cancel": ["search", "consent_updated"], "due": {"idle": 60}},
+     "rule 'x', field cancel.1.type: 'consent_updated' never reaches rules"),
 ])
 def test_a_bad_definition_fails_at_start_in_one_line_naming_the_rule_and_the_field(rule, words):
     with pytest.raises(SettingsError) as err:
