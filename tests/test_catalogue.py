@@ -386,3 +386,27 @@ def test_explain_shows_a_catalogue_rules_episodes_and_why_it_did_not_fire():
     assert why("win_back", events, rows, [], [], s) == "the win_back rule is not enabled (CRM_RULES__ENABLED)"
     s = load_settings(rules={"enabled": ["win_back"]})
     assert "never started: none of its events (order_placed)" in why("win_back", events, rows, [], [], s)
+
+
+@pytest.mark.parametrize("type", sorted(ORACLES))
+def test_arrival_order_within_lateness_does_not_change_what_fires(type):
+    """CONTRACT.md, Time: events shuffled within ``lateness`` (5 min) give the same triggers as in ts order."""
+    @hsettings(max_examples=30, deadline=None)
+    @given(history(type), st.lists(st.integers(0, 4 * MIN), min_size=25, max_size=25))
+    def same(steps, delays):
+        minutes, events = 0, []
+        for gap, p, o, pick in steps:
+            minutes += gap
+            options = CHOICES[type](at(minutes), p, o)
+            events.append(options[pick % len(options)])
+        end = ms_at(minutes) + 90 * DAY
+        arrived = sorted(events, key=lambda e: e.ts + delays[events.index(e)])
+        got = []
+        for order in (events, arrived):
+            m = Machine(RuleConfig(load_settings(rules={"enabled": [type]})), lateness_ms=None)
+            assert set(m.feed(*order)) == {"ok"}
+            m.advance(end)
+            got.append(sorted(fired(m, type)))
+        assert got[0] == got[1] == ORACLES[type](events, end)
+
+    same()
