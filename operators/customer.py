@@ -196,6 +196,8 @@ class CustomerState:
         _, facts, self.slices = state
         for s, v in zip(self.__slots__, facts):
             setattr(self, s, v)
+        if self.churn_pending:  # a snapshot carries its own copy of the feature names: share the worker's
+            self.churn_pending = tuple((d, ts, _shared_names(f), due) for d, ts, f, due in self.churn_pending)
 
     def slice(self, rule) -> Any:
         """``rule``'s state for this customer (made fresh the first time it is asked for)."""
@@ -887,6 +889,17 @@ def pack_features(feats: dict) -> Any:
         if len(_LAYOUTS) < 4096:
             _LAYOUTS[names] = names
     return shared, array("d", feats.values())
+
+
+def _shared_names(packed: Any) -> Any:
+    if type(packed) is dict:
+        return packed
+    names = _LAYOUTS.get(packed[0])
+    if names is None:
+        names = packed[0]
+        if len(_LAYOUTS) < 4096:
+            _LAYOUTS[names] = names
+    return names, packed[1]
 
 
 def unpack_features(packed: Any) -> dict:
