@@ -31,7 +31,7 @@ from operators.rules import RuleConfig
 from operators.ruleset import NEVER
 
 COLD_VERSION = 1
-_DUE = struct.Struct("<q")  # the record's first 8 bytes: the next due time, readable without unpacking
+_DUE = struct.Struct("<qq")  # the record's first 16 bytes: next due time and clock, read without unpacking
 # slots that must be empty for a customer to be quiet (they are not in the record)
 _EMPTY_SLOTS = ("orders", "convs", "held", "churn_pending", "fast")
 # slots kept as they are (plain values), in this order
@@ -68,6 +68,11 @@ def next_deadline(blob: bytes) -> Optional[int]:
     """A record's next due time, as :meth:`CustomerState.next_deadline` (the rescore timer, if any)."""
     due = _DUE.unpack_from(blob)[0]
     return None if due >= NEVER else due
+
+
+def clock_of(blob: bytes) -> int:
+    """A record's customer clock (the latest event time seen, ms)."""
+    return _DUE.unpack_from(blob)[1]
 
 
 def expand(blob: bytes, customer_id: str, cfg: RuleConfig) -> CustomerState:
@@ -120,9 +125,9 @@ def quiet(st: CustomerState, cfg: RuleConfig) -> bool:
 
 
 def compact(st: CustomerState, cfg: RuleConfig) -> Optional[bytes]:
-    """``st`` as a compact record when :func:`quiet` (``bytes``: 8 bytes of next due time, then a
+    """``st`` as a compact record when :func:`quiet` (``bytes``: 16 bytes of next due time and clock, then a
     pickled tuple of plain values, deflated: some 180 bytes for a sparse customer), else ``None``."""
-    if not quiet(st, cfg):
+    if st.clock is None or not quiet(st, cfg):
         return None
     h = st.history
     mask, values = 0, []
@@ -134,7 +139,7 @@ def compact(st: CustomerState, cfg: RuleConfig) -> Optional[bytes]:
     record = (COLD_VERSION, tuple(getattr(st, s) for s in _PLAIN), mask, tuple(values),
               tuple(_flat(v) for v in st.recent.__getstate__()), st.seen.blob, tuple(st.closed.items()),
               tuple((p, tuple(line)) for p, line in st.cart.items()), tuple(st.cart_currency.items()))
-    return _DUE.pack(st.due) + _deflate(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+    return _DUE.pack(st.due, st.clock) + _deflate(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _deflate(raw: bytes) -> bytes:

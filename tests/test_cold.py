@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from array import array
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -153,3 +154,52 @@ def test_pending_features_pack_exactly_and_a_dict_from_an_older_snapshot_still_r
     assert pack_features({"a": 1.0})[0] is pack_features({"a": 2.0})[0]  # one names tuple per layout
     assert pack_features({"a": 1}) == {"a": 1}  # not all floats: kept as it is
     assert unpack_features(feats) is feats
+
+
+def test_a_live_profile_step_packs_a_quiet_customer_keeps_it_packed_in_its_snapshot_and_thaws_it(monkeypatch):
+    """The engine's side (flows.dataflow.ProfileLogic, live): once the timers that fire while the
+    customer stays away leave it quiet, the step keeps the record only; a snapshot carries the
+    record; the next event thaws it, with the same outputs as a step that never packed."""
+    import flows.dataflow as dataflow
+    from connectors.metrics import reset_telemetry
+    from operators.policy import PolicyConfig
+
+    settings = load_settings()
+    rules, t = RuleConfig(settings), reset_telemetry()
+    rules.contact = PolicyConfig(settings).contact
+    events = [validate({"event_id": f"e{i}", "customer_id": "c1", "ts": format_ts(T0 + i * 60_000), **fields})
+              for i, fields in enumerate([
+                  {"type": "page_view", "session_id": "s"},
+                  {"type": "add_to_cart", "session_id": "s", "product_id": "p1", "price": 5.0},
+                  {"type": "order_placed", "order_id": "o1", "total": 5.0, "promised_delivery_ts": format_ts(T0 + DAY),
+                   "items": [{"product_id": "p1", "quantity": 1, "price": 5.0}]},
+                  {"type": "order_delivered", "order_id": "o1"}])]
+    back = validate({"event_id": "e9", "customer_id": "c1", "ts": format_ts(T0 + 400 * DAY),
+                     "type": "product_view", "session_id": "s2", "product_id": "p2"})
+    for i, e in enumerate(events + [back]):
+        e.pos = i
+
+    def live(pack: bool):
+        if not pack:
+            monkeypatch.setattr(dataflow, "compact", lambda st, cfg: None)
+        logic = dataflow.ProfileLogic(rules, True, t, None, None, "batch", True)
+        for e in events:
+            logic.on_batch([e])
+        outs = []
+        for days in (1, 30, 120, 390):  # the wall clock moves on while the customer stays away
+            logic.wall_at_clock = time.time() - days * DAY / 1000
+            outs.append(canon(logic.on_notify()[0]))
+        monkeypatch.undo()
+        return logic, outs
+
+    packed, outs_packed = live(True)
+    plain, outs_plain = live(False)
+    assert outs_packed == outs_plain
+    assert packed.state is None and packed.cold is not None and plain.cold is None
+    assert packed.notify_at() == plain.notify_at()  # the rescore schedule, from the record's header
+    resumed = dataflow.ProfileLogic(rules, True, t, packed.snapshot(), None, "batch", True)
+    assert resumed.cold == packed.cold and len(packed.snapshot()) < len(plain.snapshot()) / 2
+    plain = dataflow.ProfileLogic(rules, True, t, plain.snapshot(), None, "batch", True)  # both resumed alike
+    out_resumed, out_plain = resumed.on_batch([back])[0], plain.on_batch([back])[0]
+    assert any(type(o).__name__ == "ProfileUpdate" for o in out_plain)
+    assert canon(out_resumed) == canon(out_plain) and resumed.cold is None
