@@ -152,6 +152,8 @@ def test_pending_features_pack_exactly_and_a_dict_from_an_older_snapshot_still_r
     back = unpack_features(packed)
     assert list(back) == list(feats) and all(repr(back[k]) == repr(v) for k, v in feats.items())
     assert pack_features({"a": 1.0})[0] is pack_features({"a": 2.0})[0]  # one names tuple per layout
+    again = pickle.loads(pickle.dumps(packed))
+    assert again[0] is packed[0] and unpack_features(again) == back  # shared again when unpickled
     assert pack_features({"a": 1}) == {"a": 1}  # not all floats: kept as it is
     assert unpack_features(feats) is feats
 
