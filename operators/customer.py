@@ -231,6 +231,7 @@ class CustomerState:
         self.seen.put(seen_key, seen_at, ts if seen_ts is None or ts > seen_ts else seen_ts)
         if late:
             self._apply(ev, True, cfg, out)
+            self.due = -NEVER  # it may have changed a timer: the next advance recomputes
         else:
             if ts > self.clock:
                 self.clock = ts
@@ -238,6 +239,8 @@ class CustomerState:
             if cfg.fast_service:
                 self._fast_service(ev, cfg, out)
             heapq.heappush(self.held, (ts, ev.event_id, ev))
+            if ts + cfg.lateness < self.due:
+                self.due = ts + cfg.lateness
         self.advance(_capped(self.clock, cap), cfg, out)
         if self.clock >= self.prune_at:
             self._prune(cfg)
@@ -250,9 +253,11 @@ class CustomerState:
 
     def advance(self, now: int, cfg: RuleConfig, out: Optional[list] = None) -> list:
         """Move the frontier to ``now - lateness``: apply held events up to it and fire timers
-        due strictly before it, in event-time order."""
+        due strictly before it, in event-time order. ``due`` (the least ``now`` with work, kept
+        by :meth:`_release` and :meth:`process`) spares the timer scan when nothing can happen."""
         out = [] if out is None else out
-        self._release(now - cfg.lateness, False, cfg, out)
+        if now >= self.due:
+            self._release(now - cfg.lateness, False, cfg, out)
         return out
 
     def flush(self, now: Optional[int], cfg: RuleConfig, out: Optional[list] = None) -> list:
