@@ -194,11 +194,59 @@ def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: i
             "snapshot_bytes_per_dormant_customer": dormant["snapshot_bytes_per_customer"]}
 
 
-if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHOT AWAY_DAYS | resume SNAPSHOT
+def key_cost(customers: int, shards: int = 0, record: int = 190) -> dict[str, Any]:
+    """RSS growth per customer of a minimal Bytewax flow holding a ``record``-byte ``bytes`` per
+    customer: one ``stateful_batch`` key per customer (``shards`` 0), or ``shards`` keys each with
+    a dict of records (what Bytewax's per-key objects cost; run in a fresh process)."""
+    import bytewax.operators as bop
+    from bytewax.dataflow import Dataflow
+    from bytewax.operators import StatefulBatchLogic
+    from bytewax.testing import TestingSource, run_main
+
+    from flows.bench import _rss
+
+    at_end: dict = {}
+
+    class Logic(StatefulBatchLogic):
+        def __init__(self, resume: Any):
+            self.recs: Any = None if not shards else {}
+
+        def on_batch(self, items: list) -> tuple[list, bool]:
+            for item in items:
+                if shards:
+                    self.recs[item[0]] = bytes(bytearray(item[1]))
+                else:
+                    self.recs = bytes(bytearray(item))
+            return [], StatefulBatchLogic.RETAIN
+
+        def on_eof(self) -> tuple[list, bool]:
+            if "rss" not in at_end:
+                gc.collect()
+                at_end["rss"] = _rss()
+            return [], StatefulBatchLogic.RETAIN
+
+        def snapshot(self) -> None:
+            return None
+
+    blob = bytes(record)
+    ids = [f"u{i:07d}" for i in range(customers)]
+    items = [(f"s{i % shards}", (c, blob)) for i, c in enumerate(ids)] if shards else [(c, blob) for c in ids]
+    flow = Dataflow("key_cost")
+    stream = bop.input("in", flow, TestingSource(items, batch_size=2000))
+    bop.inspect("out", bop.stateful_batch("state", stream, Logic), lambda *a: None)
+    gc.collect()
+    rss0 = _rss()
+    run_main(flow)
+    return {"customers": customers, "shards": shards, "bytes_per_customer": round((at_end["rss"] - rss0) / customers, 1)}
+
+
+if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHOT AWAY_DAYS | resume SNAPSHOT | keycost N SHARDS
     from flows.bench import full_run
 
     if sys.argv[1] == "full":
         print(orjson.dumps({"seconds": full_run(load_settings(), Path(sys.argv[2]))}).decode())
+    elif sys.argv[1] == "keycost":  # keycost CUSTOMERS SHARDS
+        print(orjson.dumps(key_cost(int(sys.argv[2]), int(sys.argv[3]))).decode())
     elif sys.argv[1] == "state":
         print(orjson.dumps(state_figures(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))).decode())
     else:
