@@ -4,13 +4,13 @@ A shop's ids accumulate for years while a few percent are active on a given day 
 :class:`operators.customer.CustomerState` costs kilobytes of Python objects; a customer with
 nothing pending needs far less: counts, spend, recency statistics (``History``), recent and
 bought products (the recommender's exclusions), the duplicate window's ids, the closed ids, the
-tier's inputs, a cart left behind. :func:`compact` packs exactly those into one ``bytes`` record
-(no wrapper object: it would cost 40 bytes more); :func:`expand` gives back a state that behaves identically (a hypothesis test replays event
-sequences with and without compaction at every quiet moment: same triggers, scores, labels,
-profile).
+tier's inputs, a cart left behind, the fast path's sends. :func:`compact` packs exactly those
+into one ``bytes`` record (no wrapper object: it would cost 40 bytes more); :func:`expand` gives
+back a state that behaves identically (a hypothesis test replays event sequences with and
+without compaction at every quiet moment: same triggers, scores, labels, profile).
 
 Quiet (:func:`quiet`): nothing held in the reorder buffer, no open order or conversation,
-no open session, no pending churn decision, no fast-path send to confirm, and every rule quiet
+no open session, no pending churn decision, and every rule quiet
 (``Rule.quiet``) with no rule timer due. The churn rescore schedule is not "pending": it is a
 function of ``last_seen``, ``rescore_n`` and the settings, all in the record. Pure: no Bytewax.
 """
@@ -33,7 +33,7 @@ from operators.ruleset import NEVER
 COLD_VERSION = 1
 _DUE = struct.Struct("<qq")  # the record's first 16 bytes: next due time and clock, read without unpacking
 # slots that must be empty for a customer to be quiet (they are not in the record)
-_EMPTY_SLOTS = ("orders", "convs", "held", "churn_pending", "fast")
+_EMPTY_SLOTS = ("orders", "convs", "held", "churn_pending")
 # slots kept as they are (plain values), in this order
 _PLAIN = ("clock", "first_seen", "last_seen", "prune_at", "cart_last", "currency", "order_count", "spend",
           "rescore_n", "dirty", "last_order")
@@ -77,8 +77,10 @@ def clock_of(blob: bytes) -> int:
 
 def expand(blob: bytes, customer_id: str, cfg: RuleConfig) -> CustomerState:
     """The full state again from a :func:`compact` record (``cfg``: the worker's rules)."""
-    version, plain, hist_mask, hist_values, recent, seen, closed, cart, cart_currency = \
+    version, plain, hist_mask, hist_values, recent, seen, closed, cart, cart_currency, fast = \
         pickle.loads(_inflate(memoryview(blob)[_DUE.size:]))
+    if version != COLD_VERSION:
+        raise ValueError(f"cold record version {version}: this release reads {COLD_VERSION}")
     st = CustomerState(customer_id, cfg.recs)
     for name, value in zip(_PLAIN, plain):
         setattr(st, name, value)
@@ -94,6 +96,7 @@ def expand(blob: bytes, customer_id: str, cfg: RuleConfig) -> CustomerState:
     st.closed = dict(closed)
     st.cart = {p: list(line) for p, line in cart} if cart else EMPTY
     st.cart_currency = dict(cart_currency) if cart_currency else EMPTY
+    st.fast = dict(fast) if fast else EMPTY
     st.due = _DUE.unpack_from(blob)[0]
     return st
 
@@ -125,8 +128,9 @@ def quiet(st: CustomerState, cfg: RuleConfig) -> bool:
 
 
 def compact(st: CustomerState, cfg: RuleConfig) -> Optional[bytes]:
-    """``st`` as a compact record when :func:`quiet` (``bytes``: 16 bytes of next due time and clock, then a
-    pickled tuple of plain values, deflated: some 180 bytes for a sparse customer), else ``None``."""
+    """``st`` as a compact record when :func:`quiet` (``bytes``: 16 bytes of next due time and
+    clock, then a pickled tuple of plain values, deflated: some 180 bytes for a sparse customer),
+    else ``None``."""
     if st.clock is None or not quiet(st, cfg):
         return None
     h = st.history
@@ -138,7 +142,8 @@ def compact(st: CustomerState, cfg: RuleConfig) -> Optional[bytes]:
             values.append(_flat(v))
     record = (COLD_VERSION, tuple(getattr(st, s) for s in _PLAIN), mask, tuple(values),
               tuple(_flat(v) for v in st.recent.__getstate__()), st.seen.blob, tuple(st.closed.items()),
-              tuple((p, tuple(line)) for p, line in st.cart.items()), tuple(st.cart_currency.items()))
+              tuple((p, tuple(line)) for p, line in st.cart.items()), tuple(st.cart_currency.items()),
+              tuple(st.fast.items()))
     return _DUE.pack(st.due, st.clock) + _deflate(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
 
 
