@@ -17,6 +17,11 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
 6. ``memory``: resident state bytes per customer (snapshot size, and RSS growth);
 7. ``api``: p50/p99 of ``GET /v1/customers/{id}`` at 500 requests/s against ``crm-stream serve``,
    with the engine consuming beside it into the same Redis.
+
+Ratios: ``full_vs_core`` (full_1w over core_1w events/s: what Bytewax costs the logic),
+``two_workers_vs_one`` (best rounds) and ``two_workers_vs_one_median`` (the median of the rounds'
+own ratios), among others; ``scale`` (``run_bench(scale=[...])``): one object per customer count
+(:mod:`flows.scale`).
 """
 
 from __future__ import annotations
