@@ -17,6 +17,11 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
 6. ``memory``: resident state bytes per customer (snapshot size, and RSS growth);
 7. ``api``: p50/p99 of ``GET /v1/customers/{id}`` at 500 requests/s against ``crm-stream serve``,
    with the engine consuming beside it into the same Redis.
+
+Ratios: ``full_vs_core`` (full_1w over core_1w events/s: what Bytewax costs the logic),
+``two_workers_vs_one`` (best rounds) and ``two_workers_vs_one_median`` (the median of the rounds'
+own ratios), among others; ``scale`` (``run_bench(scale=[...])``): one object per customer count
+(:mod:`flows.scale`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import gc
 import os
 import pickle
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -425,12 +431,13 @@ elif __name__ == "__main__":  # one process of a cluster row: EVENTS PROCESS_ID 
 
 def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "mock",
               live_rate: int = 2000, live_seconds: float = 20.0, repeat: int = 1,
-              api_rate: int = 500, api_seconds: float = 20.0) -> dict[str, Any]:
+              api_rate: int = 500, api_seconds: float = 20.0, scale: Optional[list[int]] = None) -> dict[str, Any]:
     """Every row on the same bytes, side by side; returns the JSON report.
 
     ``repeat``: rounds of the throughput rows, one after the other (A B C, A B C: a slow spell of
     the shared machine hits every row alike); each row reports its best round, as ``timeit``
-    does, and lists every round in ``runs`` so the spread shows."""
+    does, and lists every round in ``runs`` so the spread shows. ``scale``: customer counts for
+    the ``scale`` entry (:func:`flows.scale.scale_row` per size)."""
     settings = load_settings()
     n = count_lines(events)
     report: dict[str, Any] = {"events": n, "file": str(events), "rounds": repeat, "rows": {}}
@@ -474,6 +481,11 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         ratios["river_vs_reference"] = round(r["river"] / r["reference"], 3)
     if "full_2p" in r and "full_1w" in r:
         ratios["two_workers_vs_one"] = round(r["full_2p"] / r["full_1w"], 3)
+        # round by round (each round's two rows ran side by side): the typical ratio beside the best
+        pairs = zip(report["rows"]["full_1w"]["runs"], report["rows"]["full_2p"]["runs"])
+        ratios["two_workers_vs_one_median"] = round(statistics.median(one / two for one, two in pairs), 3)
+    if "full_1w" in r and "core_1w" in r:  # what Bytewax costs the logic (1.0: nothing)
+        ratios["full_vs_core"] = round(r["full_1w"] / r["core_1w"], 3)
     if "reference_2p" in r and "reference" in r:
         ratios["reference_two_workers_vs_one"] = round(r["reference_2p"] / r["reference"], 3)
     if "reference" in r and "decode" in r:
@@ -492,6 +504,14 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
             console.print(f"  api          p50 {api['p50']} ms, p99 {api['p99']} ms, max {api['max']} ms "
                           f"({api['requests']} GET /v1/customers/{{id}} at {api['offered_requests_per_s']}/s, "
                           f"engine at {api['engine_events_per_s']} events/s; statuses {api['statuses']})")
+    if scale:  # the scale mode's sizes (flows.scale): one object per size
+        from flows.scale import scale_row
+
+        work = Path(tempfile.mkdtemp(prefix="crm-scale-"))
+        try:
+            report["scale"] = [scale_row(size, work) for size in scale]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     if "memory" in rows:
         report["memory"] = mem = memory_subprocess(events)
         # the stricter of the two readings

@@ -431,8 +431,9 @@ def _bench_scale(sizes: List[int], json_out: Optional[Path]) -> None:
         console.print(f"scale: {n:,} customers ...")
         r = scale_row(n, work)
         rows.append(r)
-        table.add_row(*(f"{r[k]:,}" for k in ("customers", "events", "events_per_s", "bytes_per_active_customer",
-                                               "bytes_per_cold_customer", "snapshot_bytes_per_customer", "resume_s")))
+        table.add_row(*("-" if r[k] is None else f"{r[k]:,}" for k in (
+            "customers", "events", "events_per_s", "bytes_per_active_customer", "bytes_per_cold_customer",
+            "snapshot_bytes_per_customer", "resume_s")))
     Console().print(table)
     if json_out:
         json_out.write_bytes(orjson.dumps({"scale": rows}, option=orjson.OPT_INDENT_2))

@@ -33,6 +33,7 @@ from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
 from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
+from operators.cold import clock_of, compact, expand, next_deadline as cold_deadline
 from operators.contact import ContactConfig, ContactTracker
 from operators.customer import NEVER, CustomerState
 from operators.events import CATALOG_TYPES, DeadLetter, Event, decode, format_ts
@@ -184,6 +185,7 @@ class ProfileLogic(StatefulBatchLogic):
         self.profiles = profiles
         self.t = t
         self.state: Optional[CustomerState] = None
+        self.cold: Optional[tuple[str, bytes]] = None  # live: (customer_id, record) of a quiet customer (operators.cold)
         self.wall_at_clock = time.time()
         self.timer_counted = False  # this customer counts in crm_pending_timers
         self.profile_wall = 0.0  # when the profile view was last emitted (live)
@@ -202,12 +204,14 @@ class ProfileLogic(StatefulBatchLogic):
             # the snapshot keeps the customer's silence so far (<= 0 s; older ones a wall time): the
             # time the engine was down is not silence, so a restart fires no timer a replay would not
             self.state, silence = saved[0], saved[1]
+            if type(self.state) is tuple:  # a quiet customer's record stays packed until its next event
+                self.cold, self.state = self.state, None
             self.wall_at_clock = time.time() + (silence if silence <= 0 else 0.0)
             if len(saved) > 2:
                 self.held, self.held_last, self.seq = saved[2], saved[3], saved[4]
                 t.held.inc(len(self.held))
-            if tombstones is not None and self.state is not None:
-                self.erased_at = tombstones.erased_at(self.state.customer_id)
+            if tombstones is not None and (self.state is not None or self.cold is not None):
+                self.erased_at = tombstones.erased_at(self.cold[0] if self.state is None else self.state.customer_id)
             if len(saved) > 6:
                 self.alias = saved[6]
 
@@ -219,6 +223,8 @@ class ProfileLogic(StatefulBatchLogic):
             return [], StatefulBatchLogic.DISCARD
         if self.alias is not None:
             return self._forward(items), StatefulBatchLogic.RETAIN
+        if self.cold is not None:
+            self._thaw()
         out: list = []
         if self.tombs is None:
             woken = self._apply_batch(items, out)
@@ -440,6 +446,8 @@ class ProfileLogic(StatefulBatchLogic):
         """End of a replay: fire every timer due by the latest event time (all of them with drain).
         End of a live run that stops at the topics' current end: apply what the reorder buffer holds; timers
         stay on the wall clock."""
+        if self.cold is not None:
+            self._thaw()
         if self.state is None:
             return [], StatefulBatchLogic.RETAIN
         if self.end is None:
@@ -511,22 +519,25 @@ class ProfileLogic(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> Optional[datetime]:
-        if not self.live or self.state is None:
+        if not self.live or (self.state is None and self.cold is None):
             return None
-        due = self.state.next_deadline(self.cfg)
-        if self.tracker is not None and self.state.clock is not None:
+        if self.cold is not None:  # read from the record's header: no unpacking
+            cid, clock, due = self.cold[0], clock_of(self.cold[1]), cold_deadline(self.cold[1])
+        else:
+            cid, clock, due = self.state.customer_id, self.state.clock, self.state.next_deadline(self.cfg)
+        if self.tracker is not None and clock is not None:
             note = self.tracker.next_deadline()  # in advance()'s units: passed once now - lateness is beyond it
             if note is not None and (due is None or note + self.cfg.lateness + 1 < due):
                 due = note + self.cfg.lateness + 1
         if (due is not None) != self.timer_counted:
             self.timer_counted = due is not None
             self.t.timers.inc() if self.timer_counted else self.t.timers.dec()
-        wall = None if due is None else self.wall_at_clock + (due - self.state.clock) / 1000.0
+        wall = None if due is None else self.wall_at_clock + (due - clock) / 1000.0
         if self.frontier is not None:
             w = self.frontier.value
             # the frontier, not the wall clock, holds the timer: wait for a tick instead
             held_by_frontier = due is not None and due > w and wall <= time.time()
-            self.frontier.wait(self.state.customer_id, self._wake_at(w, due if held_by_frontier else None))
+            self.frontier.wait(cid, self._wake_at(w, due if held_by_frontier else None))
             if held_by_frontier:
                 return None
         if wall is None:
@@ -548,6 +559,8 @@ class ProfileLogic(StatefulBatchLogic):
 
     def on_notify(self, out: Optional[list] = None) -> tuple[list, bool]:
         out = [] if out is None else out
+        if self.cold is not None:
+            self._thaw()
         if self.state is None:
             return self._emit(out)
         if self.held:
@@ -563,7 +576,17 @@ class ProfileLogic(StatefulBatchLogic):
             if res:  # after the batch's events; with a frontier at this customer's latest position, which
                 # a wake-up that fired nothing must not raise (later inputs would sort after everyone's)
                 out.extend(self._tag(1 << 62 if self.frontier is None else self.pos_floor, res))
-        return self._emit(out)
+        emitted = self._emit(out)
+        if self.live and self.alias is None and not self.held:  # the timers that fired may have left it quiet
+            record = compact(self.state, self.cfg)
+            if record is not None:
+                self.cold, self.state = (self.state.customer_id, record), None
+        return emitted
+
+    def _thaw(self) -> None:
+        """A packed quiet customer (``cold``) back to its full state, before its next event or timer."""
+        cid, record = self.cold
+        self.state, self.cold = expand(record, cid, self.cfg), None
 
     def snapshot(self) -> Optional[bytes]:
         if not self.recovery:  # nothing will ever resume from it: skip the pickling
@@ -573,9 +596,11 @@ class ProfileLogic(StatefulBatchLogic):
         if self.alias is not None:  # identified: only the forwarding address is left
             saved = (None, silence, [], {}, 0, None, self.alias)
         elif tracker is not None and (tracker.deadlines or tracker.zones.changes or tracker.nights):
-            saved = (self.state, silence, self.held, self.held_last, self.seq, tracker)
+            saved = (self.state if self.cold is None else self.cold, silence, self.held, self.held_last, self.seq,
+                     tracker)
         else:
-            saved = (self.state, silence) if not self.held else (self.state, silence, self.held, self.held_last, self.seq)
+            state = self.state if self.cold is None else self.cold
+            saved = (state, silence) if not self.held else (state, silence, self.held, self.held_last, self.seq)
         return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
 

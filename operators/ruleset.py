@@ -11,6 +11,9 @@ up to four verbs, all pure and all in event time (ms since the epoch, UTC):
 - ``next_due(ctx, s, cfg) -> int``: the rule's earliest timer (:data:`NEVER`: none); only rules
   with ``timed = True`` are asked. The customer keeps one earliest due time over all rules.
 - ``on_timer(ctx, s, due, cfg, out)``: the timer at ``due`` fires.
+- ``quiet(ctx, s) -> bool``: nothing of the rule's is pending for this customer, so the customer
+  may be compacted (``operators.customer.compact``) and its slice dropped: it must then behave
+  exactly as a fresh slice. The default: ``s`` is None or equal (field by field) to a fresh slice.
 
 ``ctx`` is the customer's state, read-only for rules (tier, cart, value, recent items, open
 orders, history: what every rule would otherwise recompute); ``s`` is the rule's own slice.
@@ -63,3 +66,15 @@ class Rule:
 
     def on_timer(self, ctx: Any, s: Optional[Slice], due: int, cfg: Any, out: list) -> None:
         pass
+
+    def quiet(self, ctx: Any, s: Optional[Slice]) -> bool:
+        """True when ``s`` holds nothing a fresh slice lacks (cold compaction drops it then)."""
+        if s is None:
+            return True
+        fresh = self.new_slice()
+        return fresh is not None and type(fresh) is type(s) and _fields(fresh) == _fields(s)
+
+
+def _fields(s: Any) -> Any:
+    """A slice's state for comparison: its pickled fields (``Slice``), else its ``__dict__``."""
+    return s.__getstate__() if isinstance(s, Slice) else getattr(s, "__dict__", s)

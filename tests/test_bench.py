@@ -15,14 +15,16 @@ def test_every_row_runs_and_reports_its_ratios(tmp_path):
     generate(300, 4, 5, tmp_path)
     events = tmp_path / "events.jsonl"
     report = run_bench(events, {"decode", "reference", "full", "core", "cluster", "memory", "live"},
-                       live_rate=400, live_seconds=4.0)
+                       live_rate=400, live_seconds=4.0, repeat=2, scale=[100])
     n = report["events"]
     assert n > 5000
     for row in ("decode", "reference", "full_1w", "core_1w", "river", "full_2p", "reference_2p"):
         assert report["rows"][row]["events_per_s"] > 0
     for ratio in ("full_vs_reference", "core_vs_reference", "river_vs_reference", "two_workers_vs_one",
-                  "reference_two_workers_vs_one", "reference_vs_decode"):
+                  "two_workers_vs_one_median", "full_vs_core", "reference_two_workers_vs_one", "reference_vs_decode"):
         assert report[ratio] > 0
+    (size,) = report["scale"]
+    assert size["customers"] == 100 and size["events_per_s"] > 0 and size["resume_s"] >= 0
     lat = report["latency_ms"]
     assert lat["broker"] == "mock" or lat["broker"] == "external"
     assert lat["triggers"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]

@@ -89,7 +89,8 @@ def test_horizon_follows_the_customers_own_rhythm():
 def test_churn_label_carries_the_decision_features():
     _, out = run(ev("page_view", at(0)), ev("page_view", at(days=31)))
     req = next(r for r in decisions(out, "churn") if r.decision_id == session_end_id())
-    assert labels(out, "churn")[session_end_id()].features is req.features
+    carried = labels(out, "churn")[session_end_id()].features  # kept packed while pending: equal, in order
+    assert carried == req.features and list(carried) == list(req.features)
     assert req.features["_horizon_days"] == pytest.approx(12 + 2 / 24)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from flows.scale import DAY_MS, START_MS, scale_row, sparse_log
+from flows.scale import DAY_MS, START_MS, key_cost, scale_row, sparse_log
 from operators.events import Event, decode
 
 
@@ -32,4 +32,12 @@ def test_a_scale_row_reports_every_figure(tmp_path):
     for key in ("events_per_s", "bytes_per_active_customer", "bytes_per_cold_customer",
                 "snapshot_bytes_per_customer", "resume_s"):
         assert row[key] >= 0, key
+    assert row["quiet_share"]["dormant"] >= 0.9  # a year away: nearly everyone packed
+    assert 0 < row["snapshot_bytes_per_dormant_customer"] < row["snapshot_bytes_per_customer"]
     assert orjson.loads(orjson.dumps(row)) == row
+
+
+def test_key_cost_runs_both_ways():
+    for shards in (0, 4):
+        row = key_cost(300, shards)
+        assert row["customers"] == 300 and row["shards"] == shards and "bytes_per_customer" in row
