@@ -235,8 +235,8 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     from operators.events import DeadLetter
     from operators.policy import PolicyConfig
     from operators.rules import RuleConfig
-    from operators.scoring import PairMsg, RecsUpdate
-    from operators.triggers import Candidate, ProfileUpdate
+    from operators.messages import PairMsg, RecsUpdate
+    from operators.messages import Candidate, ProfileUpdate
 
     class End:  # the replay's end of input: timers due by the latest event time fire
         drain = False

@@ -43,8 +43,8 @@ from operators.policy import PolicyConfig, PolicyState, Tally
 from operators.privacy import ERASURE, Erasure, Tombstones, audit_record, state_inventory
 from operators.rules import RuleConfig
 from operators.recs import ProductNeighbours, observe_blocks
-from operators.scoring import Label, PairMsg, RecsEval, RecsUpdate, ScoreRequest
-from operators.triggers import Candidate, ProfileUpdate, Suppressed
+from operators.messages import (Candidate, Label, PairMsg, ProfileUpdate, RecsEval, RecsUpdate, ScoreRequest,
+                               RecsTop, Suppressed)
 from operators.watch import WatchConfig
 
 log = logging.getLogger("crm.flow")
@@ -745,15 +745,6 @@ class ModelLogic(StatefulBatchLogic):
             return None
         return pickle.dumps((self.shard, self.recs), protocol=pickle.HIGHEST_PROTOCOL)
 
-
-class RecsTop:
-    """The top-K neighbours of a product, for the ``crm:recs:{product_id}`` sorted set."""
-
-    __slots__ = ("product_id", "top")
-
-    def __init__(self, product_id: str, top: list):
-        self.product_id = product_id
-        self.top = top
 
 
 PRODUCT_SHARDS = 8  # product-state keys: each lands on worker j % w for any w <= 8 (connectors.routing)

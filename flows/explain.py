@@ -33,8 +33,7 @@ from operators.events import Event, decode, format_ts
 from operators.contact import ContactTracker
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
-from operators.scoring import ScoreRequest
-from operators.triggers import Candidate, Notice, Suppressed
+from operators.messages import Candidate, Notice, ScoreRequest, Suppressed
 
 WATCHED = ("cart", "open_orders", "open_conversations", "tier", "order_count")
 # the event types each contract trigger's rule listens to (what "why not" looks for)

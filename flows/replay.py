@@ -25,7 +25,7 @@ from flows.dataflow import Edges, build_flow, future_guard, publish_uplift, repl
 from flows.runtime import engine_gc
 from operators.events import parse_ts
 from operators.rules import RuleConfig
-from operators.triggers import MARKETING
+from operators.messages import MARKETING
 from operators.privacy import Tombstones
 
 log = logging.getLogger("crm.replay")

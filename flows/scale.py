@@ -35,8 +35,8 @@ import orjson
 
 from config.settings import load_settings
 from operators.events import format_ts
+from operators.units import DAY, HOUR
 
-DAY_MS = 86_400_000
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 PRODUCTS = 5000
 
@@ -46,12 +46,12 @@ def sparse_log(customers: int, path: Path, active_share: float, seed: int = 1, d
     of events. ``active_share`` of customers get one more session in the last 30 days."""
     rnd = random.Random(seed)
     rows: list[tuple[int, bytes]] = []
-    quiet_end = (days - 30) * DAY_MS
+    quiet_end = (days - 30) * DAY
     for i in range(customers):
         cid = f"u{i:07d}"
         sessions = [rnd.randrange(0, quiet_end) for _ in range(1 + min(int(rnd.expovariate(1.0)), 6))]
         if rnd.random() < active_share:
-            sessions.append(rnd.randrange(quiet_end, days * DAY_MS - 3_600_000))
+            sessions.append(rnd.randrange(quiet_end, days * DAY - HOUR))
         for n, t0 in enumerate(sessions):
             _session(rnd, cid, f"{cid}s{n}", START_MS + t0, rows)
     rows.sort(key=lambda r: r[0])
@@ -81,8 +81,8 @@ def _session(rnd: random.Random, cid: str, sid: str, t: int, rows: list) -> None
             oid = f"o{sid}"
             add({"type": "order_placed", "order_id": oid, "total": 19.99, "t": t,
                  "items": [{"product_id": product, "quantity": 1, "price": 19.99}],
-                 "promised_delivery_ts": format_ts(t + 3 * DAY_MS)})
-            t = t + rnd.randint(1, 3) * DAY_MS
+                 "promised_delivery_ts": format_ts(t + 3 * DAY)})
+            t = t + rnd.randint(1, 3) * DAY
             add({"type": "order_delivered", "order_id": oid, "t": t})
 
 
@@ -109,7 +109,7 @@ def state_figures(path: Path, snapshot: Path, away_days: float = 0.0) -> dict[st
                 st = states[ev.customer_id] = CustomerState(ev.customer_id, cfg.recs)
             st.process(ev, cfg)
             end = max(end, ev.ts)
-    now = end + int(away_days * DAY_MS)
+    now = end + int(away_days * DAY)
     quiet = 0
     size = 0
     with open(snapshot, "wb") as out:

@@ -20,7 +20,7 @@ from models.shard import ModelShard
 from operators.customer import CustomerState
 from operators.events import Event, decode
 from operators.rules import RuleConfig
-from operators.scoring import Label, ScoreRequest
+from operators.messages import Label, ScoreRequest
 
 
 def model_stream(paths: Iterable[Path], settings: Optional[Settings] = None) -> list:

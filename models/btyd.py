@@ -28,7 +28,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
-DAY = 86_400_000
+from operators.units import DAY
+
 # Starting points of the fits (days): close to FHL 2005's CDNOW estimates (r 0.24, alpha 4.4
 # weeks, a 0.79, b 2.43) and to the gamma-gamma note's (p 6.25, q 3.74, gamma 15.44).
 BGNBD_START = (0.25, 30.0, 0.8, 2.5)

@@ -12,6 +12,8 @@ import time
 import weakref
 from typing import Any, Iterable, Mapping, Optional
 
+from operators.units import HOUR
+
 BINS = 1000
 EPS = 1e-7
 
@@ -88,7 +90,7 @@ class ModelMetrics:
             "roc_auc": None if auc is None else round(auc, 4),
             "log_loss": round(self.log_loss_sum / self.matched, 4) if self.matched else None,
             "positive_rate": round(self.positives / self.labels, 4) if self.labels else None,
-            "label_delay_hours": round(self.delay_ms_sum / self.labels / 3_600_000, 2) if self.labels else None,
+            "label_delay_hours": round(self.delay_ms_sum / self.labels / HOUR, 2) if self.labels else None,
             "evicted": self.evicted,
         }
 

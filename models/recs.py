@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from operators.recs import PopularityBaseline, RecsConfig, RecsEvaluator, RecsTable, recency_weights
-from operators.scoring import RecsEval
+from operators.messages import RecsEval
 
 
 class ShardRecs:

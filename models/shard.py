@@ -20,7 +20,7 @@ from models.frustration import FrustrationModel
 from models.metrics import ModelMetrics, summarize
 from models.online import OnlineModel
 from operators.features import TEXT_KEY
-from operators.scoring import Label, ScoreRequest
+from operators.messages import Label, ScoreRequest
 
 MODELS: dict[str, type[OnlineModel]] = {"churn": ChurnModel, "frustration": FrustrationModel}
 PENDING_MAX = 100_000  # predictions awaiting their label, per model and shard

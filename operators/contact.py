@@ -23,9 +23,8 @@ from typing import Any, Optional
 from zoneinfo import ZoneInfo
 
 from operators.events import CLICKSTREAM_TYPES, Event
+from operators.units import DAY, MINUTE
 
-MIN = 60_000
-DAY = 1440 * MIN
 ZONE_CHANGES_KEPT = 8  # per kind of source: a customer who travels a lot keeps their latest zones
 
 

@@ -14,8 +14,7 @@ from typing import Any, Optional
 from operators.events import CART_ACTIVITY, format_ts
 from operators.features import churn_features
 from operators.ruleset import MARKETING, NEVER, SERVICE, Rule, Slice
-from operators.scoring import ScoreRequest
-from operators.triggers import Candidate, Notice
+from operators.messages import Candidate, Notice, ScoreRequest
 
 
 class CartEpisode(Slice):

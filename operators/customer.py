@@ -37,10 +37,10 @@ from operators.events import (CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, ORDE
 from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
 from operators.ruleset import NEVER
-from operators.scoring import Label, RecsEval, ScoreRequest, pair_messages
+from operators.messages import Label, Notice, pair_messages, ProfileUpdate, RecsEval, ScoreRequest
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
 from operators.text import cut
-from operators.triggers import Notice, ProfileUpdate
+from operators.units import DAY, HOUR
 
 STATE_VERSION = 2  # 1: a positional tuple of the slots below as they were before rules (V1_SLOTS)
 
@@ -413,7 +413,7 @@ class CustomerState:
         """A payload-only churn score at ``ts`` for the profile (no label, no trigger): live while
         the customer stays away, and at the end of a replay, so the profile describes them now."""
         feats = churn_features(self, ts)
-        feats["_horizon_days"] = self._churn_horizon(ts, cfg) / 86_400_000
+        feats["_horizon_days"] = self._churn_horizon(ts, cfg) / DAY
         return ScoreRequest("churn", self.customer_id, f"refresh|{ts}", ts, feats, None, decision=False)
 
     def _churn_horizon(self, ts: int, cfg: RuleConfig) -> int:
@@ -443,7 +443,7 @@ class CustomerState:
             self.rescore_n = 0
         if ts < self.first_seen:
             self.first_seen = ts
-        self.history.observe(ev)
+        self.history.observe(ev, cfg.session_gap)
         if self.churn_pending:
             self._churn_returned(ts, out)
         if t in CLICKSTREAM_TYPES:
@@ -761,7 +761,7 @@ class CustomerState:
         feats["decision_" + why] = 1.0
         decision_id = f"{self.customer_id}|{ts}|{why}"
         horizon = self._churn_horizon(ts, cfg)
-        feats["_horizon_days"] = horizon / 86_400_000  # the label's horizon, for BG/NBD's P(a purchase within it)
+        feats["_horizon_days"] = horizon / DAY  # the label's horizon, for BG/NBD's P(a purchase within it)
         due = ts + horizon
         # kept in due order (horizons differ); beyond max_pending the oldest decision goes
         pending = sorted(self.churn_pending + ((decision_id, ts, pack_features(feats), due),), key=_due)
@@ -801,7 +801,7 @@ class CustomerState:
         if self.fast:  # (type, key) -> ts, and ("message", "cid|ts") -> the key sent under
             self.fast = {k: v for k, v in self.fast.items()
                          if (v if k[0] != "message" else int(k[1].rsplit("|", 1)[1])) >= closed_horizon} or EMPTY
-        self.prune_at = self.clock + 3_600_000
+        self.prune_at = self.clock + HOUR
 
     # ------------------------------------------------------------------ the agent's view
 

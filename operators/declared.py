@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Optional
 from config.settings import DeclaredRule, ms
 from operators.events import EVENT_TYPES, PROFILE_TYPES, Invalid, event_time, format_ts
 from operators.ruleset import NEVER, Rule, Slice
-from operators.triggers import PRIORITIES, Candidate
+from operators.messages import PRIORITIES, Candidate
+from operators.units import DAY
 
 
 class Episode:
@@ -205,7 +206,7 @@ class Declared(Rule):
         self.rearm_on_cancel = d.rearm == "cancel"
         self.expire = ms(d.expire)
         self.max_episodes = getattr(cfg, "max_episodes", 32)
-        self.max_wait = getattr(cfg, "max_wait", 366 * 86_400_000)
+        self.max_wait = getattr(cfg, "max_wait", 366 * DAY)
         self.reason = d.reason or d.name
         self.base = PRIORITIES.index(d.priority) if d.priority else None
         self.payload = [(name, src, None if src.startswith("$") else getter(src)) for name, src in d.payload.items()]

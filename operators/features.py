@@ -16,10 +16,10 @@ import re
 from array import array
 from typing import TYPE_CHECKING, Mapping, Optional, Protocol
 
-MIN = 60_000
-HOUR = 3_600_000
-DAY = 86_400_000
-SESSION_GAP = 30 * MIN  # the contract's session gap; History's own session split
+from operators.units import DAY, HOUR, MINUTE
+
+SESSION_GAP = 30 * MINUTE  # the settings' default (proactive.session_gap): History's visits without a config
+_CLICKS = frozenset({"add_to_cart", "remove_from_cart", "checkout_started", "help_view"})  # clickstream with a handler
 HORIZONS = (7, 30, 90)  # days: windowed and decayed counts
 ORDER_LOG = 12  # last orders kept (ts in minutes, total) for intervals and windowed counts
 CONTACT_LOG = 6  # last conversation starts kept (ts in minutes) for repeat-contact counts
@@ -96,8 +96,9 @@ class History:
 
     # ------------------------------------------------------------------ updates
 
-    def observe(self, ev: "Event") -> None:
-        """Every accepted event (duplicates excluded, late ones included), in arrival order."""
+    def observe(self, ev: "Event", session_gap: int = SESSION_GAP) -> None:
+        """Every accepted event (duplicates excluded, late ones included), in arrival order;
+        ``session_gap`` (ms, the settings' ``proactive.session_gap``) splits visits."""
         type, ts = ev.type, ev.ts
         self.events += 1
         self._decay_to(ts)
@@ -110,16 +111,16 @@ class History:
             self.active_days += 1
             self.last_day = day
         handler = _HANDLERS.get(type)
+        if type in _CLICKS or (handler is None and "session_id" in ev.data):  # any clickstream event
+            self._click(ts, session_gap)
         if handler is not None:
             handler(self, ev)
-        elif "session_id" in ev.data:  # any other clickstream event
-            self._click(ts)
 
     def _decay_to(self, ts: int) -> None:
         if self.decay_ts is None:
             self.decay_ts = ts
             return
-        if ts - self.decay_ts < 3_600_000:
+        if ts - self.decay_ts < HOUR:
             # Within the hour events count at the current decay time (<= 0.6 % off for a 7-day
             # horizon): most events come seconds apart and the exponentials cost more than the rest
             # of the event. Late events likewise count at the current decay time.
@@ -130,10 +131,10 @@ class History:
         self.ew_bad *= math.exp(-dt / BAD_TAU)
         self.decay_ts = ts
 
-    def _click(self, ts: int) -> None:
+    def _click(self, ts: int, session_gap: int) -> None:
         self.clicks += 1
         last = self.click_last
-        if last is None or ts - last > SESSION_GAP:
+        if last is None or ts - last > session_gap:
             self.visits += 1
             self.visit_start = ts
             ew = self.ew_visits
@@ -155,7 +156,7 @@ class History:
             total = float(ev.get("total") or 0.0)
         except (TypeError, ValueError):
             total = 0.0
-        self.order_log = (self.order_log + [(ev.ts // MIN, total)])[-ORDER_LOG:]
+        self.order_log = (self.order_log + [(ev.ts // MINUTE, total)])[-ORDER_LOG:]
 
     def _order_event(self, ev: "Event") -> None:
         t = ev.type
@@ -175,21 +176,19 @@ class History:
             self.ew_bad += 0.3
 
     def _cart(self, ev: "Event") -> None:
-        self._click(ev.ts)
         if ev.type == "add_to_cart":
             self.cart_adds += 1
         elif ev.type == "checkout_started":
             self.checkouts += 1
 
     def _help(self, ev: "Event") -> None:
-        self._click(ev.ts)
         self.help_views += 1
 
     def _chat_message(self, ev: "Event") -> None:
         cid = ev.get("conversation_id")
         if cid != self.last_conv:
             self.last_conv = cid
-            self.contacts = (self.contacts + (ev.ts // MIN,))[-CONTACT_LOG:]
+            self.contacts = (self.contacts + (ev.ts // MINUTE,))[-CONTACT_LOG:]
         if ev.get("sender") == "customer":
             self.messages += 1
 
@@ -208,7 +207,7 @@ class History:
 
     def contacts_within(self, now: int, window: int) -> int:
         """Conversations started in ``(now - window, now]`` (capped at CONTACT_LOG)."""
-        lo = (now - window) // MIN
+        lo = (now - window) // MINUTE
         return sum(1 for c in self.contacts if c > lo)
 
     def decayed(self, now: int) -> tuple[list[float], list[float], float]:
@@ -252,7 +251,7 @@ _HANDLERS = {
 
 def order_features(order_log: list[tuple[int, float]], now: int) -> dict[str, float]:
     """Frequency and monetary value over 7/30/90 days, inter-purchase intervals (days)."""
-    now_min = now // MIN
+    now_min = now // MINUTE
     feats: dict[str, float] = {}
     for h in HORIZONS:
         lo = now_min - h * 1440
@@ -358,7 +357,7 @@ def churn_features(state: Facts, now: int) -> dict[str, float]:
         "sessions_log": log1p(h.sessions),
         "active_days_log": log1p(h.active_days),
         "active_day_share": h.active_days / max(tenure + 1.0, 1.0),
-        "visit_minutes_log": log1p(h.visit_ms / MIN / sessions_done),
+        "visit_minutes_log": log1p(h.visit_ms / MINUTE / sessions_done),
         "clicks_per_visit_log": log1p(h.clicks / sessions_done),
         "cart_adds_log": log1p(h.cart_adds),
         "checkouts_log": log1p(h.checkouts),

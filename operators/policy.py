@@ -27,7 +27,7 @@ from operators.consent import ConsentBook
 from operators.contact import ContactConfig, PolicyNote, ZoneBook
 from operators.events import format_ts
 from operators.outcomes import Exposure, in_holdout
-from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
+from operators.messages import Candidate, Notice, ProfileUpdate, Suppressed
 
 
 class Tally:

@@ -34,7 +34,8 @@ from operator import itemgetter
 from sys import intern
 from typing import Collection, Iterable, NamedTuple, Optional, Sequence
 
-DAY = 86_400_000
+from operators.units import DAY, HOUR, MINUTE
+
 _RENORM_EXP = 64.0  # half-lives between renormalisations (2**64 is far from float overflow)
 _second = itemgetter(1)
 
@@ -52,7 +53,7 @@ class RecsConfig(NamedTuple):
     cart_weight: float = 2.0  # co-cart: both added to the cart in one session
     purchase_weight: float = 3.0  # co-purchase: same order, or the same customer's orders within the window
     co_purchase_window: int = 30 * DAY
-    session_gap: int = 30 * 60_000  # a product event this long after the last one opens a new session
+    session_gap: int = 30 * MINUTE  # a product event this long after the last one opens a new session
     half_life: int = 14 * DAY
     capacity: int = 64  # Space-Saving entries per product (neighbour candidates kept)
     neighbours: int = 32  # M: neighbours per product in an update (and in the table)
@@ -645,7 +646,7 @@ class PopularityBaseline:
 
     __slots__ = ("window", "bucket", "buckets", "totals", "_cache", "_size")
 
-    def __init__(self, window: int = 7 * DAY, bucket: int = 3_600_000) -> None:
+    def __init__(self, window: int = 7 * DAY, bucket: int = HOUR) -> None:
         self.window = window
         self.bucket = bucket
         self.buckets: list[tuple[int, dict[str, int]]] = []  # (bucket index, counts), oldest first

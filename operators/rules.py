@@ -6,6 +6,7 @@ from config.settings import Settings, ms, rule_definitions
 from operators.registry import load_rules
 from operators.recs import RecsConfig
 from operators.text import HumanRequest, WordMatcher
+from operators.units import DAY
 
 
 class RuleConfig:
@@ -49,11 +50,11 @@ class RuleConfig:
         self.frustrated_csat = s.labels.frustrated_csat
         self.max_pending = s.labels.max_pending
         # closed order/conversation ids are remembered as long as before cadence-relative horizons
-        self.closed_memory = max(30 * 86_400_000, self.dedup_window)
+        self.closed_memory = max(30 * DAY, self.dedup_window)
         self.recs = RecsConfig(half_life=ms(s.recs.half_life), neighbours=s.recs.neighbours,
                                capacity=s.recs.capacity, top_k=s.recs.top_k, normalisation=s.recs.normalisation,
                                sequence_weight=s.recs.sequence_weight, recency=s.recs.recency,
-                               repeat_weight=s.recs.repeat_weight)
+                               repeat_weight=s.recs.repeat_weight, session_gap=self.session_gap)
         self.recs_in_payload = s.recs.in_payload
         # the trigger rules (operators.ruleset), last: they may read the numbers above
         self.max_episodes = s.rules.max_episodes

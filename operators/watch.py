@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from operators.events import Event, format_ts
 from operators.ruleset import MARKETING, Rule
-from operators.triggers import Candidate
+from operators.messages import Candidate
 
 PRICE_DROP, BACK_IN_STOCK = "price_drop", "back_in_stock"
 WATCH_TYPES = frozenset({"product_view", "add_to_cart", "order_placed"})  # the interest the lists keep

@@ -9,7 +9,7 @@ from operators.customer import CustomerState
 from operators.event_table import needs_customer, sample_fields
 from operators.events import Event, validate
 from operators.rules import RuleConfig
-from operators.triggers import Candidate
+from operators.messages import Candidate
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
 _ids = itertools.count()
@@ -59,7 +59,7 @@ class Machine:
         self.state.flush(ts_ms, self.cfg, self.out)
 
     def candidates(self, type: str | None = None) -> list[Candidate]:
-        from operators.scoring import ScoreRequest
+        from operators.messages import ScoreRequest
 
         found = []
         for o in self.out:

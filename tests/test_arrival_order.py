@@ -18,8 +18,7 @@ from operators.customer import CustomerState
 from operators.events import format_ts, validate
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
-from operators.scoring import Label, PairMsg, RecsEval, ScoreRequest
-from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
+from operators.messages import Candidate, Label, Notice, PairMsg, ProfileUpdate, RecsEval, ScoreRequest, Suppressed
 
 LATENESS_MS = 5 * 60_000
 

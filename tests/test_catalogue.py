@@ -14,7 +14,7 @@ from helpers import Machine, at, ev, ms_at
 from config.settings import load_settings
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
-from operators.triggers import Candidate, Suppressed
+from operators.messages import Candidate, Suppressed
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 

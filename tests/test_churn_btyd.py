@@ -7,7 +7,7 @@ from models import btyd
 from models.btyd import DAY, Population
 from models.churn import btyd_churn, btyd_features, orders_only
 from models.shard import ModelShard
-from operators.scoring import ScoreRequest
+from operators.messages import ScoreRequest
 
 PARAMS = (0.25, 30.0, 0.8, 2.5)
 

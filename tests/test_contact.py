@@ -21,7 +21,7 @@ from operators.events import format_ts, parse_ts, validate
 from operators.outcomes import in_holdout, newcombe, uplift, wilson
 from operators.policy import PolicyConfig, PolicyState, Tally
 from operators.rules import RuleConfig
-from operators.triggers import Candidate, Notice, Suppressed
+from operators.messages import Candidate, Notice, Suppressed
 
 ON = dict(consent={"default": "opt_in"}, quiet_hours={"enabled": True},
           holdout={"share": {"abandoned_cart": 0.0, "proactive_outreach": 0.0}})
@@ -268,7 +268,7 @@ class Steps:
         self.out: list = []
 
     def _down(self, items: list) -> None:
-        from operators.scoring import ScoreRequest
+        from operators.messages import ScoreRequest
 
         for o in items:
             if type(o) is ScoreRequest:

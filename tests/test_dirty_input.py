@@ -28,14 +28,13 @@ from connectors.files import JsonlSink, ProfilesFileSink, customer_of
 from connectors.kafka import encode_keyed, encode_unkeyed
 from connectors.metrics import Telemetry
 from connectors.redis_sink import RedisProfileSink, RedisRecsSink, RedisTriggerSink
-from flows.dataflow import (ModelLogic, PolicyLogic, ProfileLogic, RecsTop, make_decoder, _wall_datetime)
+from flows.dataflow import ModelLogic, PolicyLogic, ProfileLogic, make_decoder, _wall_datetime
 from models.shard import ModelShard, finite
 from operators.events import DeadLetter, Event, decode, format_ts
 from operators.features import churn_features, message_features
 from operators.policy import PolicyConfig
 from operators.rules import RuleConfig
-from operators.scoring import Label, PairMsg, ScoreRequest
-from operators.triggers import Candidate, ProfileUpdate, Suppressed
+from operators.messages import Candidate, Label, PairMsg, ProfileUpdate, RecsTop, ScoreRequest, Suppressed
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "config" / "schemas"

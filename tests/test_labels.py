@@ -8,7 +8,7 @@ from helpers import at, ev, ms_at
 from operators.customer import CustomerState
 from operators.features import DAY, churn_horizon
 from operators.rules import RuleConfig
-from operators.scoring import Label, ScoreRequest
+from operators.messages import Label, ScoreRequest
 
 CFG = RuleConfig()
 

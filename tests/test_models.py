@@ -12,7 +12,7 @@ from models.frustration import FrustrationModel
 from models.metrics import ModelMetrics, merge_metrics, publish, refresh, shards_of
 from models.persist import ModelFileError, load_models, save_models
 from models.shard import ModelShard, shard_of
-from operators.scoring import Label, ScoreRequest
+from operators.messages import Label, ScoreRequest
 
 HOUR = 3_600_000
 

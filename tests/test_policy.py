@@ -4,7 +4,7 @@ from helpers import ms_at
 
 from config.settings import load_settings
 from operators.policy import PolicyConfig, PolicyState
-from operators.triggers import Candidate, Notice, Suppressed, priority
+from operators.messages import Candidate, Notice, Suppressed, priority
 
 CFG = PolicyConfig()
 

@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 from flows.dataflow import PRODUCT_SHARDS, bundle_pairs, product_shard
 from operators.recs import (DAY, DEFAULT, NeighbourUpdate, Pair, PopularityBaseline, ProductNeighbours,
                             RecentItems, RecsConfig, RecsEvaluator, RecsTable, SpaceSaving, expand)
-from operators.scoring import PairMsg
+from operators.messages import PairMsg
 
 T0 = 1_767_607_200_000  # 2026-01-05T10:00Z
 MIN = 60_000

@@ -18,7 +18,7 @@ from operators.contract_rules import CONTRACT_RULES
 from operators.policy import PolicyConfig, PolicyState
 from operators.rules import RuleConfig
 from operators.ruleset import MARKETING, NEVER, SERVICE, Rule, Slice
-from operators.triggers import Candidate, Suppressed
+from operators.messages import Candidate, Suppressed
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -4,7 +4,7 @@ from helpers import Machine, at, ev, ms_at
 
 from config.settings import load_settings
 from operators.rules import RuleConfig
-from operators.scoring import ScoreRequest
+from operators.messages import ScoreRequest
 from operators.text import WordMatcher, cut
 
 # ----------------------------------------------------------------------------- delay_apology

@@ -16,7 +16,7 @@ from connectors.metrics import telemetry
 from flows.live import RECOVERY_OFF, last_snapshot, recovery_config, resume_note, run_live
 from flows.replay import ReplayOutputs, replay
 from operators.policy import PolicyConfig, PolicyState
-from operators.triggers import Candidate, Suppressed
+from operators.messages import Candidate, Suppressed
 
 HOUR = 3600_000
 NOW = 1_800_000_000_000  # a wall clock (ms)

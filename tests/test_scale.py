@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from flows.scale import DAY_MS, START_MS, key_cost, scale_row, sparse_log
+from operators.units import DAY
+from flows.scale import START_MS, key_cost, scale_row, sparse_log
 from operators.events import Event, decode
 
 
@@ -20,7 +21,7 @@ def test_sparse_logs_are_valid_in_ts_order_and_hold_their_active_share(tmp_path)
         events = read(path)
         assert len(events) == n and all(type(e) is Event for e in events)
         assert [e.ts for e in events] == sorted(e.ts for e in events)
-        cutoff = START_MS + (182 - 30) * DAY_MS
+        cutoff = START_MS + (182 - 30) * DAY
         active = {e.customer_id for e in events if e.ts >= cutoff and e.type == "page_view"}
         assert abs(len(active) / 2000 - expect) < 0.05
         assert len({e.customer_id for e in events}) == 2000

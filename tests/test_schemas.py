@@ -17,8 +17,7 @@ from operators.customer import CustomerState
 from operators.event_table import FAMILIES, required_fields
 from operators.events import EVENT_TYPES, REASONS, DeadLetter, Event, decode, parse_ts
 from operators.rules import RuleConfig
-from operators.scoring import ScoreRequest
-from operators.triggers import PRIORITIES, TRIGGER_TYPES, Candidate
+from operators.messages import Candidate, PRIORITIES, ScoreRequest, TRIGGER_TYPES
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "config" / "schemas"
 NAMES = ("event", "trigger", "deadletter", "summary")

@@ -13,8 +13,7 @@ from connectors.watermark import DONE, IDLE, TICK, UNKNOWN, Frontier, PartitionC
 from flows.dataflow import ProfileLogic
 from operators.customer import CustomerState
 from operators.rules import RuleConfig
-from operators.scoring import ScoreRequest
-from operators.triggers import Candidate
+from operators.messages import Candidate, ScoreRequest
 
 CLICK, ORDERS, CHAT = "crm.clickstream/0/", "crm.orders/0/", "crm.chat/0/"
 PARTS = ("0-crm.clickstream", "0-crm.orders", "0-crm.chat")
