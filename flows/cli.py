@@ -59,7 +59,7 @@ def generate(
     bad_share: float = typer.Option(0.005, min=0.0, max=0.5, help="share of extra bad input lines"),
 ) -> None:
     """Simulate customers and write DIR/events.jsonl (sorted by ts) and DIR/truth.jsonl."""
-    from flows.simulation import generate as simulate
+    from flows.generator import generate as simulate
 
     t0 = time.perf_counter()
     stats = simulate(customers, days, seed, out, bad_share=bad_share)
@@ -177,7 +177,7 @@ def demo(
 ) -> None:
     """Generate a realistic event stream and replay it through the full dataflow (no Kafka, no Redis)."""
     from flows.replay import ReplayOutputs, replay as do_replay
-    from flows.simulation import generate as simulate
+    from flows.generator import generate as simulate
 
     settings = _settings(config, "demo")
     console.print(f"generating {customers} customers x {days} days (seed {seed}) into {out}/ ...")
@@ -286,7 +286,7 @@ def bench(
         return
 
     from flows.bench import run_bench
-    from flows.simulation import generate as simulate
+    from flows.generator import generate as simulate
 
     if events is None:
         where = Path(tempfile.mkdtemp(prefix="crm-bench-"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.simulation import catalogue, generate
+from flows.generator import catalogue, generate
 
 N_CUSTOMERS, N_DAYS, SEED = 300, 14, 1
 IDLE_MS = 30 * 60 * 1000
