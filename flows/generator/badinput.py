@@ -25,12 +25,14 @@ _UNKNOWN_TYPES = ("wishlist_add", "page_vieww", "coupon_applied", "ORDER_PLACED"
 
 class BadLines:
     """Draws ``n_bad`` bad lines over the real ``lines`` (sorted by ``ts_list``; ``cust_of`` the
-    customer index of each). ``inserts``: (insert before index, order, line); ``counts`` per kind."""
+    customer index of each, ``customers`` for catalog events). ``inserts``: (insert before index, order, line); ``counts`` per kind."""
 
     def __init__(self, seed: int, cat: Catalogue, lines: list[bytes], ts_list: list[int], cust_of: list[int],
-                 start_ms: int):
+                 start_ms: int, customers: int):
         self.rb = random.Random(seed * 131 + 3)
         self.cat, self.lines, self.ts_list, self.cust_of, self.start_ms = cat, lines, ts_list, cust_of, start_ms
+        # bad lines are made from customer events (catalog rows have customer index ``customers``)
+        self.sources = [i for i, c in enumerate(cust_of) if c < customers]
         self.counts = {k: 0 for k, _ in BAD_KINDS}
         self.inserts: list[tuple[int, int, bytes]] = []
         self.next_id = len(lines)
@@ -40,9 +42,9 @@ class BadLines:
         rb, n_real = self.rb, len(self.lines)
         kinds = [k for k, _ in BAD_KINDS]
         kcum = cumulate([w for _, w in BAD_KINDS])
-        for j in range(n_bad if n_real else 0):
+        for j in range(n_bad if self.sources else 0):
             kind = kinds[min(len(kinds) - 1, bisect.bisect_right(kcum, rb.random() * kcum[-1]))]
-            src = rb.randrange(n_real)
+            src = self.sources[rb.randrange(len(self.sources))]
             if kind == "duplicate":
                 delay = int(math.exp(rb.uniform(math.log(2 * SEC), math.log(6 * HOUR))))
                 pos = bisect.bisect_right(self.ts_list, self.ts_list[src] + delay)

@@ -1,6 +1,6 @@
 """Support conversations: calm or frustrated customers (frustration grows with bad experiences and
-temper), bot or agent replies (sometimes slow: the customer writes again), requests for a human,
-and the outcome (closed with or without csat, escalated, or abandoned without ``chat_closed``)."""
+temper), bot or agent replies (sometimes slow: the customer writes again; sometimes past the
+support SLA, or never before a late close), requests for a human, and the outcome (closed with or without csat, escalated, or abandoned without ``chat_closed``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any, Optional
 
 from flows.generator import texts as tx
 from flows.generator.timefmt import DAY, MIN, SEC
+
+LATE_REPLY = 0.06  # conversations with one agent reply past the 30-min SLA
+LATE_CLOSE = 0.2  # closed conversations whose last customer message waited, closed after 35+ min
 
 
 class ChatMixin:
@@ -30,6 +33,8 @@ class ChatMixin:
         msgs, human_at = self._chat_messages(t, topic, fill, frustrated)
         closed = self._chat_outcome(frustrated, human_at)
         end_ts = msgs[-1][0] + int(r.uniform(1 * MIN, 15 * MIN))
+        if closed is not None and msgs[-1][1] == "customer" and r.random() < LATE_CLOSE:
+            end_ts = msgs[-1][0] + int(r.uniform(35 * MIN, 150 * MIN))  # closed with the question unanswered
         if end_ts >= self.end or (self.fade_end is not None and end_ts >= self.fade_end):
             return  # the conversation would not fit: it does not happen
         for ts, sender, text in msgs:
@@ -75,6 +80,7 @@ class ChatMixin:
         wants_human = r.random() < (0.4 if frustrated else 0.06)
         human_at = r.randrange(n_cust) if wants_human else -1
         reply_by = "bot" if r.random() < 0.5 else "agent"
+        late_at = r.randrange(n_cust) if r.random() < LATE_REPLY else -1  # the care team is swamped
         for i in range(n_cust):
             text = self._first_text(key, fill, frustrated) if i == 0 else self._next_text(fill, frustrated)
             if i == human_at:
@@ -85,8 +91,12 @@ class ChatMixin:
             msgs.append((t, "customer", text))
             if i == n_cust - 1 and r.random() < 0.5:
                 break
-            t = self._reply_after(t, msgs, frustrated)
-            sender = "agent" if reply_by == "bot" and i >= 1 else reply_by
+            if i == late_at:
+                t = self._late_reply_after(t, msgs, frustrated)
+                sender = "agent"
+            else:
+                t = self._reply_after(t, msgs, frustrated)
+                sender = "agent" if reply_by == "bot" and i >= 1 else reply_by
             msgs.append((t, sender, self._reply_text(i, n_cust, sender, key, fill).format(**fill)))
             t += int(r.uniform(20 * SEC, 5 * MIN))
         return msgs, human_at
@@ -102,6 +112,16 @@ class ChatMixin:
                 msgs.append((t1, "customer", self._wait_text(frustrated, (t1 - t) // MIN + 1)))
             return max(t + int(r.uniform(11 * MIN, 25 * MIN)), t1 + 30 * SEC)
         return t + int(r.uniform(15 * SEC, 4 * MIN))
+
+    def _late_reply_after(self, t: int, msgs: list[tuple[int, str, str]], frustrated: bool) -> int:
+        """An agent's reply 31-150 min after the customer's message at ``t`` (past the SLA), the
+        customer sometimes asking once more meanwhile."""
+        r = self.r
+        late = t + int(r.uniform(31 * MIN, 150 * MIN))
+        if r.random() < 0.5:
+            t1 = t + int(r.uniform(12 * MIN, 28 * MIN))
+            msgs.append((t1, "customer", self._wait_text(frustrated, (t1 - t) // MIN + 1)))
+        return late
 
     def _reply_text(self, i: int, n_cust: int, sender: str, key: str, fill: dict) -> str:
         r = self.r

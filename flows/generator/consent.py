@@ -31,12 +31,13 @@ class ConsentMixin:
 
     def _consent(self) -> None:
         """Consent events (own random stream: the rest of the life is the same as without them):
-        most grant marketing by email (some sms, push) when they join, some say no, some say
+        most grant marketing by email (some sms, push) when they join (or sign up before a
+        backfilled order), some say no, some say
         nothing; a few revoke later. Half tell their time zone."""
         rc = self.rc = random.Random(self.idx * 104_729 + self.cat_seed * 2_000_029 + 3)
         self.zone = rc.choice(_ZONES) if rc.random() < 0.5 else None
         self.granted: list[tuple[int, bool]] = []  # (ts, email marketing allowed from then on)
-        ts = self.join + rc.randrange(10 * MIN)
+        ts = self.first_seen + rc.randrange(10 * MIN)
         u = rc.random()
         extra = {"timezone": self.zone} if self.zone else {}
         if u < 0.82:

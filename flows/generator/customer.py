@@ -13,6 +13,7 @@ from typing import Any, Optional
 from flows.generator.catalogue import Catalogue
 from flows.generator.chats import ChatMixin
 from flows.generator.consent import REMIND_COOLDOWN, SESSION_MIN_GAP, ConsentMixin
+from flows.generator.market import Market, no_market
 from flows.generator.orders import OrderMixin
 from flows.generator.sessions import SessionMixin
 from flows.generator.taste import TasteMixin
@@ -20,6 +21,8 @@ from flows.generator.texts import TOPIC
 from flows.generator.timefmt import DAY, HOUR, MIN
 from flows.generator.truth import CART_ACTIVITY
 
+HISTORY_SHARE = 0.3  # customers existing at the start with an order before it
+DORMANT_SHARE = 0.35  # of those: away 24-50 days after that order (win-back candidates)
 # experience -> (bad, frustration, chat probability base, per help-seeking, problem-session probability)
 _FEELINGS = {
     "late": (1.0, 0.35, 0.3, 0.5, 0.5),
@@ -34,11 +37,13 @@ _FEELINGS = {
 class Customer(TasteMixin, ConsentMixin, SessionMixin, OrderMixin, ChatMixin):
     """One customer's life. ``run()`` fills ``ev`` and ``convs`` ((conversation_id, frustrated))."""
 
-    def __init__(self, idx: int, seed: int, cat: Catalogue, start: int, end: int):
+    def __init__(self, idx: int, seed: int, cat: Catalogue, start: int, end: int, market: Optional[Market] = None,
+                 history: bool = True):
         self.idx = idx
         self.cid = f"c{idx:06d}"
         self.r = random.Random(seed * 1_000_003 + idx * 7919 + 17)
         self.cat = cat
+        self.market = market or no_market(cat)
         self.start, self.end = start, end
         self.ev: list[tuple[int, int, str, dict]] = []
         self.seq = 0
@@ -46,7 +51,12 @@ class Customer(TasteMixin, ConsentMixin, SessionMixin, OrderMixin, ChatMixin):
         self._habits()
         self._latent_state()
         self.cat_seed = seed
+        self.dormant_until: Optional[int] = None
+        past = self._plan_history() if history else None
+        self.first_seen = self.join if past is None else past[1] - 20 * MIN  # signed up (consent) then bought
         self._consent()
+        if past is not None:
+            self._history(*past)
 
     def _habits(self) -> None:
         """Visit rate, segment, cart abandonment, help seeking, temper, churn base hazard, joining."""
@@ -104,6 +114,23 @@ class Customer(TasteMixin, ConsentMixin, SessionMixin, OrderMixin, ChatMixin):
         self.nudged = False  # the next session is a return for the reminded cart
         self.last_reminder = -REMIND_COOLDOWN
 
+    def _plan_history(self) -> Optional[tuple[random.Random, int]]:
+        """Own random stream: some customers who exist at the start bought before it (their last
+        order up to 45 days back is in the log, as a shop's backfill). Returns (stream, order ts)."""
+        rh = random.Random(self.idx * 7_368_787 + self.cat_seed * 3_000_017 + 5)
+        if self.new or rh.random() >= HISTORY_SHARE:
+            return None
+        day = self.start - int(rh.uniform(1, 46)) * DAY
+        return rh, day + int(rh.uniform(8, 21) * HOUR)
+
+    def _history(self, rh: random.Random, t0: int) -> None:
+        """The backfilled order; some of these customers stay away 24-50 days after it before
+        they come back (or never do)."""
+        p = self.cat.pick_in(rh, self.prefs[0])
+        self.past_order(rh, t0, p)
+        if rh.random() < DORMANT_SHARE:
+            self.dormant_until = t0 + int(rh.uniform(24, 50) * DAY)
+
     def emit(self, ts: int, etype: str, fields: dict) -> None:
         self.ev.append((ts, self.seq, etype, fields))
         self.seq += 1
@@ -131,6 +158,8 @@ class Customer(TasteMixin, ConsentMixin, SessionMixin, OrderMixin, ChatMixin):
         r = self.r
         cutoff = self.end - 3 * HOUR
         t = self.join if self.new else self.start + int(r.expovariate(self.rate) * DAY * 0.7)
+        if self.dormant_until is not None:
+            t = max(t, self.dormant_until)
         last_end = self.start - DAY
         last_check = self.join
         while True:

@@ -139,3 +139,27 @@ class OrderMixin:
             self.push(rts, "return", info)
             if r.random() < 0.75:
                 self.emit(rts + int(r.uniform(2, 7) * DAY), "refund_issued", {"order_id": oid, "amount": total})
+
+    def past_order(self, rh, t0: int, p: int) -> None:
+        """An order of product ``p`` placed at ``t0`` (before the log's start) in a short session,
+        delivered on time; drawn from ``rh``, not from the customer's own stream."""
+        cat, emit = self.cat, self.emit
+        sid = f"s{self.idx:06d}h000"
+        oid = f"o{self.idx:06d}h000"
+        price = cat.price[p]
+        t = t0
+        emit(t, "page_view", {"session_id": sid, "page": rh.choice(("/", "/deals", "/bestsellers"))})
+        for gap, etype, fields in ((40, "product_view", {"product_id": cat.ids[p], "price": price}),
+                                   (30, "add_to_cart", {"product_id": cat.ids[p], "price": price, "quantity": 1}),
+                                   (60, "checkout_started", {})):
+            t += int(rh.uniform(0.5, 2.0) * gap * 1000)
+            emit(t, etype, {"session_id": sid, **fields})
+        t += int(rh.uniform(30, 120) * 1000)
+        promised = (t // DAY) * DAY + rh.choice((2, 3, 4)) * DAY + 20 * HOUR
+        emit(t, "order_placed", {"order_id": oid, "items": [{"product_id": cat.ids[p], "quantity": 1, "price": price}],
+                                 "total": price, "currency": "EUR", "promised_delivery_ts": iso(promised)})
+        carrier = CARRIERS[rh.randrange(len(CARRIERS))][0]
+        ship = t + int(rh.uniform(3 * HOUR, 24 * HOUR))
+        emit(ship, "order_shipped", {"order_id": oid, "carrier": carrier})
+        emit(max(ship + 6 * HOUR, promised - int(rh.uniform(0, 30 * HOUR))), "order_delivered",
+             {"order_id": oid, "carrier": carrier})

@@ -151,8 +151,9 @@ class SessionMixin:
             self.push(v.t + 1, "question", p)
 
     def _view(self, v: Visit, p: int, keep: bool = True) -> None:
+        """A product page at the price of the moment; ``keep``: remembered as viewed."""
         cat = self.cat
-        self.emit(v.t, "product_view", {"session_id": v.sid, "product_id": cat.ids[p], "price": cat.price[p]})
+        self.emit(v.t, "product_view", {"session_id": v.sid, "product_id": cat.ids[p], "price": self.market.price(p, v.t)})
         if keep:
             self.viewed.append(p)
 
@@ -165,10 +166,12 @@ class SessionMixin:
 
     def _add(self, v: Visit) -> None:
         """Add the last product (1, sometimes 2-3), and sometimes its own accessory with it."""
-        r, cat = self.r, self.cat
+        r, cat, market = self.r, self.cat, self.market
+        if not market.in_stock(v.last_p, v.t):
+            return  # sold out: viewed, not carted
         v.t += self._step(3, 20, 300)
         q = 1 if r.random() < 0.88 else r.randint(2, 3)
-        price = cat.price[v.last_p]
+        price = market.price(v.last_p, v.t)
         self._put(v.last_p, q, price)
         self.emit(v.t, "add_to_cart", {"session_id": v.sid, "product_id": cat.ids[v.last_p], "price": price, "quantity": q})
         v.adds += 1
@@ -181,19 +184,23 @@ class SessionMixin:
             v.t += self._step(5, 30, 240)
             self._view(v, c)
             v.t += self._step(3, 15, 240)
-            self._put(c, 1, cat.price[c])
-            self.emit(v.t, "add_to_cart", {"session_id": v.sid, "product_id": cat.ids[c], "price": cat.price[c], "quantity": 1})
-            v.last_cart = v.t
             v.last_p = c
+            if market.in_stock(c, v.t):
+                price = market.price(c, v.t)
+                self._put(c, 1, price)
+                self.emit(v.t, "add_to_cart", {"session_id": v.sid, "product_id": cat.ids[c], "price": price, "quantity": 1})
+                v.last_cart = v.t
 
     def _resume_tail(self, v: Visit) -> None:
         """A resumed cart whose episode was abandoned: an add opens the new episode."""
-        r, cat = self.r, self.cat
+        cat = self.cat
         p = self.related(v.focus)
         v.t += self._step()
-        self.emit(v.t, "product_view", {"session_id": v.sid, "product_id": cat.ids[p], "price": cat.price[p]})
+        self.emit(v.t, "product_view", {"session_id": v.sid, "product_id": cat.ids[p], "price": self.market.price(p, v.t)})
+        if not self.market.in_stock(p, v.t):
+            return  # sold out: the old cart stays left
         v.t += self._step(3, 20, 300)
-        price = cat.price[p]
+        price = self.market.price(p, v.t)
         self._put(p, 1, price)
         self.emit(v.t, "add_to_cart", {"session_id": v.sid, "product_id": cat.ids[p], "price": price, "quantity": 1})
         v.need_add_first = False

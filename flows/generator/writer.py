@@ -12,21 +12,27 @@ import orjson
 from flows.generator.badinput import BadLines
 from flows.generator.catalogue import catalogue
 from flows.generator.customer import Customer
+from flows.generator.market import Market
 from flows.generator.timefmt import DAY, iso, parse_ts
 from flows.generator.truth import HUMAN_RE, compute_cart_truth, compute_order_truth
 
+HISTORY_DAYS = 60  # backfilled orders reach this far before the start at most
+
 
 def generate(customers: int, days: int, seed: int, out_dir: Path, start: str = "2026-01-05T00:00:00Z",
-             bad_share: float = 0.005) -> dict:
+             bad_share: float = 0.005, catalog: bool = True) -> dict:
     """Simulate ``customers`` customers for ``days`` days; write events.jsonl and truth.jsonl.
 
-    Returns stats: events (real events), lines (all lines written), bad (count per bad kind),
-    bad_lines, customers, orders, conversations, carts, and the truth shares.
+    Events lie in [start, start + days), except the backfilled last orders of some customers
+    (up to ``HISTORY_DAYS`` before ``start``). ``catalog``: price and stock changes happen and
+    their ``crm.catalog`` events (no ``customer_id``) are in the log; False: static prices, always
+    in stock, none. Returns stats: events (real events), lines (all lines written), bad (count per
+    bad kind), bad_lines, customers, orders, conversations, carts, catalog_events, the truth shares.
     """
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of small acyclic objects: the cyclic GC only costs time here
     try:
-        return _generate(customers, days, seed, Path(out_dir), start, bad_share)
+        return _generate(customers, days, seed, Path(out_dir), start, bad_share, catalog)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -87,15 +93,16 @@ class _Truth:
                 fh.write(group)
 
 
-def _simulate(customers: int, seed: int, start_ms: int, end_ms: int, cat, truth: _Truth
+def _simulate(customers: int, seed: int, start_ms: int, end_ms: int, cat, market: Market, truth: _Truth
               ) -> tuple[list[tuple[int, int, int, bytes]], int]:
     """Every customer's life: (ts, customer, seq, body without event_id) rows and the latest ts."""
     rows: list[tuple[int, int, int, bytes]] = []
     last_event = start_ms
+    first = start_ms - HISTORY_DAYS * DAY
     for idx in range(customers):
-        c = Customer(idx, seed, cat, start_ms, end_ms)
+        c = Customer(idx, seed, cat, start_ms, end_ms, market)
         c.run()
-        evs = [e for e in c.ev if start_ms <= e[0] < end_ms]
+        evs = [e for e in c.ev if first <= e[0] < end_ms]
         evs.sort(key=lambda e: (e[0], e[1]))
         truth.add(c, evs, end_ms)
         if evs:
@@ -105,6 +112,12 @@ def _simulate(customers: int, seed: int, start_ms: int, end_ms: int, cat, truth:
             body = orjson.dumps({"type": et, "customer_id": c.cid, "ts": iso(ts), **f})[1:]
             rows.append((ts, idx, seq, body))
     return rows, last_event
+
+
+def _catalog_rows(market: Market, idx: int, end_ms: int) -> list[tuple[int, int, int, bytes]]:
+    """``crm.catalog`` rows (no ``customer_id``), sorted after the customers' events at a tie."""
+    return [(ts, idx, seq, orjson.dumps({"type": et, "ts": iso(ts), **f})[1:])
+            for ts, seq, et, f in market.events if ts < end_ms]
 
 
 def _write_events(path: Path, lines: list[bytes], inserts: list[tuple[int, int, bytes]]) -> None:
@@ -127,24 +140,32 @@ def _write_events(path: Path, lines: list[bytes], inserts: list[tuple[int, int, 
             fh.write(b"\n".join(buf) + b"\n")
 
 
-def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, bad_share: float) -> dict:
+def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, bad_share: float,
+              catalog: bool) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     start_ms = parse_ts(start)
     end_ms = start_ms + days * DAY
     cat = catalogue(seed)
+    market = Market(cat, seed, start_ms, end_ms, enabled=catalog)
     truth = _Truth()
-    rows, last_event = _simulate(customers, seed, start_ms, end_ms, cat, truth)
+    rows, last_event = _simulate(customers, seed, start_ms, end_ms, cat, market, truth)
+    catalog_rows = _catalog_rows(market, customers, end_ms)
+    rows.extend(catalog_rows)
+    if catalog_rows:
+        last_event = max(last_event, catalog_rows[-1][0])
     rows.sort()
     n_real = len(rows)
     lines: list[bytes] = [b'{"event_id":"e%09d",' % i + row[3] for i, row in enumerate(rows)]
     ts_list = [row[0] for row in rows]
     cust_of = [row[1] for row in rows]
     del rows
-    bad = BadLines(seed, cat, lines, ts_list, cust_of, start_ms)
+    bad = BadLines(seed, cat, lines, ts_list, cust_of, start_ms, customers)
     inserts = bad.draw(int(round(bad_share * n_real)))
     _write_events(out_dir / "events.jsonl", lines, inserts)
     truth.write(out_dir / "truth.jsonl", last_event)
-    return _stats(truth.n, bad.counts, n_real, customers, days, start_ms, end_ms)
+    stats = _stats(truth.n, bad.counts, n_real, customers, days, start_ms, end_ms)
+    stats["catalog_events"] = len(catalog_rows)
+    return stats
 
 
 def _stats(n: dict, bad_counts: dict, n_real: int, customers: int, days: int, start_ms: int, end_ms: int) -> dict:
