@@ -57,12 +57,15 @@ def generate(
     seed: int = typer.Option(1),
     out: Path = typer.Option(..., help="directory for events.jsonl and truth.jsonl"),
     bad_share: float = typer.Option(0.005, min=0.0, max=0.5, help="share of extra bad input lines"),
+    catalog: bool = typer.Option(True, "--catalog/--no-catalog",
+                                 help="price and stock changes and their crm.catalog events (price_changed, "
+                                      "stock_changed); off: static prices, always in stock"),
 ) -> None:
     """Simulate customers and write DIR/events.jsonl (sorted by ts) and DIR/truth.jsonl."""
     from flows.generator import generate as simulate
 
     t0 = time.perf_counter()
-    stats = simulate(customers, days, seed, out, bad_share=bad_share)
+    stats = simulate(customers, days, seed, out, bad_share=bad_share, catalog=catalog)
     console.print(f"generated {stats.get('events', '?')} events for {customers} customers over {days} days "
                   f"in {time.perf_counter() - t0:.1f} s -> {out}")
 
