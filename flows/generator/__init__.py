@@ -14,9 +14,18 @@ the holdout group, the quiet hours over, no cooldown) sometimes comes back for i
 replay measures an uplift over the holdout group. Taste multiplies popularity (draws by
 rejection), so sales stay Zipf-skewed while a customer's next items resemble their previous ones.
 
+Every flow of the trigger catalogue (issue 14) occurs: repeated views without a cart,
+deliveries followed by nothing or a return, customers away for weeks after their last order
+(some existing customers' last order before the start is in the log, as a shop's backfill, and
+some of them come back late), agent replies past the support SLA and chats closed unanswered or
+without csat, and the shop's ``crm.catalog`` events (``market``: price changes and sell-outs,
+keyed by ``product_id``, no ``customer_id``) with views and carts at the price of the moment.
+``catalog=False`` (``--no-catalog``): static prices, always in stock, no catalog events.
+
 Output (see CONTRACT.md section 8):
 
-* ``events.jsonl``: one event per line, sorted by ``ts`` (stable), plus a ``bad_share`` of
+* ``events.jsonl``: one event per line, sorted by ``ts`` (stable; bad lines only from customer
+  events), plus a ``bad_share`` of
   extra deliberately bad lines (malformed JSON, garbage bytes, missing fields, wrong types,
   exact duplicates re-sent later, late out-of-order ``page_view`` events). Bad lines never
   replace real events, so the truth stays exact.
@@ -27,9 +36,9 @@ Output (see CONTRACT.md section 8):
 Determinism: only ``random.Random`` instances seeded from ``seed``; no wall clock, no hash()
 or set ordering. The same arguments give byte-identical files.
 
-Modules: ``timefmt`` (units, ISO text), ``catalogue``, ``customer`` (a life; with ``taste``,
-``consent``, ``sessions``, ``orders``, ``chats`` and their ``texts``), ``truth`` (the oracle
-functions), ``badinput``, ``writer`` (``generate``).
+Modules: ``timefmt`` (units, ISO text), ``catalogue``, ``market`` (prices and stock over time),
+``customer`` (a life; with ``taste``, ``consent``, ``sessions``, ``orders``, ``chats`` and their
+``texts``), ``truth`` (the oracle functions), ``badinput``, ``writer`` (``generate``).
 """
 
 from flows.generator.catalogue import Catalogue, catalogue
