@@ -163,6 +163,19 @@ class ProactiveSettings(_Group):
 
 
 CONTRACT_RULES = ["abandoned_cart", "delay_apology", "escalation", "proactive_outreach"]
+CATALOG_RULES = ("price_drop", "back_in_stock")  # product-keyed: read crm.catalog (operators/watch.py)
+
+
+class WatchSettings(_Group):
+    window: Duration = Field(timedelta(days=14), description="price_drop / back_in_stock: customers who viewed or "
+                                                               "carted the product within this before the change")
+    min_drop: float = Field(0.05, ge=0, lt=1, description="price_drop: the new price is at least this fraction "
+                                                          "below the previous one (old_price, else the last seen)")
+    per_product: int = Field(1000, gt=0, description="watchers kept per product (the most recent; older ones go)")
+    per_customer: int = Field(50, gt=0, description="products watched per customer, per product shard (the most "
+                                                    "recent)")
+    per_change: int = Field(10_000, gt=0, description="candidates one price or stock change sends at most (the "
+                                                      "most recent watchers)")
 
 
 class RulesSettings(_Group):
@@ -239,12 +252,23 @@ class RecsSettings(_Group):
     repeat_weight: float = Field(1.0, ge=0, description="next-product lists: a product the customer viewed scores this x its weight")
 
 
+# Input topic per event family (the families, their types and fields: operators/event_table.py)
+DEFAULT_TOPICS = {"clickstream": "crm.clickstream", "orders": "crm.orders", "chat": "crm.chat",
+                  "profile": "crm.profile", "catalog": "crm.catalog"}
+_TOPIC_ALIASES = {"clickstream_topic": "clickstream", "orders_topic": "orders", "chat_topic": "chat",
+                  "profile_topic": "profile"}  # the settings before kafka.topics: still honoured
+
+
 class KafkaSettings(_Group):
     bootstrap_servers: str = Field("localhost:9092", description="Kafka brokers, comma-separated")
-    clickstream_topic: str = Field("crm.clickstream", description="input topic")
-    orders_topic: str = Field("crm.orders", description="input topic")
-    chat_topic: str = Field("crm.chat", description="input topic")
-    profile_topic: str = Field("crm.profile", description="input topic: consent, erasure and other profile events")
+    topics: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TOPICS),
+                                   description="input topic per event family (clickstream, orders, chat, profile, "
+                                               "catalog); a family left out keeps its default, an empty name "
+                                               "reads no topic for it (`CRM_KAFKA__TOPICS__CATALOG=shop.catalog`)")
+    clickstream_topic: Optional[str] = Field(None, description="older name of topics.clickstream (wins when set)")
+    orders_topic: Optional[str] = Field(None, description="older name of topics.orders (wins when set)")
+    chat_topic: Optional[str] = Field(None, description="older name of topics.chat (wins when set)")
+    profile_topic: Optional[str] = Field(None, description="older name of topics.profile (wins when set)")
     triggers_topic: str = Field("crm.triggers", description="output topic, key = customer_id")
     deadletter_topic: str = Field("crm.deadletter", description="dead letters with raw bytes and reason")
     audit_topic: str = Field("crm.audit", description="output topic: erasure_completed records, key = customer_id")
@@ -282,7 +306,28 @@ class KafkaSettings(_Group):
 
     @property
     def input_topics(self) -> list[str]:
-        return [self.clickstream_topic, self.orders_topic, self.chat_topic, self.profile_topic]
+        """Every family's topic (families with an empty name left out), in ``DEFAULT_TOPICS`` order."""
+        return self.topics_of(list(self.topics))
+
+    def topics_of(self, families: list[str]) -> list[str]:
+        """The topics of ``families`` that are read (an empty name: not read), without repeats."""
+        return list(dict.fromkeys(self.topics[f] for f in families if self.topics.get(f)))
+
+    @model_validator(mode="after")
+    def _topic_map(self) -> "KafkaSettings":
+        """Defaults for the families left out, the older per-topic names on top; an unknown family
+        fails at start (its events would be read by no code)."""
+        unknown = sorted(set(self.topics) - set(DEFAULT_TOPICS))
+        if unknown:
+            raise ValueError(f"CRM_KAFKA__TOPICS: unknown event family {unknown[0]!r} "
+                             f"(known: {', '.join(DEFAULT_TOPICS)})")
+        topics = {**DEFAULT_TOPICS, **self.topics}
+        for alias, family in _TOPIC_ALIASES.items():
+            if getattr(self, alias) is not None:
+                topics[family] = getattr(self, alias)
+            object.__setattr__(self, alias, topics[family])  # read by older code and tests
+        object.__setattr__(self, "topics", topics)
+        return self
 
     @field_validator("security_protocol", mode="before")
     @classmethod
@@ -443,6 +488,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     proactive: ProactiveSettings = ProactiveSettings()
     rules: RulesSettings = RulesSettings()
+    watch: WatchSettings = WatchSettings()
     policy: PolicySettings = PolicySettings()
     tiers: TierSettings = TierSettings()
     labels: LabelSettings = LabelSettings()
@@ -463,6 +509,11 @@ class Settings(BaseSettings):
                                                                  "working directory)")
     snapshot_interval: Duration = Field(timedelta(seconds=10), description="Bytewax epoch / snapshot interval")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
+
+    def read_topics(self) -> list[str]:
+        """The input topics a run reads: every family's; the catalog's only when a rule reads it."""
+        families = [f for f in self.kafka.topics if f != "catalog" or set(CATALOG_RULES) & set(self.rules.enabled)]
+        return self.kafka.topics_of(families)
 
     @field_validator("kafka", "redis", mode="before")
     @classmethod

@@ -743,11 +743,11 @@ def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: st
 
 
 def _topic_of(type: object, names: dict[str, str]) -> str:
-    """The input topic a log line of this event type is produced to (bad lines: the orders topic)."""
-    from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, PROFILE_TYPES
+    """The input topic a log line of this event type is produced to, by its family in the events
+    table (a bad line, or a type with no topic of its own: the orders topic)."""
+    from operators.event_table import family_of
 
-    if type in CLICKSTREAM_TYPES:
-        return names["click"]
-    if type in CHAT_TYPES:
-        return names["chat"]
-    return names["profile"] if type in PROFILE_TYPES else names["orders"]
+    fam = family_of(type)
+    short = {"clickstream": "click", "chat": "chat", "profile": "profile", "catalog": "catalog"}
+    name = short.get(fam.name) if fam is not None else None
+    return names[name] if name in names else names["orders"]

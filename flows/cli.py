@@ -164,9 +164,9 @@ def _export_kafka_range(settings: Settings, from_ts: Optional[str], to_ts: Optio
     except Invalid as exc:
         console.print(f"[red]error:[/red] --from/--to: {exc.detail} (use e.g. 2026-11-23T10:00:00Z)")
         raise typer.Exit(2)
-    files = export_range(settings.kafka, start, end, where / "kafka-range")
+    files = export_range(settings.kafka, start, end, where / "kafka-range", topics=settings.read_topics())
     n = sum(sum(1 for _ in open(f, "rb")) for f in files)
-    console.print(f"read {n} messages from {', '.join(settings.kafka.input_topics)} in [{from_ts}, {to_ts or 'now'})")
+    console.print(f"read {n} messages from {', '.join(settings.read_topics())} in [{from_ts}, {to_ts or 'now'})")
     return files
 
 

@@ -34,7 +34,7 @@ from models.shard import ModelShard, shard_index
 from operators.clock import FutureGuard, ahead_of_wall, future_dead_letter
 from operators.contact import ContactConfig, ContactTracker
 from operators.customer import NEVER, CustomerState
-from operators.events import DeadLetter, Event, decode, format_ts
+from operators.events import CATALOG_TYPES, DeadLetter, Event, decode, format_ts
 from operators.identity import Identify, Merge, identify_keys, merge_into, rekey, route_out
 from operators.outcomes import uplift
 from operators.policy import PolicyConfig, PolicyState, Tally
@@ -43,6 +43,7 @@ from operators.rules import RuleConfig
 from operators.recs import ProductNeighbours, observe_blocks
 from operators.scoring import Label, PairMsg, RecsEval, RecsUpdate, ScoreRequest
 from operators.triggers import Candidate, ProfileUpdate, Suppressed
+from operators.watch import WatchConfig
 
 log = logging.getLogger("crm.flow")
 BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
@@ -865,9 +866,10 @@ def _outputs(name: str, stream, sinks: list[tuple[Sink, Optional[Encoder]]]) -> 
 
 
 def _key_event(e: Event) -> list:
-    """By customer; an ``identify`` to both of its ids (operators.identity)."""
+    """By customer; an ``identify`` to both of its ids (operators.identity); a catalogue event
+    (keyed by product, no customer) to no customer: the watch step takes it (flows.watch_step)."""
     if e.type != "identify":
-        return [(e.customer_id, e)]
+        return [(e.customer_id, e)] if e.type not in CATALOG_TYPES else []
     return identify_keys(e)
 
 
@@ -884,7 +886,7 @@ def _with_watermarks(flow: Dataflow, items, edges: Edges):
             return [(k, x) for k in inboxes]
         if x.type == "identify":
             return identify_keys(x)
-        return [(x.customer_id, x)]
+        return [(x.customer_id, x)] if x.type not in CATALOG_TYPES else []
 
     keyed = op.flat_map("key_customer", items, key)
     return op.merge("profile_input", keyed, op.input("ticks", flow, edges.ticks))
@@ -959,7 +961,14 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     if edges.recs:
         _outputs("recs", op.map("recs_top", tops.trues, lambda r: (r.product_id, r.top)), edges.recs)
 
-    by_customer2 = op.key_on("key_customer_policy", tops.falses, lambda x: x.customer_id)
+    to_policy = tops.falses
+    watch_cfg = WatchConfig(settings, rules.lateness)
+    if watch_cfg.on:  # price_drop / back_in_stock: the product-keyed watch lists (flows.watch_step)
+        from flows.watch_step import watch_candidates
+
+        found = watch_candidates(split.trues, watch_cfg, live, edges.recovery, edges.watermarks, tombs)
+        to_policy = op.merge("to_policy", to_policy, found)
+    by_customer2 = op.key_on("key_customer_policy", to_policy, lambda x: x.customer_id)
     decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer2,
                                                           lambda r: PolicyLogic(policy_cfg, t, r, edges.recovery,
                                                                                 live)))

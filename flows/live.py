@@ -41,12 +41,14 @@ def live_edges(settings: Settings, tail: bool = True, tap=None, workers: int = 1
         tombstones=live_tombstones(settings),
     )
     if not k.watermarks:  # each topic read on its own (CONTRACT.md, time across topics)
-        return Edges(recovery=settings.recovery, source=KafkaEventSource(k, tail=tail, tap=tap),
+        return Edges(recovery=settings.recovery, source=KafkaEventSource(k, tail=tail, tap=tap,
+                                                                       topics=settings.read_topics()),
                      live=True, **outputs)
     watermarks = Watermarks()
     return Edges(
         recovery=settings.recovery,
         source=KafkaEventSource(k, tail=tail, tap=tap, decode=live_decoder(settings), watermarks=watermarks,
+                                topics=settings.read_topics(),
                                 ahead_ms=ms(settings.time.lateness)),
         watermarks=watermarks,
         ticks=TickSource(watermarks, tail=tail),

@@ -30,7 +30,8 @@ from typing import Any, Optional
 import orjson
 
 from operators.dedup import SeenIds
-from operators.events import (CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, PROFILE_TYPES, DeadLetter, Event,
+from operators.events import (CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, ORDER_TYPES, PROFILE_TYPES, DeadLetter,
+                              Event,
                               format_ts, parse_ts)
 from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
@@ -436,7 +437,7 @@ class CustomerState:
             self._churn_returned(ts, out)
         if t in CLICKSTREAM_TYPES:
             self._apply_click(ev, late, cfg, out)
-        elif t.startswith("order_") or t in ("return_requested", "refund_issued"):
+        elif t in ORDER_TYPES:
             self._apply_order(ev, late, cfg, out)
         elif t in CHAT_TYPES:  # profile-topic types (erasure_requested) are the flow's; identify only moves the clock
             self._apply_chat(ev, late, cfg, out)

@@ -20,17 +20,17 @@ from config.jsonsafe import clean_str, dumps as safe_dumps, has_surrogate
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
-CLICKSTREAM_TYPES = frozenset(
-    {"page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout_started", "help_view"}
-)
-ORDER_TYPES = frozenset(
-    {"order_placed", "order_shipped", "order_delayed", "order_delivered", "order_cancelled",
-     "return_requested", "refund_issued"}
-)
-CHAT_TYPES = frozenset({"chat_message", "chat_closed"})
-PROFILE_TYPES = frozenset({"consent_updated", "erasure_requested"})  # topic crm.profile (operators/privacy.py)
-IDENTITY_TYPES = frozenset({"identify"})  # on any topic: anonymous_id is now known as customer_id
-EVENT_TYPES = CLICKSTREAM_TYPES | ORDER_TYPES | CHAT_TYPES | PROFILE_TYPES | IDENTITY_TYPES
+from operators.event_table import (FAMILIES, FAMILY_OF, ID_MAX_LEN, MAX_AMOUNT, MAX_QUANTITY, Family,  # noqa: F401
+                                   types_of)
+
+# the type sets, from the one table of input events (operators/event_table.py)
+CLICKSTREAM_TYPES = types_of("clickstream")
+ORDER_TYPES = types_of("orders")
+CHAT_TYPES = types_of("chat")
+PROFILE_TYPES = types_of("profile")  # topic crm.profile (operators/privacy.py)
+CATALOG_TYPES = types_of("catalog")  # topic crm.catalog: keyed by product_id, no customer (operators/watch.py)
+IDENTITY_TYPES = types_of("identity")  # on any topic: anonymous_id is now known as customer_id
+EVENT_TYPES = frozenset(FAMILY_OF)
 CONSENT_CHANNELS = frozenset({"email", "sms", "push", "all"})
 CONSENT_PURPOSES = frozenset({"marketing", "service"})
 CART_ACTIVITY = frozenset({"add_to_cart", "remove_from_cart", "checkout_started"})
@@ -44,9 +44,6 @@ REASONS = (
 
 # The bounds validation states (CONTRACT.md section 1): inside them every sum, feature, timer
 # and output the engine computes stays finite, in datetime's range and writable by orjson.
-MAX_AMOUNT = 1e12  # price, total, item price: 0..1e12 (VND/IDR totals fit; sums stay far from inf)
-MAX_QUANTITY = 1_000_000
-ID_MAX_LEN = 128  # event_id, customer_id
 INT_ID_LIMIT = 1 << 64  # an integer id is 0 <= id < 2^64 and becomes its decimal string
 YEAR_MIN, YEAR_MAX = 2000, 2199  # ISO timestamps: the year as written
 TS_MIN_MS, TS_END_MS = 946_684_800_000, 7_258_118_400_000  # epoch numbers: [2000-01-01, 2200-01-01) UTC
@@ -340,36 +337,78 @@ def _check_profile(t: str, obj: dict) -> None:
         raise Invalid("wrong_type", "granted: true or false")
 
 
+def _check_identify(t: str, obj: dict) -> None:
+    _id(obj, "anonymous_id", True, ID_MAX_LEN)
+
+
+def check_fields(fam: Family, t: str, obj: dict) -> None:
+    """A family's fields checked from its declaration in the events table (the catalog's, a shop's
+    own): required ones present, each of its kind and within its bounds; else :class:`Invalid`."""
+    for f in fam.fields:
+        req, kind, name = f.required_by(t), f.kind, f.name
+        if kind == "id":
+            _id(obj, name, req, ID_MAX_LEN if name == fam.key else 0)
+        elif kind == "str":
+            _str(obj, name, req)
+        elif kind == "amount":
+            _number(obj, name, req)
+        elif kind == "int":
+            if req:
+                _present(obj, name, True)
+            _int(obj, name, int(f.lo), int(f.hi))
+        elif kind == "bool":
+            v = _present(obj, name, req)
+            if v is not _MISSING and type(v) is not bool:
+                raise Invalid("wrong_type", f"{name}: true or false")
+        elif kind == "enum":
+            v = _present(obj, name, req)
+            if v is not _MISSING and (type(v) is not str or v not in f.choices):
+                raise Invalid("wrong_type", f"{name}: one of {', '.join(sorted(f.choices))}")
+        elif kind == "items":
+            _check_items(obj)
+        else:  # a time: the decoder's own rules
+            v = _present(obj, name, req)
+            if v is not _MISSING:
+                event_time(v, name)
+
+
+# family -> its hand-written checker (the busy families: inline fast paths, same verdicts as the
+# table); a family without one is checked from the table by check_fields
+_CHECKERS = {"clickstream": _check_clickstream, "orders": _check_order, "chat": _check_chat,
+             "profile": _check_profile, "identity": _check_identify}
+
+
 def validate(obj: Any, source: str = "") -> Event:
-    """A parsed JSON value -> :class:`Event`, or raise :class:`Invalid`."""
+    """A parsed JSON value -> :class:`Event`, or raise :class:`Invalid`. An event whose type is in no
+    family of the events table is ``unknown_type``; a catalog event (keyed by ``product_id``) needs
+    no ``customer_id`` and gets ``""`` as its customer."""
     if type(obj) is not dict:
         raise Invalid("not_an_object", type(obj).__name__)
     v = obj.get("event_id")
     if not (type(v) is str and 0 < len(v) <= ID_MAX_LEN):
         _id(obj, "event_id", True, ID_MAX_LEN)
-    v = obj.get("customer_id")
-    if not (type(v) is str and 0 < len(v) <= ID_MAX_LEN):
-        _id(obj, "customer_id", True, ID_MAX_LEN)
     t = obj.get("type")
     if t is None:
         raise Invalid("missing_field", "type")
     if type(t) is not str:
         raise Invalid("wrong_type", "type")
+    fam = FAMILY_OF.get(t)
+    if fam is not None and fam.key == "customer_id":
+        v = obj.get("customer_id")
+        if not (type(v) is str and 0 < len(v) <= ID_MAX_LEN):
+            _id(obj, "customer_id", True, ID_MAX_LEN)
     if "ts" not in obj:
         raise Invalid("missing_field", "ts")
     ts = event_time(obj["ts"])
-    if t in CLICKSTREAM_TYPES:
-        _check_clickstream(t, obj)
-    elif t in ORDER_TYPES:
-        _check_order(t, obj)
-    elif t in CHAT_TYPES:
-        _check_chat(t, obj)
-    elif t in PROFILE_TYPES:
-        _check_profile(t, obj)
-    elif t == "identify":
-        _id(obj, "anonymous_id", True, ID_MAX_LEN)
-    else:
+    if fam is None:
         raise Invalid("unknown_type", clean_str(t[:64]))
+    checker = _CHECKERS.get(fam.name)
+    if checker is not None:
+        checker(t, obj)
+    else:
+        check_fields(fam, t, obj)
+    if fam.key != "customer_id":
+        return Event(obj["event_id"], t, "", ts, obj, source)
     return Event(obj["event_id"], t, obj["customer_id"], ts, obj, source)
 
 

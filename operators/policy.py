@@ -26,7 +26,7 @@ from operators.consent import ConsentBook
 from operators.contact import ContactConfig, PolicyNote, ZoneBook
 from operators.events import format_ts
 from operators.outcomes import Exposure, in_holdout
-from operators.triggers import MARKETING, Candidate, Notice, ProfileUpdate, Suppressed
+from operators.triggers import Candidate, Notice, ProfileUpdate, Suppressed
 
 
 class Tally:
@@ -122,7 +122,7 @@ class PolicyState:
         """Out it goes, unless the customer is in the type's holdout group (judged as if sent: the
         groups must meet the same clauses later). Either way an exposure starts at ``start``."""
         out: list = []
-        if c.type in MARKETING:
+        if c.policy_class == "marketing":  # the contract's and a shop's own: one cap, one cooldown per type
             self.marketing.append(c.event_ts)
             self.sent.setdefault(c.type, []).append(c.event_ts)
             c.channels = self.consent.channels(start, "marketing", cfg.contact.opt_out)

@@ -1,6 +1,6 @@
 """Which trigger rules exist and which run: the entry point group ``crm_stream.rules`` names them
 (``name = "package.module:Class"``, a :class:`operators.ruleset.Rule` subclass), the contract's
-four are built in, and ``rules.enabled`` in the settings picks which run, in which order."""
+four and the catalogue's ``price_drop`` / ``back_in_stock`` (operators/watch.py, product-keyed) are built in, and ``rules.enabled`` in the settings picks which run, in which order."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 from config.settings import SettingsError
 from operators.contract_rules import CONTRACT_RULES
 from operators.ruleset import MARKETING, SERVICE, Rule
+from operators.watch import CATALOG_RULE_CLASSES
 
 GROUP = "crm_stream.rules"
 
 
 def builtin_rules() -> dict[str, type]:
-    return {r.name: r for r in CONTRACT_RULES}
+    return {r.name: r for r in (*CONTRACT_RULES, *CATALOG_RULE_CLASSES)}
 
 
 def known_rules() -> dict[str, Any]:

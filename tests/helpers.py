@@ -6,6 +6,7 @@ import itertools
 from datetime import datetime, timedelta, timezone
 
 from operators.customer import CustomerState
+from operators.event_table import needs_customer, sample_fields
 from operators.events import Event, validate
 from operators.rules import RuleConfig
 from operators.triggers import Candidate
@@ -23,25 +24,13 @@ def ms_at(minutes: float = 0, hours: float = 0, days: float = 0) -> int:
 
 
 def ev(type: str, ts: str, customer: str = "c1", **fields) -> Event:
-    defaults = {}
-    if type in ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout_started",
-                "help_view"):
-        defaults["session_id"] = "s1"
-    if type in ("add_to_cart", "remove_from_cart", "product_view"):
-        defaults["product_id"] = "p1"
-    if type == "add_to_cart":
-        defaults["price"] = 10.0
-    if type.startswith("order_") or type in ("return_requested", "refund_issued"):
-        defaults["order_id"] = "o1"
+    """A valid event of ``type``: the required fields at the events table's sample values
+    (operators/event_table.py), ``fields`` on top; no customer for a catalogue event."""
+    defaults = sample_fields(type)
     if type == "order_placed":
-        defaults["total"] = 50.0
         defaults["promised_delivery_ts"] = at(days=3)
-    if type.startswith("chat_"):
-        defaults["conversation_id"] = "conv1"
-    if type == "chat_message":
-        defaults["sender"] = "customer"
-        defaults["text"] = "hello"
-    obj = {"event_id": f"e{next(_ids)}", "type": type, "customer_id": customer, "ts": ts, **defaults, **fields}
+    who = {"customer_id": customer} if needs_customer(type) else {}
+    obj = {"event_id": f"e{next(_ids)}", "type": type, **who, "ts": ts, **defaults, **fields}
     return validate(obj)
 
 

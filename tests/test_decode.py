@@ -32,7 +32,7 @@ from jsonschema import Draft202012Validator
 
 from operators.customer import CustomerState
 from operators.events import (
-    CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, PROFILE_TYPES, REASONS, DeadLetter, Event, decode,
+    CATALOG_TYPES, CHAT_TYPES, CLICKSTREAM_TYPES, EVENT_TYPES, ORDER_TYPES, PROFILE_TYPES, REASONS, DeadLetter, Event, decode,
     format_ts,
     parse_ts,
 )
@@ -56,11 +56,13 @@ TOPIC_FIELDS = {
     "profile": ("channel", "purpose", "granted"),
     "erasure": (),
     "identity": ("anonymous_id",),
+    "catalog": ("product_id", "price", "old_price", "currency", "in_stock", "quantity"),
 }
 ALL_FIELDS = COMMON + sum(TOPIC_FIELDS.values(), ())
-STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text")
+STRING_FIELDS = ("session_id", "product_id", "query", "page", "order_id", "reason", "conversation_id", "text",
+                 "currency")
 ID_LIKE = ("session_id", "product_id", "order_id", "conversation_id")  # a string or an integer 0 <= id < 2^64
-AMOUNT_FIELDS = ("price", "total")
+AMOUNT_FIELDS = ("price", "total", "old_price")
 INT_FIELDS = ("quantity", "csat")
 
 
@@ -70,8 +72,13 @@ def topic(t: str) -> str:
         return "erasure"
     if t == "identify":
         return "identity"
-    return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else \
-        "profile" if t in PROFILE_TYPES else "chat"
+    if t in CATALOG_TYPES:
+        return "catalog"
+    if t in CHAT_TYPES:
+        return "chat"
+    if t in CLICKSTREAM_TYPES or t in ORDER_TYPES or t in PROFILE_TYPES:
+        return "clickstream" if t in CLICKSTREAM_TYPES else "order" if t in ORDER_TYPES else "profile"
+    raise KeyError(t)  # no catch-all: a type of no family has no fields
 
 
 def required(t: str) -> tuple[str, ...]:
@@ -91,6 +98,9 @@ def required(t: str) -> tuple[str, ...]:
         extra = ("anonymous_id",)
     elif t in CHAT_TYPES:
         extra = ("conversation_id",) + (("sender", "text") if t == "chat_message" else ())
+    elif t in CATALOG_TYPES:  # keyed by product: no customer_id
+        extra = ("product_id",) + (("price",) if t == "price_changed" else ("in_stock",))
+        return tuple(f for f in COMMON if f != "customer_id") + extra
     return COMMON + extra
 
 
@@ -141,7 +151,7 @@ def field_value(field: str):
         return st.one_of(st.integers(1, 1000), st.just(10**6))
     if field == "csat":
         return st.integers(1, 5)
-    if field in ("escalated", "granted"):
+    if field in ("escalated", "granted", "in_stock"):
         return st.booleans()
     if field == "channel":
         return st.sampled_from(["email", "sms", "push", "all"])
@@ -177,6 +187,8 @@ def valid_events(draw, types=tuple(sorted(EVENT_TYPES))) -> dict:
         if f not in obj and draw(st.integers(0, 2)) == 0:
             obj[f] = draw(field_value(f))
     obj.update(draw(st.dictionaries(extra_keys, json_values, max_size=2)))
+    if t in CATALOG_TYPES and obj["product_id"] == "":
+        obj["product_id"] = "p"  # the catalog's key: 1..128 characters, as customer_id is
     return obj
 
 
@@ -204,12 +216,15 @@ BASES = {
     "erasure_requested": {},
     "consent_updated": {"channel": "email", "purpose": "marketing", "granted": True},
     "identify": {"anonymous_id": "guest-1"},
+    "price_changed": {"product_id": "p1", "price": 17.5, "old_price": 19.9, "currency": "EUR"},
+    "stock_changed": {"product_id": "p1", "in_stock": True, "quantity": 3},
 }
 assert set(BASES) == EVENT_TYPES
 
 
 def base(t: str, **kw) -> dict:
-    return {"event_id": f"e-{t}", "type": t, "customer_id": "cust-1", "ts": T0, **BASES[t], **kw}
+    customer = {} if t in CATALOG_TYPES else {"customer_id": "cust-1"}  # the catalog is keyed by product
+    return {"event_id": f"e-{t}", "type": t, **customer, "ts": T0, **BASES[t], **kw}
 
 
 def without(obj: dict, field: str) -> dict:
@@ -260,7 +275,8 @@ def test_bases_are_events(t):
     raw = enc(base(t))
     ev = decode(raw, "f:1")
     assert isinstance(ev, Event), ev
-    assert (ev.type, ev.customer_id, ev.event_id, ev.ts) == (t, "cust-1", f"e-{t}", parse_ts(T0))
+    customer = "" if t in CATALOG_TYPES else "cust-1"
+    assert (ev.type, ev.customer_id, ev.event_id, ev.ts) == (t, customer, f"e-{t}", parse_ts(T0))
     assert ev.source == "f:1"
 
 
@@ -323,7 +339,7 @@ def wrong_values(field: str):
                          .filter(lambda f: not f.is_integer()), st.integers(10**6 + 1, 2**64 - 1))
     if field == "csat":
         return st.one_of(non_numbers, st.integers(-(2**63), 0), st.integers(6, 2**64 - 1))
-    if field in ("escalated", "granted"):
+    if field in ("escalated", "granted", "in_stock"):
         return st.one_of(ints, st.text(max_size=5), st.lists(st.booleans(), max_size=2))
     if field in ("channel", "purpose"):  # not one of its words: wrong_type, as a wrong sender
         allowed = ("email", "sms", "push", "all") if field == "channel" else ("marketing", "service")
@@ -380,6 +396,8 @@ def _iso_with_offset(s: str) -> bool:
 def _mutable_fields(t: str) -> list[str]:
     """Fields whose type the decoder checks for type ``t`` (chat fields only on their own type: see xfails)."""
     fields = list(COMMON) + list(TOPIC_FIELDS[topic(t)])
+    if t in CATALOG_TYPES:  # a customer_id on a catalog event is ignored; its quantity may be 0 (below)
+        fields = [f for f in fields if f not in ("customer_id", "quantity")]
     if t == "chat_message":
         fields = [f for f in fields if f not in ("csat", "escalated")]
     if t == "chat_closed":
@@ -846,3 +864,34 @@ def test_a_far_promise_is_no_promise(promised):
 def test_an_event_time_outside_the_years_says_so(ts):
     out = decode(enc(base("search", ts=ts)))
     assert isinstance(out, DeadLetter) and out.reason == "invalid_ts" and "2000..2199" in out.detail
+
+
+# ============================================================================= the catalog family
+
+
+@pytest.mark.parametrize("t, change, reason", [
+    ("stock_changed", {"quantity": 0}, None),  # sold out: 0 units is a quantity here
+    ("stock_changed", {"quantity": -1}, "out_of_range"),
+    ("stock_changed", {"quantity": 1.5}, "wrong_type"),
+    ("stock_changed", {"in_stock": "yes"}, "wrong_type"),
+    ("stock_changed", {"in_stock": None}, "missing_field"),
+    ("price_changed", {"price": -0.01}, "out_of_range"),
+    ("price_changed", {"old_price": "9"}, "wrong_type"),
+    ("price_changed", {"product_id": ""}, "out_of_range"),
+    ("price_changed", {"customer_id": False}, None),  # not the catalog's key: ignored
+    ("price_changed", {"customer_id": "c1"}, None),
+])
+def test_catalog_fields(t, change, reason):
+    out = decode(enc({**base(t), **change}))
+    if reason is None:
+        assert isinstance(out, Event) and out.customer_id == "", out
+    else:
+        assert isinstance(out, DeadLetter) and out.reason == reason, out
+
+
+def test_catalog_needs_its_key_not_a_customer():
+    assert decode(enc(without(base("price_changed"), "product_id"))).reason == "missing_field"
+    assert decode(enc(without(base("price_changed"), "price"))).reason == "missing_field"
+    assert decode(enc(without(base("stock_changed"), "in_stock"))).reason == "missing_field"
+    ev = decode(enc(base("stock_changed", product_id=42)))
+    assert isinstance(ev, Event) and ev.get("product_id") == "42"

@@ -47,7 +47,7 @@ def test_the_example_events_are_valid_and_decode():
     schema = Draft202012Validator(json.loads((ROOT / "config" / "schemas" / "event.schema.json").read_text()))
     section = README.split("## Sending events", 1)[1].split("\n## ", 1)[0]
     examples = re.findall(r"`(\{\"event_id\".*?\})`", section)
-    assert len(examples) == 5  # one per input topic, and identify (any topic)
+    assert len(examples) == 6  # one per input topic, and identify (any topic)
     for text in examples:
         assert schema.is_valid(json.loads(text)), text
         assert isinstance(decode(text.encode()), Event), text

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from connectors.metrics import Telemetry
 from operators.customer import CustomerState
+from operators.event_table import FAMILIES, required_fields
 from operators.events import EVENT_TYPES, REASONS, DeadLetter, Event, decode, parse_ts
 from operators.rules import RuleConfig
 from operators.scoring import ScoreRequest
@@ -21,6 +22,8 @@ from operators.triggers import PRIORITIES, TRIGGER_TYPES, Candidate
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "config" / "schemas"
 NAMES = ("event", "trigger", "deadletter", "summary")
+TYPE_DEFS = {"clickstream": "clickstream_type", "orders": "order_type", "chat": "chat_type",
+             "profile": "profile_type", "identity": "identity_type", "catalog": "catalog_type"}
 
 
 def load(name: str) -> dict:
@@ -49,7 +52,11 @@ def test_schema_enums_match_the_code():
     event, trigger, dead, summary = (load(n) for n in NAMES)
     d = event["$defs"]
     assert set(d["clickstream_type"]["enum"]) | set(d["order_type"]["enum"]) | set(d["chat_type"]["enum"]) \
-        | set(d["profile_type"]["enum"]) | set(d["identity_type"]["enum"]) == set(EVENT_TYPES)
+        | set(d["profile_type"]["enum"]) | set(d["identity_type"]["enum"]) | set(d["catalog_type"]["enum"]) \
+        == set(EVENT_TYPES)
+    for fam in FAMILIES.values():  # the events table (operators/event_table.py) and the schema agree
+        if fam.name in TYPE_DEFS:
+            assert set(d[TYPE_DEFS[fam.name]]["enum"]) == set(fam.types), fam.name
     assert tuple(dead["properties"]["reason"]["enum"]) == REASONS
     assert tuple(summary["properties"]["invalid_by_reason"]["propertyNames"]["enum"]) == REASONS
     # the trigger type is open (a shop's own rules name theirs): the contract's four are its examples
@@ -109,6 +116,12 @@ EVENTS = [
      "channel": "all", "purpose": "service", "granted": False, "timezone": "Europe/Paris"},
     {"event_id": "e21", "type": "identify", "customer_id": "c1", "ts": "2026-11-25T09:11:00Z",
      "anonymous_id": "anon-7f3"},
+    {"event_id": "k1", "type": "price_changed", "ts": "2026-11-25T09:00:00Z", "product_id": "p42", "price": 49.0,
+     "old_price": 59.0, "currency": "EUR"},
+    {"event_id": "k2", "type": "price_changed", "ts": "2026-11-25T10:00:00Z", "product_id": "p7", "price": 0},
+    {"event_id": "k3", "type": "stock_changed", "ts": "2026-11-25T09:00:00Z", "product_id": "p42", "in_stock": False,
+     "quantity": 0},
+    {"event_id": "k4", "type": "stock_changed", "ts": "2026-11-25T11:00:00Z", "product_id": "p42", "in_stock": True},
 ]
 CONSENT = next(e for e in EVENTS if e["type"] == "consent_updated")
 
@@ -144,6 +157,22 @@ def test_shop_formats_validate_and_decode(case):
 
 def test_every_event_type_has_an_example():
     assert {e["type"] for e in EVENTS} == EVENT_TYPES
+
+
+@pytest.mark.parametrize("type", sorted(EVENT_TYPES))
+def test_schema_requires_what_the_events_table_requires(type):
+    """Each required field of the table (operators/event_table.py), left out: the schema refuses it
+    and the decoder makes it a ``missing_field`` dead letter; with all of them, both accept."""
+    from operators.event_table import sample_fields
+
+    event = {"event_id": "r1", "type": type, "ts": "2026-11-25T09:00:00Z", **sample_fields(type)}
+    if "customer_id" in required_fields(type):
+        event["customer_id"] = "c1"
+    assert errors("event", event) == [] and isinstance(decode(orjson.dumps(event)), Event)
+    for name in required_fields(type):
+        less = {k: v for k, v in event.items() if k != name}
+        assert errors("event", less), name
+        assert decode(orjson.dumps(less)).reason == "missing_field", name
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=[f"{e['event_id']}-{e['type']}" for e in EVENTS])
@@ -245,7 +274,7 @@ def test_triggers_validate(type):
 
 
 def test_a_shops_own_trigger_type_validates_and_a_malformed_one_does_not():
-    own = Candidate("back_in_stock", "c1", T, ["restocked"], {"product_id": "p7"}, key="p7", policy_class="marketing")
+    own = Candidate("wishlist_reminder", "c1", T, ["wishlisted"], {"product_id": "p7"}, key="p7", policy_class="marketing")
     assert errors("trigger", own.to_trigger(EMITTED_AT)) == []
     assert errors("trigger", {**own.to_trigger(EMITTED_AT), "type": "Back In Stock!"}) != []
 
