@@ -60,12 +60,15 @@ def generate(
     catalog: bool = typer.Option(True, "--catalog/--no-catalog",
                                  help="price and stock changes and their crm.catalog events (price_changed, "
                                       "stock_changed); off: static prices, always in stock"),
+    history: bool = typer.Option(True, "--history/--no-history",
+                                 help="some customers' last order before the start is in the log (up to 45 "
+                                      "days back); off: every customer starts at the start"),
 ) -> None:
     """Simulate customers and write DIR/events.jsonl (sorted by ts) and DIR/truth.jsonl."""
     from flows.generator import generate as simulate
 
     t0 = time.perf_counter()
-    stats = simulate(customers, days, seed, out, bad_share=bad_share, catalog=catalog)
+    stats = simulate(customers, days, seed, out, bad_share=bad_share, catalog=catalog, history=history)
     console.print(f"generated {stats.get('events', '?')} events for {customers} customers over {days} days "
                   f"in {time.perf_counter() - t0:.1f} s -> {out}")
 

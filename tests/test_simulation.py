@@ -646,3 +646,10 @@ def test_support_replies_past_the_sla(run):
                 late_reply += waiting is not None and o["sender"] == "agent" and o["_ms"] - waiting > 30 * 60_000
                 waiting = None
     assert late_reply > 0 and late_close > 0
+
+
+def test_no_history(tmp_path):
+    generate(80, 5, 2, tmp_path, bad_share=0.0, history=False)
+    objs = [orjson.loads(line) for line in (tmp_path / "events.jsonl").read_bytes().splitlines()]
+    assert min(ts_ms(o["ts"]) for o in objs) >= START_MS
+    assert not any(o.get("order_id", "").endswith("h000") for o in objs)

@@ -20,19 +20,20 @@ HISTORY_DAYS = 60  # backfilled orders reach this far before the start at most
 
 
 def generate(customers: int, days: int, seed: int, out_dir: Path, start: str = "2026-01-05T00:00:00Z",
-             bad_share: float = 0.005, catalog: bool = True) -> dict:
+             bad_share: float = 0.005, catalog: bool = True, history: bool = True) -> dict:
     """Simulate ``customers`` customers for ``days`` days; write events.jsonl and truth.jsonl.
 
     Events lie in [start, start + days), except the backfilled last orders of some customers
     (up to ``HISTORY_DAYS`` before ``start``). ``catalog``: price and stock changes happen and
     their ``crm.catalog`` events (no ``customer_id``) are in the log; False: static prices, always
-    in stock, none. Returns stats: events (real events), lines (all lines written), bad (count per
+    in stock, none. ``history``: some existing customers' last order before the start is in the
+    log (False: none, every customer starts at the start). Returns stats: events (real events), lines (all lines written), bad (count per
     bad kind), bad_lines, customers, orders, conversations, carts, catalog_events, the truth shares.
     """
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of small acyclic objects: the cyclic GC only costs time here
     try:
-        return _generate(customers, days, seed, Path(out_dir), start, bad_share, catalog)
+        return _generate(customers, days, seed, Path(out_dir), start, bad_share, catalog, history)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -93,14 +94,14 @@ class _Truth:
                 fh.write(group)
 
 
-def _simulate(customers: int, seed: int, start_ms: int, end_ms: int, cat, market: Market, truth: _Truth
-              ) -> tuple[list[tuple[int, int, int, bytes]], int]:
+def _simulate(customers: int, seed: int, start_ms: int, end_ms: int, cat, market: Market, truth: _Truth,
+              history: bool = True) -> tuple[list[tuple[int, int, int, bytes]], int]:
     """Every customer's life: (ts, customer, seq, body without event_id) rows and the latest ts."""
     rows: list[tuple[int, int, int, bytes]] = []
     last_event = start_ms
     first = start_ms - HISTORY_DAYS * DAY
     for idx in range(customers):
-        c = Customer(idx, seed, cat, start_ms, end_ms, market)
+        c = Customer(idx, seed, cat, start_ms, end_ms, market, history)
         c.run()
         evs = [e for e in c.ev if first <= e[0] < end_ms]
         evs.sort(key=lambda e: (e[0], e[1]))
@@ -141,14 +142,14 @@ def _write_events(path: Path, lines: list[bytes], inserts: list[tuple[int, int, 
 
 
 def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, bad_share: float,
-              catalog: bool) -> dict:
+              catalog: bool, history: bool) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     start_ms = parse_ts(start)
     end_ms = start_ms + days * DAY
     cat = catalogue(seed)
     market = Market(cat, seed, start_ms, end_ms, enabled=catalog)
     truth = _Truth()
-    rows, last_event = _simulate(customers, seed, start_ms, end_ms, cat, market, truth)
+    rows, last_event = _simulate(customers, seed, start_ms, end_ms, cat, market, truth, history)
     catalog_rows = _catalog_rows(market, customers, end_ms)
     rows.extend(catalog_rows)
     if catalog_rows:
