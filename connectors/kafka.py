@@ -1,7 +1,8 @@
 """Kafka edges: the input topics as ``(value bytes, "topic/partition/offset")`` items, and sinks.
 
 Built on Bytewax's own connector (partitions assigned directly, no consumer group: offsets live
-in Bytewax recovery). Consumer errors are counted and logged, never fatal. A broker outage is
+in Bytewax recovery). Consumer errors are counted, logged and passed on as data
+(:class:`ConsumerError`: the flow turns each into a ``consumer_error`` dead letter), never fatal. A broker outage is
 ridden out: the consumer reconnects by itself, and the producers keep what they could not deliver
 and wait for it at each snapshot (logging and counting retries) until ``kafka.retry_give_up``
 has passed; only then does the worker stop, to be restarted from its last snapshot.
@@ -14,7 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -30,6 +31,33 @@ log = logging.getLogger("crm.kafka")
 
 Tap = Callable[[str, int, int, bytes], None]  # (topic, partition, timestamp ms, value): the archive
 Decoder = Callable[[bytes, str], Any]  # (value, "topic/partition/offset") -> event or dead letter
+
+
+class ConsumerError(NamedTuple):
+    """A consumer error as an item of the input stream (there are no bytes to keep)."""
+
+    source: str  # "topic/partition"
+    detail: str  # librdkafka's error text; "(N since the last)" when a run of the same error was folded
+
+
+class _ErrorFold:
+    """One item per run of the same consumer error and at most one a minute while it repeats: a
+    broker away must not flood the dead letters (each error is still counted)."""
+
+    EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self.last: Optional[str] = None
+        self.at = 0.0
+        self.folded = 0
+
+    def item(self, source: str, detail: str, now: float) -> Optional[ConsumerError]:
+        if detail == self.last and now - self.at < self.EVERY_S:
+            self.folded += 1
+            return None
+        text = f"{detail} ({self.folded} since the last)" if detail == self.last and self.folded else detail
+        self.last, self.at, self.folded = detail, now, 0
+        return ConsumerError(source, text)
 
 
 class _Partition(StatefulSourcePartition):
@@ -53,6 +81,8 @@ class _Partition(StatefulSourcePartition):
         self.paused = False
         self.buffer: deque = deque()  # (offset, kafka timestamp, value, decoded item) read, not yet let through
         self.exhausted = False  # a bounded read reached the end of the partition
+        self.errors: list = []  # ConsumerError items not yet passed on
+        self.fold = _ErrorFold()
 
     def _wait(self) -> bool:
         """Whether to skip this call: ahead of the frontier, or customers the frontier can wake go
@@ -77,7 +107,7 @@ class _Partition(StatefulSourcePartition):
                 self._poll()
             except StopIteration:
                 self.exhausted = True
-        out = self._release()
+        out = self._take_errors() + self._release()
         now = time.monotonic()
         if self.exhausted and not self.buffer:
             self.finished = True  # the end of a bounded read: say so before stopping
@@ -93,20 +123,27 @@ class _Partition(StatefulSourcePartition):
     def _plain(self) -> list:
         """Without watermarks: each poll as it comes."""
         out = self._batch()
+        out = self._take_errors() + out
         self._maybe_report_lag(time.monotonic())
         return out
 
-    @staticmethod
-    def _messages(batch: list):
-        """(message, value bytes) of one poll of the inner partition; a consumer error is counted
-        and skipped (bytewax passes a KafkaError in the batch). The caller polls, so the inner
-        partition's StopIteration at its end reaches Bytewax, not this generator."""
+    def _messages(self, batch: list):
+        """(message, value bytes) of one poll of the inner partition; a consumer error (bytewax
+        passes a KafkaError in the batch) is counted and kept for :meth:`_take_errors`. The caller
+        polls, so the inner partition's StopIteration at its end reaches Bytewax, not this generator."""
         for msg in batch:
             if hasattr(msg, "err"):
                 telemetry().sink_errors.labels("kafka_consumer").inc()
                 log.warning("kafka consumer error: %s", msg.err)
+                item = self.fold.item(f"{self.topic}/{self.partition}", str(msg.err), time.monotonic())
+                if item is not None:
+                    self.errors.append(item)
                 continue
             yield msg, (msg.value if msg.value is not None else b"")
+
+    def _take_errors(self) -> list:
+        out, self.errors = self.errors, []
+        return out
 
     def _poll(self) -> None:
         """Read one poll into the buffer (decoded where the partition is read)."""
@@ -164,21 +201,12 @@ class _Partition(StatefulSourcePartition):
             telemetry().consumer_lag.labels(self.topic, str(self.partition)).set(max(0, high - self.next_offset))
 
     def _batch(self) -> list:
+        """One poll as ``(value, "topic/partition/offset", offset)`` items (the flow decodes them)."""
         out = []
-        decode = self.decode
         for msg, value in self._messages(self.inner.next_batch()):
             if self.tap is not None:
                 self.tap(msg.topic, msg.partition, msg.timestamp[1], value)
-            source = f"{msg.topic}/{msg.partition}/{msg.offset}"
-            if decode is None:
-                out.append((value, source, msg.offset))
-            else:  # decoded here, where the partition's event time is known
-                item = decode(value, source)
-                ts = getattr(item, "ts", None)
-                if ts is not None:
-                    item.pos = msg.offset
-                    self.event_lag(max(0.0, time.time() - ts / 1000.0))
-                out.append(item)
+            out.append((value, f"{msg.topic}/{msg.partition}/{msg.offset}", msg.offset))
             self.next_offset = msg.offset + 1
         return out
 
@@ -238,16 +266,19 @@ class KafkaEventSource(FixedPartitionedSource):
     """Every partition of the input topics as ``(value, "topic/partition/offset", offset)`` items;
     ``tail=False`` stops at the current end (tests, replay).
 
-    With ``decode`` (bytes, source -> item), items come decoded (an event's ``pos`` is its offset)
-    and each partition adds a :class:`~connectors.watermark.Watermark` after a poll that moved its
-    event time, when it turns idle after ``kafka.idle_after`` without messages, and at its end.
-    With ``watermarks`` too, a partition more than ``ahead_ms`` ahead of its worker's frontier
-    pauses until the others catch up (Flink's watermark alignment), and no partition reads while
-    customers the frontier has released still wait for their tick (they go first, in input order)."""
+    With ``decode`` (bytes, source -> item) and ``watermarks`` (always together: ValueError
+    otherwise), items come decoded (an event's ``pos`` is its offset) and each partition adds a
+    :class:`~connectors.watermark.Watermark` after a poll that moved its event time, when it turns
+    idle after ``kafka.idle_after`` without messages, and at its end; a partition more than
+    ``ahead_ms`` ahead of its worker's frontier pauses until the others catch up (Flink's watermark
+    alignment), and no partition reads while customers the frontier has released still wait for
+    their tick (they go first, in input order)."""
 
     def __init__(self, cfg: KafkaSettings, tail: bool = True, tap: Optional[Tap] = None,
                  topics: Optional[list[str]] = None, starting_offset: Optional[int] = None,
                  decode: Optional[Decoder] = None, watermarks: Optional[Watermarks] = None, ahead_ms: int = 0):
+        if (decode is None) != (watermarks is None):  # decoding at the source is for the watermark gate
+            raise ValueError("KafkaEventSource: decode and watermarks go together")
         start = starting_offset
         if start is None:
             start = OFFSET_BEGINNING if cfg.starting_offset == "beginning" else OFFSET_END

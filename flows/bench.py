@@ -526,27 +526,14 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
     from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, Event, decode, parse_ts
 
     infra = _infra()
-    redis_server = infra.RedisServer()
-    redis_server.start()
-    broker = infra.KafkaBroker(None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else broker)
-    broker.start()
+    redis_server, broker, names, env = _engine_env(infra, broker, click_partitions=2, prefix="crm-bench-recovery-")
     kind = broker.kind
-    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "profile", "triggers", "dlq")}
-    broker.create_topics([names["click"]], partitions=2)
-    broker.create_topics([names["orders"], names["chat"], names["profile"], names["triggers"], names["dlq"]],
-                         partitions=1)
-    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap, "CRM_REDIS__URL": redis_server.url,
-           "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
-           "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
-           "CRM_KAFKA__PROFILE_TOPIC": names["profile"],
-           "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
-           "CRM_KAFKA__BATCH_SIZE": os.environ.get("BENCH_BATCH", "500"), "CRM_LOG_LEVEL": "WARNING",
-           # with watermarks on, a first start holds everything until each of the 12 input partitions
-           # has delivered an event or been quiet this long; the row measures the running engine
-           "CRM_KAFKA__IDLE_AFTER": os.environ.get("BENCH_IDLE_AFTER", "2"),
-           # the default recovery, in a directory of its own; the simulated events are in the past
-           "CRM_RECOVERY_DIR": tempfile.mkdtemp(prefix="crm-bench-recovery-"),
-           "CRM_POLICY__MAX_TRIGGER_AGE": str(100 * 365 * 86400)}
+    env.update({"CRM_KAFKA__BATCH_SIZE": os.environ.get("BENCH_BATCH", "500"),
+                # with watermarks on, a first start holds everything until each of the 12 input partitions
+                # has delivered an event or been quiet this long; the row measures the running engine
+                "CRM_KAFKA__IDLE_AFTER": os.environ.get("BENCH_IDLE_AFTER", "2"),
+                # the simulated events are in the past
+                "CRM_POLICY__MAX_TRIGGER_AGE": str(100 * 365 * 86400)})
     engine = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     client = redis_server.client()
@@ -647,21 +634,11 @@ def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: st
     from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES
 
     infra = _infra()
-    redis_server = infra.RedisServer()
-    redis_server.start()
-    kafka = infra.KafkaBroker(None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else broker)
-    kafka.start()
+    redis_server, kafka, names, env = _engine_env(infra, broker, click_partitions=1,
+                                                  prefix="crm-bench-api-recovery-")
     kind = kafka.kind
-    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "profile", "triggers", "dlq")}
-    kafka.create_topics(list(names.values()), partitions=1)
     port = free_tcp_port()
-    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap, "CRM_REDIS__URL": redis_server.url,
-           "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
-           "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
-           "CRM_KAFKA__PROFILE_TOPIC": names["profile"],
-           "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
-           "CRM_LOG_LEVEL": "WARNING", "CRM_KAFKA__IDLE_AFTER": "2", "CRM_API__KEYS": '["bench"]',
-           "CRM_API__PORT": str(port), "CRM_RECOVERY_DIR": tempfile.mkdtemp(prefix="crm-bench-api-recovery-")}
+    env.update({"CRM_KAFKA__IDLE_AFTER": "2", "CRM_API__KEYS": '["bench"]', "CRM_API__PORT": str(port)})
     log = open(Path(env["CRM_RECOVERY_DIR"]) / "engine.log", "wb")
     procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", cmd], env=env, stdout=log,
                               stderr=subprocess.STDOUT) for cmd in ("run", "serve")]
@@ -742,6 +719,26 @@ def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: st
     return {"requests": len(latencies), "offered_requests_per_s": rate, "engine_events_per_s": engine_rate,
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "p50": pct(0.5), "p99": pct(0.99),
             "max": round(latencies[-1], 2), "broker": kind}
+
+
+def _engine_env(infra: Any, broker: str, click_partitions: int, prefix: str) -> tuple[Any, Any, dict, dict]:
+    """(redis server, Kafka broker, topic names, the engine's environment) of a live bench row:
+    both started, topics of their own (``KAFKA_BOOTSTRAP_SERVERS`` picks the broker when set), the
+    default recovery in a directory of its own, logs at WARNING."""
+    redis_server = infra.RedisServer()
+    redis_server.start()
+    kafka = infra.KafkaBroker(None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else broker)
+    kafka.start()
+    names = {k: infra.unique_topic(k) for k in ("click", "orders", "chat", "profile", "triggers", "dlq")}
+    kafka.create_topics([names["click"]], partitions=click_partitions)
+    kafka.create_topics([v for k, v in names.items() if k != "click"], partitions=1)
+    env = {**os.environ, "CRM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap, "CRM_REDIS__URL": redis_server.url,
+           "CRM_METRICS_PORT": "0", "CRM_KAFKA__CLICKSTREAM_TOPIC": names["click"],
+           "CRM_KAFKA__ORDERS_TOPIC": names["orders"], "CRM_KAFKA__CHAT_TOPIC": names["chat"],
+           "CRM_KAFKA__PROFILE_TOPIC": names["profile"],
+           "CRM_KAFKA__TRIGGERS_TOPIC": names["triggers"], "CRM_KAFKA__DEADLETTER_TOPIC": names["dlq"],
+           "CRM_LOG_LEVEL": "WARNING", "CRM_RECOVERY_DIR": tempfile.mkdtemp(prefix=prefix)}
+    return redis_server, kafka, names, env
 
 
 def _topic_of(type: object, names: dict[str, str]) -> str:

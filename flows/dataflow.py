@@ -25,6 +25,7 @@ from bytewax.outputs import Sink
 from config.jsonsafe import clean_str
 from config.settings import Settings, ms
 from connectors.files import ReplayEnd
+from connectors.kafka import ConsumerError
 from connectors.metrics import Telemetry, telemetry
 from connectors.routing import balanced_key, worker_keys, worker_of
 from connectors.watermark import Tick, Watermark, Watermarks
@@ -108,6 +109,9 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
             t.read(_source_label(item.source), item.type)
         elif type(item) is Watermark:
             return item
+        elif type(item) is ConsumerError:  # not an input: a dead letter without bytes, not a read
+            t.dead_letter("consumer_error")
+            return DeadLetter(b"", item.source, "consumer_error", item.detail)
         else:
             t.read(_source_label(item.source), "invalid")
             t.dead_letter(item.reason)
@@ -892,6 +896,109 @@ def _with_watermarks(flow: Dataflow, items, edges: Edges):
     return op.merge("profile_input", keyed, op.input("ticks", flow, edges.ticks))
 
 
+@dataclass(frozen=True)
+class ProfileOut:
+    """The customer step's outputs, one stream per kind (as Bytewax's ``KafkaOpOut(oks, errs)``)."""
+
+    pairs: Any  # PairMsg: a closed session's co-occurrence blocks, to the product step
+    failed: Any  # DeadLetter: an event the core could not apply (its raw bytes and a reason)
+    profiles: Any  # ProfileUpdate: fields of crm:customer:{id}
+    to_models: Any  # ScoreRequest, Label, RecsEval, Candidate, Erasure: on to the model shards
+
+
+@dataclass(frozen=True)
+class ModelsOut:
+    profiles: Any  # ProfileUpdate: scores and recommendations for the profile
+    recs: Any  # RecsTop: a product's top list for crm:recs:{id}
+    to_policy: Any  # Candidate (scored), Erasure, Notice: keyed by customer into policy
+
+
+@dataclass(frozen=True)
+class PolicyOut:
+    triggers: Any  # Candidate: sent
+    suppressed: Any  # Suppressed: held back, with the reason
+    erasures: Any  # Erasure: completed; its audit record and profile delete
+    profiles: Any  # ProfileUpdate (last_trigger per type)
+
+
+def split_types(step: str, stream, *kinds: type) -> list:
+    """``[stream of kinds[0], ..., stream of the rest]``: one branch per type, by exact type."""
+    out = []
+    for kind in kinds:
+        b = op.branch(f"{step}_{kind.__name__}", stream, lambda x, k=kind: type(x) is k)
+        out.append(b.trues)
+        stream = b.falses
+    return out + [stream]
+
+
+def customer_step(flow: Dataflow, events, settings: Settings, rules: RuleConfig, edges: Edges, t: Telemetry,
+                  tombs: Tombstones, profile_mode: str) -> ProfileOut:
+    """decode's events -> the customer state machines (``profile``, keyed by customer; identified
+    customers on to ``profile_merged``) -> typed outputs."""
+    live = edges.live
+    if edges.watermarks is None:
+        by_customer = op.flat_map("key_customer", events, _key_event)
+    else:
+        by_customer = _with_watermarks(flow, events, edges)
+    profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end,
+                                                                          profile_mode, edges.recovery,
+                                                                          edges.watermarks, tombs))
+    profiled = op.key_rm("profile_unkey", profiled)
+    # identified customers: their events and states go on to the merged step, keyed by customer
+    to_merged = op.branch("split_identity", profiled, route_out)
+    merged_in = op.key_on("key_merged", to_merged.trues, lambda x: x.customer_id)
+    merged = op.stateful_batch("profile_merged", merged_in, lambda r: ProfileLogic(rules, live, t, r, edges.end,
+                                                                                profile_mode, edges.recovery))
+    profiled = op.merge("profiled_all", to_merged.falses, op.key_rm("merged_unkey", merged))
+    return ProfileOut(*split_types("split", profiled, PairMsg, DeadLetter, ProfileUpdate))
+
+
+def product_step(pairs, rules: RuleConfig, edges: Edges):
+    """Co-occurrence blocks -> per product shard sketches -> ``(product, neighbour updates)``."""
+    product_keys = [balanced_key("products/", j) for j in range(PRODUCT_SHARDS)]
+    by_product = op.flat_map_batch("bundle_pairs", pairs, bundle_pairs(product_keys))
+    return op.key_rm("products_unkey", op.stateful_batch("product_shards", by_product,
+                                                         lambda r: ProductsLogic(rules, r, edges.recovery)))
+
+
+def model_shard_key(settings: Settings, shards: int) -> tuple[list[str], Callable[[str], str]]:
+    """(the model shards' keys, customer id -> its shard's key); shard j runs on worker j % workers
+    (connectors.routing)."""
+    n_shards = settings.models.shards or shards
+    shard_keys = [balanced_key("models/", i) for i in range(n_shards)]
+    if settings.models.shards or n_shards == 1:
+        def shard_key(customer_id: str) -> str:
+            return shard_keys[shard_index(customer_id, n_shards)]
+    else:  # one shard per worker: the shard on the worker that keeps the customer, so nothing crosses
+        @lru_cache(maxsize=1 << 18)
+        def shard_key(customer_id: str) -> str:
+            return shard_keys[worker_of(customer_id, n_shards)]
+    return shard_keys, shard_key
+
+
+def models_step(customer: ProfileOut, updates, settings: Settings, rules: RuleConfig, edges: Edges,
+                t: Telemetry, shards: int, warm: Optional[dict], profile_mode: str) -> ModelsOut:
+    """Scoring requests and labels (by customer) and neighbour updates (to every shard) -> the
+    model shards -> typed outputs."""
+    shard_keys, shard_key = model_shard_key(settings, shards)
+    broadcast = op.flat_map("broadcast_recs", updates, lambda u: [
+        RecsUpdate(u[0], key, i == 0, u[1]) for i, key in enumerate(shard_keys)])
+    to_models = op.merge("to_models", customer.to_models, broadcast)
+    by_shard = op.key_on("key_shard", to_models,
+                         lambda x: x.shard if type(x) is RecsUpdate else shard_key(x.customer_id))
+    scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard, lambda r: ModelLogic(
+        settings, rules, t, r, warm, profile_mode != "none", edges.recovery, bool(edges.recs))))
+    return ModelsOut(*split_types("split_models", scored, ProfileUpdate, RecsTop))
+
+
+def policy_step(to_policy, policy_cfg: PolicyConfig, edges: Edges, t: Telemetry) -> PolicyOut:
+    """Candidates and erasures keyed by customer -> the contact policy -> typed outputs."""
+    by_customer = op.key_on("key_customer_policy", to_policy, lambda x: x.customer_id)
+    decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer, lambda r: PolicyLogic(
+        policy_cfg, t, r, edges.recovery, edges.live)))
+    return PolicyOut(*split_types("split_policy", decided, Candidate, Suppressed, Erasure))
+
+
 def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Telemetry] = None,
                flow_id: str = "crm_stream", warm: Optional[dict] = None) -> Dataflow:
     """The whole dataflow; ``warm`` holds trained models to start every shard from."""
@@ -910,90 +1017,45 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
 
     rules.contact = policy_cfg.contact  # the profile step's part of the contact policy (operators.contact)
     profile_mode = "batch" if live else ("end" if edges.profiles else "none")
-    if edges.watermarks is None:
-        by_customer = op.flat_map("key_customer", split.trues, _key_event)
-    else:
-        by_customer = _with_watermarks(flow, split.trues, edges)
     tombs = edges.tombstones or Tombstones(settings.privacy.tombstone_key.get_secret_value().encode())
-    profiled = op.stateful_batch("profile", by_customer, lambda r: ProfileLogic(rules, live, t, r, edges.end,
-                                                                          profile_mode, edges.recovery,
-                                                                          edges.watermarks, tombs))
-    profiled = op.key_rm("profile_unkey", profiled)
-    # identified customers: their events and states go on to the merged step, keyed by customer
-    to_merged = op.branch("split_identity", profiled, route_out)
-    merged_in = op.key_on("key_merged", to_merged.trues, lambda x: x.customer_id)
-    merged = op.stateful_batch("profile_merged", merged_in, lambda r: ProfileLogic(rules, live, t, r, edges.end,
-                                                                                profile_mode, edges.recovery))
-    profiled = op.merge("profiled_all", to_merged.falses, op.key_rm("merged_unkey", merged))
-    pairs = op.branch("split_pairs", profiled, lambda x: type(x) is PairMsg)
-    product_keys = [balanced_key("products/", j) for j in range(PRODUCT_SHARDS)]
-    by_product = op.flat_map_batch("bundle_pairs", pairs.trues, bundle_pairs(product_keys))
-    updates = op.key_rm("products_unkey", op.stateful_batch("product_shards", by_product,
-                                                            lambda r: ProductsLogic(rules, r, edges.recovery)))
-    n_shards = settings.models.shards or shards
-    # one key per shard, chosen so that shard j runs on worker j % workers (see connectors.routing)
-    shard_keys = [balanced_key("models/", i) for i in range(n_shards)]
-    if settings.models.shards or n_shards == 1:
-        def shard_key(customer_id: str) -> str:
-            return shard_keys[shard_index(customer_id, n_shards)]
-    else:  # one shard per worker: the shard on the worker that keeps the customer, so nothing crosses
-        @lru_cache(maxsize=1 << 18)
-        def shard_key(customer_id: str) -> str:
-            return shard_keys[worker_of(customer_id, n_shards)]
-    broadcast = op.flat_map("broadcast_recs", updates, lambda u: [
-        RecsUpdate(u[0], key, i == 0, u[1]) for i, key in enumerate(shard_keys)])
-    failed = op.branch("split_failed", pairs.falses, lambda x: type(x) is DeadLetter)
-    _outputs("failed_events", op.map("failed_json", failed.trues, lambda d: ("dlq", d.to_json())), edges.deadletters)
-    is_profile = op.branch("split_profile", failed.falses, lambda x: type(x) is ProfileUpdate)
-    profile_updates = [is_profile.trues]
-
-    to_models = op.merge("to_models", is_profile.falses, broadcast)
-    by_shard = op.key_on("key_shard", to_models,
-                         lambda x: x.shard if type(x) is RecsUpdate else shard_key(x.customer_id))
-    scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard,
-                                                       lambda r: ModelLogic(settings, rules, t, r, warm,
-                                                                                   profile_mode != "none",
-                                                                                   edges.recovery,
-                                                                                   bool(edges.recs))))
-    scored_split = op.branch("split_scores", scored, lambda x: type(x) is ProfileUpdate)
-    profile_updates.append(scored_split.trues)
-    tops = op.branch("split_recs", scored_split.falses, lambda x: type(x) is RecsTop)
+    customer = customer_step(flow, split.trues, settings, rules, edges, t, tombs, profile_mode)
+    _outputs("failed_events", op.map("failed_json", customer.failed, lambda d: ("dlq", d.to_json())),
+             edges.deadletters)
+    updates = product_step(customer.pairs, rules, edges)
+    models = models_step(customer, updates, settings, rules, edges, t, shards, warm, profile_mode)
     if edges.recs:
-        _outputs("recs", op.map("recs_top", tops.trues, lambda r: (r.product_id, r.top)), edges.recs)
+        _outputs("recs", op.map("recs_top", models.recs, lambda r: (r.product_id, r.top)), edges.recs)
 
-    to_policy = tops.falses
+    to_policy = models.to_policy
     watch_cfg = WatchConfig(settings, rules.lateness)
     if watch_cfg.on:  # price_drop / back_in_stock: the product-keyed watch lists (flows.watch_step)
         from flows.watch_step import watch_candidates
 
         found = watch_candidates(split.trues, watch_cfg, live, edges.recovery, edges.watermarks, tombs)
         to_policy = op.merge("to_policy", to_policy, found)
-    by_customer2 = op.key_on("key_customer_policy", to_policy, lambda x: x.customer_id)
-    decided = op.key_rm("policy_unkey", op.stateful_batch("policy", by_customer2,
-                                                          lambda r: PolicyLogic(policy_cfg, t, r, edges.recovery,
-                                                                                live)))
-    emitted = op.branch("split_emitted", decided, lambda x: type(x) is Candidate)
-    rest = op.branch("split_suppressed", emitted.falses, lambda x: type(x) is Suppressed)
-    erasures = op.branch("split_erasures", rest.falses, lambda x: type(x) is Erasure)
-    profile_updates.append(erasures.falses)
-    audit = op.map("erasure_completed", erasures.trues,
+    policy = policy_step(to_policy, policy_cfg, edges, t)
+    audit = op.map("erasure_completed", policy.erasures,
                    lambda e: (e.customer_id, audit_record(e, utc_now_iso(), format_ts)))
     _outputs("audit", audit, edges.audit)
-
-    triggers = op.map("trigger_json", emitted.trues, lambda c: (c.customer_id, c.to_trigger(utc_now_iso())))
+    triggers = op.map("trigger_json", policy.triggers, lambda c: (c.customer_id, c.to_trigger(utc_now_iso())))
     _outputs("triggers", triggers, edges.triggers)
     if edges.suppressed:
-        sup = op.map("suppressed_json", rest.trues,
+        sup = op.map("suppressed_json", policy.suppressed,
                      lambda s: (s.candidate.customer_id, {**s.candidate.to_trigger(""), "suppressed": s.reason}))
         _outputs("suppressed", sup, edges.suppressed)
-    if edges.profiles:  # the agent sees the last candidate of each type policy held back, and why
-        profile_updates.append(op.map("suppressed_profile", rest.trues, lambda s: ProfileUpdate(
-            s.candidate.customer_id, {f"last_suppressed.{s.candidate.type}": {
-                "reason": s.reason, "event_ts": format_ts(s.candidate.event_ts)}})))
-        # an erasure deletes the customer's profile in the same sink, after the updates before it
-        deletes = op.map("profile_deletes", audit, lambda a: (a[0], (a[0], None, a[1])))
-        merged = op.merge("profile_updates", *profile_updates)
-        merged = op.merge("profile_updates_and_deletes", op.map("profile_fields", merged, lambda u: (
-            u.customer_id, (u.customer_id, u.fields, u.defaults))), deletes)
-        _outputs("profiles", merged, edges.profiles)
+    if edges.profiles:
+        _profile_outputs(edges, [customer.profiles, models.profiles, policy.profiles], policy.suppressed, audit)
     return flow
+
+
+def _profile_outputs(edges: Edges, updates: list, suppressed, audit) -> None:
+    """Profile fields to crm:customer:{id}; the agent sees the last candidate of each type policy
+    held back, and why; an erasure deletes the profile in the same sink, after the updates before it."""
+    updates.append(op.map("suppressed_profile", suppressed, lambda s: ProfileUpdate(
+        s.candidate.customer_id, {f"last_suppressed.{s.candidate.type}": {
+            "reason": s.reason, "event_ts": format_ts(s.candidate.event_ts)}})))
+    deletes = op.map("profile_deletes", audit, lambda a: (a[0], (a[0], None, a[1])))
+    merged = op.merge("profile_updates", *updates)
+    merged = op.merge("profile_updates_and_deletes", op.map("profile_fields", merged, lambda u: (
+        u.customer_id, (u.customer_id, u.fields, u.defaults))), deletes)
+    _outputs("profiles", merged, edges.profiles)

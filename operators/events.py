@@ -40,6 +40,7 @@ SENDERS = frozenset({"customer", "agent", "bot"})
 REASONS = (
     "oversized", "malformed_json", "not_an_object", "missing_field", "wrong_type", "out_of_range",
     "unknown_type", "invalid_ts", "invalid_unicode", "processing_error", "future_ts", "identify_conflict",
+    "consumer_error",
 )
 
 # The bounds validation states (CONTRACT.md section 1): inside them every sum, feature, timer

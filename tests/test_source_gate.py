@@ -80,3 +80,51 @@ def test_two_partitions_with_data_start_together():
             seen += events(batch)
             deliver(marks, batch)
     assert seen[:2] == ["a0", "b0"] and sorted(seen) == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+class Failing(Inner):
+    """A partition whose polls carry consumer errors (bytewax passes a KafkaError in the batch)."""
+
+    def __init__(self, topic: str, minutes: list[float], errors: list[str]):
+        super().__init__(topic, minutes)
+        self.msgs = [SimpleNamespace(err=e) for e in errors] + self.msgs
+
+
+def test_consumer_errors_surface_as_dead_letters_and_a_repeating_one_is_folded():
+    from connectors.kafka import ConsumerError
+    from connectors.metrics import telemetry
+    from flows.dataflow import make_decoder
+    from operators.events import DeadLetter
+
+    errors = ["Broker: Leader not available"] * 3 + ["Local: Timed out"]
+    part = _Partition(Failing("clicks", [0, 1], errors), None, "clicks", 0)  # plain: without watermarks
+    batch = part.next_batch()
+    failures = [x for x in batch if type(x) is ConsumerError]
+    assert [f.detail for f in failures] == ["Broker: Leader not available", "Local: Timed out"]
+    assert len(batch) == 4  # the two errors and both messages: an error does not hide the rest
+    letter = make_decoder(load_settings(), telemetry())(failures[0])
+    assert type(letter) is DeadLetter and letter.reason == "consumer_error"
+    assert letter.source == "clicks/0" and letter.raw == b""
+    assert letter.to_json()["reason"] == "consumer_error"
+
+
+def test_the_watermarked_source_passes_consumer_errors_on_too():
+    from connectors.kafka import ConsumerError
+
+    marks, taps = Watermarks(), []
+    clock = PartitionClock("0-clicks", 1, idle_after_s=30.0, now=0.0)
+    part = _Partition(Failing("clicks", [0, 1], ["Local: Timed out"]), lambda *a: taps.append(a), "clicks", 0,
+                      live_decoder(load_settings()), clock, marks, LATENESS)
+    batch = part.next_batch()
+    assert [type(x) for x in batch if type(x) is ConsumerError] == [ConsumerError]
+    assert events([x for x in batch if type(x) is not ConsumerError]) == ["clicks0"]
+
+
+def test_the_fold_lets_a_repeat_through_once_a_minute_and_says_how_many_it_held():
+    from connectors.kafka import _ErrorFold
+
+    fold = _ErrorFold()
+    assert fold.item("t/0", "down", 0.0).detail == "down"
+    assert fold.item("t/0", "down", 10.0) is None and fold.item("t/0", "down", 20.0) is None
+    assert fold.item("t/0", "down", 61.0).detail == "down (2 since the last)"
+    assert fold.item("t/0", "other", 62.0).detail == "other"
