@@ -32,7 +32,7 @@ access_log = logging.getLogger("crm.api.access")
 # an id as the contract allows (1..128 characters), without control characters
 ID = dict(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
 COOKIE = "crm_api_key"
-TRIGGER_TYPES = "^(abandoned_cart|delay_apology|proactive_outreach|escalation)$"
+TRIGGER_TYPES = "^[a-z][a-z0-9_]{0,63}$"  # open: the contract's four, the catalogue's, a shop's own (schema_version 2)
 
 
 class Profile(BaseModel):

@@ -176,11 +176,179 @@ class WatchSettings(_Group):
                                                     "recent)")
     per_change: int = Field(10_000, gt=0, description="candidates one price or stock change sends at most (the "
                                                       "most recent watchers)")
+RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a trigger type (config/schemas/trigger.schema.json)
+FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\])?)*$")
+COMPARISONS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
+PAYLOAD_VALUES = ("$key", "$count", "$opened", "$last", "$due")  # what an episode knows beyond event fields
+
+
+def _field_path(value: str) -> str:
+    if not FIELD_PATH.match(value):
+        raise ValueError(f"{value!r} is not a field path (`order_id`, `items[].product_id`, `a.b`)")
+    return value
+
+
+def _condition(value: Any) -> dict[str, Any]:
+    """A filter on one field: a scalar (equals), a list (one of), or a table of comparisons."""
+    if isinstance(value, list):
+        return {"in": value}
+    if not isinstance(value, dict):
+        return {"eq": value}
+    bad = sorted(set(value) - set(COMPARISONS))
+    if bad:
+        raise ValueError(f"unknown comparison {bad[0]!r} (one of {', '.join(COMPARISONS)})")
+    for op in ("gt", "gte", "lt", "lte"):
+        if op in value and (isinstance(value[op], bool) or not isinstance(value[op], (int, float))):
+            raise ValueError(f"`{op}` compares numbers, not {value[op]!r}")
+    for op in ("in", "not_in"):
+        if op in value and not isinstance(value[op], list):
+            raise ValueError(f"`{op}` takes a list")
+    if "exists" in value and not isinstance(value["exists"], bool):
+        raise ValueError("`exists` is true or false")
+    return value
+
+
+Condition = Annotated[Any, AfterValidator(_condition)]
+FieldPath = Annotated[str, AfterValidator(_field_path)]
+
+
+class EventMatch(_Group):
+    """Events of ``type`` (one or a list) whose fields pass ``where``; ``key``: where the episode's
+    key is read (default: the rule's ``key``; ``any`` on a cancel: every episode of the customer)."""
+
+    type: list[str] = Field(min_length=1)
+    where: dict[str, Condition] = Field(default_factory=dict)
+    key: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, v: Any) -> Any:
+        if isinstance(v, str):  # "order_placed": that type, no filter
+            return {"type": [v]}
+        if isinstance(v, dict) and isinstance(v.get("type"), str):
+            return {**v, "type": [v["type"]]}
+        return v
+
+    @field_validator("where")
+    @classmethod
+    def _paths(cls, v: dict) -> dict:
+        for name in v:
+            _field_path(name)
+        return v
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: Optional[str]) -> Optional[str]:
+        return v if v in (None, "any", "customer") else _field_path(v)
+
+
+class Due(_Group):
+    """When a qualified episode fires: ``idle`` after its last event, a fixed ``delay`` after it
+    qualified, or ``at`` the time in a field of the event that qualified it (plus ``after``)."""
+
+    idle: Optional[Duration] = None
+    delay: Optional[Duration] = None
+    at: Optional[FieldPath] = None
+    after: Optional[Duration] = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Due":
+        given = [n for n in ("idle", "delay", "at") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of idle, delay, at")
+        if self.after is not None and self.at is None:
+            raise ValueError("`after` goes with `at`")
+        return self
+
+
+def _events(value: Any) -> Any:
+    return [value] if isinstance(value, (str, dict)) else value
+
+
+class DeclaredRule(_Group):
+    """A trigger rule declared in the settings file (README, "Your own triggers"): an episode per
+    ``key`` opened by ``open`` events, extended by ``extend``, ended by ``cancel``, firing at
+    ``due`` once ``count`` opening events fell within ``window``."""
+
+    name: str = Field(pattern=RULE_NAME.pattern)
+    policy_class: str = Field("marketing", pattern="^(service|marketing)$")
+    open: Annotated[list[EventMatch], BeforeValidator(_events)] = Field(min_length=1)
+    key: str = "customer"
+    extend: Annotated[list[EventMatch], BeforeValidator(_events)] = Field(default_factory=list)
+    cancel: Annotated[list[EventMatch], BeforeValidator(_events)] = Field(default_factory=list)
+    count: int = Field(1, ge=1, le=1000)
+    window: Optional[Duration] = None
+    due: Due
+    rearm: str = Field("open", pattern="^(open|cancel)$")
+    payload: dict[str, str] = Field(default_factory=dict)
+    reason: Optional[str] = Field(None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    cooldown: Optional[Duration] = None
+    priority: Optional[str] = Field(None, pattern="^(low|normal|high|urgent)$")
+    expire: Duration = timedelta(days=30)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        return v if v == "customer" else _field_path(v)
+
+    @field_validator("payload")
+    @classmethod
+    def _payload(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, source in v.items():
+            if source.startswith("$") and source not in PAYLOAD_VALUES:
+                raise ValueError(f"{name}: {source!r} is none of {', '.join(PAYLOAD_VALUES)}")
+            if not source.startswith("$"):
+                _field_path(source)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DeclaredRule":
+        if self.name in CONTRACT_RULES:
+            raise ValueError(f"{self.name!r} is a contract rule (its settings have their own group)")
+        if self.count > 1 and self.window is None:
+            raise ValueError("count > 1 needs a window")
+        if self.cooldown is not None and self.policy_class == "service":
+            raise ValueError("cooldown: service triggers always go out (a cooldown is for marketing)")
+        if any(m.key == "any" for m in self.open + self.extend):
+            raise ValueError("key `any` is for cancel only")
+        return self
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _declared(value: Any) -> Any:
+    """Each definition validated on its own, so the error names the rule and its field in one line."""
+    if not isinstance(value, list):
+        return value
+    out, names = [], set()
+    for i, item in enumerate(value):
+        if isinstance(item, DeclaredRule):
+            rule = item
+        else:
+            name = item.get("name", f"#{i + 1}") if isinstance(item, dict) else f"#{i + 1}"
+            try:
+                rule = DeclaredRule.model_validate(item)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"]) or "definition"
+                msg = err["msg"].removeprefix("Value error, ")
+                raise ValueError(f"rule {name!r}, field {where}: {msg}") from None
+        if rule.name in names:
+            raise ValueError(f"rule {rule.name!r} is declared twice")
+        names.add(rule.name)
+        out.append(rule)
+    return out
 
 
 class RulesSettings(_Group):
     enabled: list[str] = Field(default_factory=lambda: list(CONTRACT_RULES),
-                               description="trigger rules that run, by name (the contract's four, and a shop's own registered under the `crm_stream.rules` entry point group); order breaks ties between timers due at the same ms")
+                               description="trigger rules that run, by name (the contract's four, the catalogue's, those declared in `rules.declared`, and a shop's own registered under the `crm_stream.rules` entry point group); order breaks ties between timers due at the same ms")
+    declared: Annotated[list[DeclaredRule], BeforeValidator(_declared)] = Field(
+        default_factory=list,
+        description="a shop's own trigger rules without Python (`[[rules.declared]]` tables, README \"Your own triggers\"); one named like a catalogue rule replaces it; each runs once listed in `rules.enabled`")
+    max_episodes: int = Field(32, ge=1, le=10_000, description="declared and catalogue rules: open episodes kept per customer and rule (beyond it the least recently active goes)")
+    max_wait: Duration = Field(timedelta(days=366), description="declared and catalogue rules: an episode due further than this after its event never opens (bounds timers read from fields)")
 
     @field_validator("enabled")
     @classmethod
@@ -189,6 +357,36 @@ class RulesSettings(_Group):
         if repeated:
             raise ValueError(f"rule {repeated[0]!r} is listed twice")
         return v
+
+
+# --------------------------------------------------------------------------- the catalogue (issue 14)
+# Flows most shops want, shipped as declared rules (rule_definitions): each runs once its name is in
+# rules.enabled; its numbers are the groups below; a [[rules.declared]] of the same name replaces it.
+
+class BrowseAbandonmentSettings(_Group):
+    views: int = Field(3, ge=1, le=1000, description="browse_abandonment: views of one product within `window`")
+    window: Duration = Field(timedelta(hours=24), description="browse_abandonment: the views must fit in this")
+    wait: Duration = Field(timedelta(hours=4), description="browse_abandonment: due this long after the last view unless the product was carted or bought")
+    cooldown: Duration = Field(timedelta(days=1), description="browse_abandonment: no second one within this (marketing)")
+
+
+class PostPurchaseReviewSettings(_Group):
+    after: Duration = Field(timedelta(days=7), description="post_purchase_review: due this long after the order's (last) `order_delivered`, unless `return_requested` or `refund_issued` for it")
+    cooldown: Duration = Field(timedelta(days=3), description="post_purchase_review: no second one within this (marketing)")
+
+
+class WinBackSettings(_Group):
+    after: Duration = Field(timedelta(days=60), description="win_back: due this long after the customer's last `order_placed` with no order since")
+    cooldown: Duration = Field(timedelta(days=30), description="win_back: no second one within this (marketing)")
+
+
+class SupportSlaSettings(_Group):
+    reply_within: Duration = Field(timedelta(minutes=15), description="support_sla_breach (service): a customer `chat_message` with no agent reply within this in an open conversation (once until the agent replies or the chat closes)")
+
+
+class SatisfactionSurveySettings(_Group):
+    after: Duration = Field(timedelta(hours=1), description="satisfaction_survey: due this long after a `chat_closed` without `csat`, unless the conversation goes on")
+    cooldown: Duration = Field(timedelta(days=7), description="satisfaction_survey: no second one within this (marketing)")
 
 
 class PolicySettings(_Group):
@@ -489,6 +687,11 @@ class Settings(BaseSettings):
     proactive: ProactiveSettings = ProactiveSettings()
     rules: RulesSettings = RulesSettings()
     watch: WatchSettings = WatchSettings()
+    browse_abandonment: BrowseAbandonmentSettings = BrowseAbandonmentSettings()
+    post_purchase_review: PostPurchaseReviewSettings = PostPurchaseReviewSettings()
+    win_back: WinBackSettings = WinBackSettings()
+    support_sla_breach: SupportSlaSettings = SupportSlaSettings()
+    satisfaction_survey: SatisfactionSurveySettings = SatisfactionSurveySettings()
     policy: PolicySettings = PolicySettings()
     tiers: TierSettings = TierSettings()
     labels: LabelSettings = LabelSettings()
@@ -560,6 +763,46 @@ def load_settings(config_file: Optional[Path] = None, **overrides: Any) -> Setti
         raise SettingsError(f"invalid settings: {str(exc).splitlines()[0]}") from None
     finally:
         Settings.toml_file = None
+
+
+def catalogue_rules(s: Settings) -> dict[str, DeclaredRule]:
+    """The catalogue's flows as declared rules, with the numbers of their settings groups (README,
+    "Your own triggers", has the table). ``price_drop`` and ``back_in_stock`` join products' and
+    customers' state and are hand-written rules, not declarations."""
+    b, r, w, q, v = s.browse_abandonment, s.post_purchase_review, s.win_back, s.support_sla_breach, s.satisfaction_survey
+    defs = [
+        {"name": "browse_abandonment", "policy_class": "marketing", "key": "product_id",
+         "open": "product_view", "count": b.views, "window": b.window, "due": {"idle": b.wait},
+         "cancel": ["add_to_cart", {"type": "order_placed", "key": "items[].product_id"}],
+         "payload": {"product_id": "$key", "views": "$count", "last_viewed_at": "$last", "price": "price"},
+         "reason": "viewed_not_carted", "cooldown": b.cooldown, "priority": "low"},
+        {"name": "post_purchase_review", "policy_class": "marketing", "key": "order_id",
+         "open": "order_delivered", "due": {"idle": r.after}, "cancel": ["return_requested", "refund_issued"],
+         "payload": {"order_id": "$key", "delivered_at": "$last"},
+         "reason": "delivered", "cooldown": r.cooldown, "priority": "low"},
+        {"name": "win_back", "policy_class": "marketing", "key": "customer",
+         "open": "order_placed", "due": {"idle": w.after},
+         "payload": {"last_order_id": "order_id", "last_order_at": "$last", "last_order_total": "total"},
+         "reason": "no_order_since", "cooldown": w.cooldown, "priority": "low"},
+        {"name": "support_sla_breach", "policy_class": "service", "key": "conversation_id",
+         "open": {"type": "chat_message", "where": {"sender": "customer"}}, "due": {"delay": q.reply_within},
+         "cancel": [{"type": "chat_message", "where": {"sender": "agent"}}, "chat_closed"], "rearm": "cancel",
+         "payload": {"conversation_id": "$key", "waiting_since": "$opened", "messages_waiting": "$count"},
+         "reason": "no_agent_reply", "priority": "high"},
+        {"name": "satisfaction_survey", "policy_class": "marketing", "key": "conversation_id",
+         "open": {"type": "chat_closed", "where": {"csat": {"exists": False}}}, "due": {"delay": v.after},
+         "cancel": ["chat_message", {"type": "chat_closed", "where": {"csat": {"exists": True}}}],
+         "payload": {"conversation_id": "$key", "closed_at": "$opened"},
+         "reason": "closed_without_csat", "cooldown": v.cooldown, "priority": "low"},
+    ]
+    return {d["name"]: DeclaredRule.model_validate(d) for d in defs}
+
+
+def rule_definitions(s: Settings) -> dict[str, DeclaredRule]:
+    """Every declared rule by name: the catalogue's, replaced or joined by ``rules.declared``."""
+    defs = catalogue_rules(s)
+    defs.update((d.name, d) for d in s.rules.declared)
+    return defs
 
 
 # ---------------------------------------------------------------------------- names, secrets, display

@@ -24,9 +24,11 @@ from typing import Any, Optional
 
 import orjson
 
-from config.settings import Settings
+from config.settings import Settings, rule_definitions
 from connectors.files import read_merged
 from operators.customer import CustomerState
+from operators.declared import Declared
+from operators.ruleset import NEVER
 from operators.events import Event, decode, format_ts
 from operators.contact import ContactTracker
 from operators.policy import PolicyConfig, PolicyState
@@ -125,7 +127,14 @@ def _ts(ms: Optional[int]) -> Optional[str]:
 
 def _watched(state: CustomerState, cfg: RuleConfig) -> dict:
     fields = state.profile(cfg).fields
-    return {k: fields.get(k) for k in WATCHED}
+    out = {k: fields.get(k) for k in WATCHED}
+    for rule in cfg.rules:  # a declared rule's episodes: key -> due time, or why none yet
+        if isinstance(rule, Declared):
+            s = state.slices.get(rule.name)
+            out[f"{rule.name} episodes"] = {k or "customer": "fired, waits for a cancel" if e.fired else
+                                            _ts(e.due) if e.due < NEVER else f"{len(e.hits or ())} of {rule.count}"
+                                            for k, e in sorted((s.episodes if s else {}).items())}
+    return out
 
 
 def _candidates(outs: list) -> list[Candidate]:
@@ -155,7 +164,7 @@ def explain(settings: Settings, logs: list[Path], customer_id: str, type: Option
     sent, held = _replayed(settings, logs, replayed, customer_id)
     result = {"customer_id": customer_id, "events": len(events), "timeline": rows, "sent": sent, "suppressed": held}
     if type is not None:
-        result["why"] = why(type, events, rows, sent, held)
+        result["why"] = why(type, events, rows, sent, held, settings)
     return result
 
 
@@ -181,8 +190,10 @@ def _read(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list) -> str:
-    """One sentence: why a trigger of ``type`` went out, was held back, or never came up."""
+def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list,
+        settings: Optional[Settings] = None) -> str:
+    """One sentence: why a trigger of ``type`` went out, was held back, or never came up
+    (``settings``: where a declared rule's events and whether it runs are read)."""
     mine = [t for t in sent if t["type"] == type]
     if mine:
         return f"sent {len(mine)}: " + "; ".join(f"{t['event_ts']} ({', '.join(t['reasons'])})" for t in mine)
@@ -197,6 +208,11 @@ def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list
     if raised:
         return f"{len(raised)} candidate(s) came up but none was sent in the replay"
     listens = LISTENS.get(type)
+    if settings is not None and type not in settings.rules.enabled:
+        return f"the {type} rule is not enabled (CRM_RULES__ENABLED)"
+    declared = rule_definitions(settings).get(type) if settings is not None else None
+    if listens is None and declared is not None:  # what opens its episodes
+        listens = tuple(t for m in declared.open for t in m.type)
     if listens is None:
         return f"no rule raised a {type!r} candidate for this customer"
     relevant = [e for e in events if e.type in listens]

@@ -24,6 +24,7 @@ from models.persist import load_models, save_models
 from flows.dataflow import Edges, build_flow, future_guard, publish_uplift, replay_decoder
 from flows.runtime import engine_gc
 from operators.events import parse_ts
+from operators.rules import RuleConfig
 from operators.triggers import MARKETING
 from operators.privacy import Tombstones
 
@@ -76,7 +77,9 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     try:
         with engine_gc():
             run_main(flow)
-        t.extra["stale_if_live"] = stale_if_live(out.triggers, end.read(), ms(settings.policy.max_trigger_age))
+        marketing = MARKETING | {r.name for r in RuleConfig(settings).rules if r.policy_class == "marketing"}
+        t.extra["stale_if_live"] = stale_if_live(out.triggers, end.read(), ms(settings.policy.max_trigger_age),
+                                                 marketing)
     finally:
         shutil.rmtree(end.directory, ignore_errors=True)
     refresh(t)
@@ -89,11 +92,12 @@ def replay(settings: Settings, logs: list[Path], out: ReplayOutputs, drain: bool
     return summary
 
 
-def stale_if_live(triggers: Path, end_ts: Optional[int], max_age_ms: int) -> dict[str, int]:
-    """Per marketing type, the triggers of this replay that ``run`` would suppress as ``stale`` had it
+def stale_if_live(triggers: Path, end_ts: Optional[int], max_age_ms: int,
+                  marketing: frozenset = MARKETING) -> dict[str, int]:
+    """Per marketing type (``marketing``: the contract's and the enabled rules' of that class), the triggers of this replay that ``run`` would suppress as ``stale`` had it
     started over the same events with the wall clock at the latest event time read (a first start
     over history): those due more than ``max_trigger_age`` before it. Deterministic, as a replay is."""
-    counts = {t: 0 for t in sorted(MARKETING)}
+    counts = {t: 0 for t in sorted(marketing)}
     if end_ts is None:
         return counts
     with open(triggers, "rb") as f:

@@ -216,7 +216,7 @@ class ContactTracker:
         attribution window are clock notes policy will need."""
         t = candidate.event_ts
         release = None
-        if candidate.type in _MARKETING:
+        if candidate.policy_class == "marketing":  # by class: a shop's own marketing types too
             release = cfg.quiet.release(t, self.zones.at(t, cfg.quiet.default_zone))
             if release is not None:
                 self._deadline(release)
@@ -246,5 +246,3 @@ class ContactTracker:
         if self.nights and self.nights[0] < frontier - DAY:  # a held candidate is at most a night old
             self.nights = [n for n in self.nights if n >= frontier - DAY]
 
-
-_MARKETING = frozenset({"abandoned_cart", "proactive_outreach"})

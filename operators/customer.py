@@ -344,13 +344,16 @@ class CustomerState:
 
     def _absorb_slices(self, other: "CustomerState") -> None:
         """The rules' state slices of ``other`` join this customer's: a slice only the guest has is
-        taken over; the cart episode runs on if either ran; help views add up (by ts)."""
+        taken over; the cart episode runs on if either ran; help views add up (by ts); a slice
+        with an ``absorb`` method (declared rules' episodes) merges itself."""
         for name, theirs in other.slices.items():
             mine = self.slices.get(name)
             if mine is None:
                 if self.slices is EMPTY:
                     self.slices = {}
                 self.slices[name] = theirs
+            elif hasattr(mine, "absorb"):
+                mine.absorb(theirs)
             elif hasattr(mine, "armed"):
                 mine.armed = mine.armed or theirs.armed
             elif hasattr(mine, "views"):

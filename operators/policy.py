@@ -1,9 +1,10 @@
 """Policy: the only step that decides what goes out. The customer is not spammed.
 
 Per customer, in event time, after the rules: marketing triggers (``abandoned_cart``,
-``proactive_outreach``) are suppressed while an escalated conversation is open, within the quiet
+``proactive_outreach`` and every candidate of policy class ``marketing``) are suppressed while an escalated conversation is open, within the quiet
 period after a ``delay_apology`` or after a purchase, within their own type's cooldown, or when
-the marketing cap is reached; live, also when it would go out more than ``max_trigger_age``
+the marketing cap is reached (a type's cooldown: ``policy.cooldown``, else its declared rule's
+``cooldown``); live, also when it would go out more than ``max_trigger_age``
 after it was due (``stale``). Service triggers (``delay_apology``, ``escalation``) always go out.
 
 Every clause compares event times, never arrival order: a candidate is judged against what went
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from config.settings import Settings, ms
+from config.settings import Settings, ms, rule_definitions
 from operators.consent import ConsentBook
 from operators.contact import ContactConfig, PolicyNote, ZoneBook
 from operators.events import format_ts
@@ -49,6 +50,11 @@ class PolicyConfig:
         self.cap_window = ms(s.policy.cap_window)
         self.apology_quiet = ms(s.policy.apology_quiet)
         self.cooldown = {t: ms(d) for t, d in s.policy.cooldown.items()}
+        defs = rule_definitions(s)  # an enabled declared rule's own cooldown, unless policy.cooldown names its type
+        for name in s.rules.enabled:
+            d = defs.get(name)
+            if d is not None and d.cooldown is not None and name not in self.cooldown:
+                self.cooldown[name] = ms(d.cooldown)
         self.purchase_quiet = {t: ms(d) for t, d in s.policy.purchase_quiet.items()}
         self.max_age = ms(s.policy.max_trigger_age)  # live only: see decide's ``now``
         self.memory = ms(s.labels.churn_horizon)
@@ -122,7 +128,7 @@ class PolicyState:
         """Out it goes, unless the customer is in the type's holdout group (judged as if sent: the
         groups must meet the same clauses later). Either way an exposure starts at ``start``."""
         out: list = []
-        if c.policy_class == "marketing":  # the contract's and a shop's own: one cap, one cooldown per type
+        if c.policy_class == "marketing":  # by class: a shop's own marketing types count too
             self.marketing.append(c.event_ts)
             self.sent.setdefault(c.type, []).append(c.event_ts)
             c.channels = self.consent.channels(start, "marketing", cfg.contact.opt_out)

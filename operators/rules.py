@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.settings import Settings, ms
+from config.settings import Settings, ms, rule_definitions
 from operators.registry import load_rules
 from operators.recs import RecsConfig
 from operators.text import HumanRequest, WordMatcher
@@ -56,6 +56,10 @@ class RuleConfig:
                                repeat_weight=s.recs.repeat_weight)
         self.recs_in_payload = s.recs.in_payload
         # the trigger rules (operators.ruleset), last: they may read the numbers above
+        self.max_episodes = s.rules.max_episodes
+        self.max_wait = ms(s.rules.max_wait)
+        self.definitions = rule_definitions(s)  # declared rules (the catalogue's and the shop's) by name
+        self.declared_names = frozenset(d.name for d in s.rules.declared)
         self.rules = load_rules(s.rules.enabled, self)
         self.named = {r.name: r for r in self.rules}
         self.timed_rules = tuple(r for r in self.rules if r.timed)

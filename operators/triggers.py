@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from operators.events import format_ts
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the trigger type is open (a shop's own rules, the catalogue; CHANGELOG)
 TRIGGER_TYPES = ("abandoned_cart", "delay_apology", "proactive_outreach", "escalation")  # the contract's; open to more
 MARKETING = frozenset({"abandoned_cart", "proactive_outreach"})  # the contract's marketing types
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -20,10 +20,12 @@ def trigger_id(type: str, customer_id: str, key: str) -> str:
     return hashlib.blake2b(f"{type}\x1f{customer_id}\x1f{key}".encode(), digest_size=12).hexdigest()
 
 
-def priority(type: str, tier: str, score: Optional[float], policy_class: Optional[str] = None) -> str:
+def priority(type: str, tier: str, score: Optional[float], policy_class: Optional[str] = None,
+             base: Optional[int] = None) -> str:
     """Rises one step per tier above ``new`` and one more for a score of 0.9 or above; a shop's own
-    type starts where its policy class does (service one step above marketing)."""
-    base = _BASE_PRIORITY.get(type)
+    type starts at ``base`` (an index of :data:`PRIORITIES`, the rule's ``priority``) or where its
+    policy class does (service one step above marketing)."""
+    base = _BASE_PRIORITY.get(type) if base is None else base
     if base is None:
         base = 1 if (policy_class or default_class(type)) == "service" else 0
     level = base + TIERS.index(tier) + (1 if score is not None and score >= 0.9 else 0)
@@ -41,15 +43,16 @@ class Candidate:
     ``key`` makes the trigger unique (cart due time, order id, conversation id...). A candidate
     with a ``threshold`` waits for a model score and goes out only when ``score >= threshold``.
     ``policy_class`` (``service`` or ``marketing``) says which policy clauses it passes; the
-    ``type`` is open (a shop's own rules name their own).
+    ``type`` is open (a shop's own rules name their own); ``base``: the priority its rule starts
+    at (an index of :data:`PRIORITIES`; None: by type or class).
     """
 
     __slots__ = ("type", "customer_id", "event_ts", "reasons", "score", "payload", "key", "tier", "threshold", "pos",
-                 "recs", "policy_class", "channels", "released_at")
+                 "recs", "policy_class", "channels", "released_at", "base")
 
     def __init__(self, type: str, customer_id: str, event_ts: int, reasons: list[str], payload: dict,
                  key: str, tier: str = "new", score: Optional[float] = None, threshold: Optional[float] = None,
-                 policy_class: Optional[str] = None):
+                 policy_class: Optional[str] = None, base: Optional[int] = None):
         self.type = type
         self.customer_id = customer_id
         self.event_ts = event_ts
@@ -64,6 +67,7 @@ class Candidate:
         self.policy_class = policy_class or default_class(type)
         self.channels: Optional[list[str]] = None  # policy: the channels the customer consented to
         self.released_at: Optional[int] = None  # policy: when quiet hours let it go (event time)
+        self.base = base
 
     @property
     def trigger_id(self) -> str:
@@ -76,7 +80,7 @@ class Candidate:
             "customer_id": self.customer_id,
             "event_ts": format_ts(self.event_ts),
             "emitted_at": emitted_at,
-            "priority": priority(self.type, self.tier, self.score, self.policy_class),
+            "priority": priority(self.type, self.tier, self.score, self.policy_class, self.base),
             "reasons": list(self.reasons),
             "score": self.score,
             "payload": self.payload,
@@ -93,7 +97,7 @@ class Candidate:
 
     def __reduce__(self):
         return (Candidate, (self.type, self.customer_id, self.event_ts, self.reasons, self.payload, self.key,
-                            self.tier, self.score, self.threshold, self.policy_class),
+                            self.tier, self.score, self.threshold, self.policy_class, self.base),
                 (None, {"pos": self.pos, "recs": self.recs, "channels": self.channels, "released_at": self.released_at}))
 
 

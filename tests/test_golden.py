@@ -27,6 +27,9 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 SEEDS = (3, 5, 11)
 WRITE = os.environ.get("CRM_GOLDEN_WRITE") == "1"
 ADDED_SINCE = ("channels", "released_at")  # the contact policy's trigger fields (issue 15)
+# schema_version rose 1 -> 2 when the trigger type became open (issue 14, CHANGELOG): the files were
+# written at 1 and every other byte must still match, so a 2 reads as the 1 written then
+SCHEMA_VERSION_THEN, SCHEMA_VERSION_NOW = 1, 2
 
 
 def normalised(tmp_path: Path, log: Path) -> tuple[bytes, bytes]:
@@ -39,6 +42,8 @@ def normalised(tmp_path: Path, log: Path) -> tuple[bytes, bytes]:
         del trigger["emitted_at"]
         for field in ADDED_SINCE:  # contract additions after the files were written (CHANGELOG)
             trigger.pop(field, None)
+        assert trigger["schema_version"] == SCHEMA_VERSION_NOW
+        trigger["schema_version"] = SCHEMA_VERSION_THEN
         lines.append(orjson.dumps(trigger, option=orjson.OPT_SORT_KEYS) + b"\n")
     summary.pop("outputs")
     return b"".join(lines), orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

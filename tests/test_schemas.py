@@ -267,7 +267,7 @@ def test_every_trigger_type_has_an_example():
 def test_triggers_validate(type):
     trig = CANDIDATES[type].to_trigger(EMITTED_AT)
     assert errors("trigger", trig) == []
-    assert trig["schema_version"] == 1 and trig["event_ts"] == "2026-11-23T10:46:00.000Z"
+    assert trig["schema_version"] == 2 and trig["event_ts"] == "2026-11-23T10:46:00.000Z"
     # deterministic id, and the record survives JSON
     assert trig["trigger_id"] == CANDIDATES[type].to_trigger("2027-01-01T00:00:00.000Z")["trigger_id"]
     assert errors("trigger", orjson.loads(orjson.dumps(trig))) == []
@@ -314,7 +314,7 @@ def test_trigger_payload_keys_are_required(type, field, value):
 def test_trigger_envelope_is_checked():
     trig = CANDIDATES["escalation"].to_trigger(EMITTED_AT)
     long_msgs = trig["payload"]["last_messages"] + [{"sender": "customer", "text": "4th"}]
-    for bad in ({"type": "Birth Day"}, {"type": ""}, {"priority": "critical"}, {"schema_version": 2}, {"score": "high"},
+    for bad in ({"type": "Birth Day"}, {"type": ""}, {"priority": "critical"}, {"schema_version": 1}, {"score": "high"},
                 {"event_ts": "2026-11-23T10:46:00"}, {"event_ts": "2026-11-23T11:46:00+01:00"},
                 {"reasons": "cart_idle"}, {"payload": {**trig["payload"], "last_messages": long_msgs}},
                 {"payload": {**trig["payload"], "last_messages": [{"sender": "customer", "text": "x" * 281}]}}):
