@@ -304,7 +304,9 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
                         logic = profiles[ev.customer_id] = ProfileLogic(rules, False, t, None, end, "none", False)
                     outputs += logic.on_batch([ev])[0]
                 downstream(outputs)
-        downstream([o for logic in profiles.values() for o in logic.on_eof()[0]])
+        # in key order, as Bytewax's stateful step ends its keys: the end-of-input outputs share one
+        # position, so the models step scores and learns from them in this order
+        downstream([o for _k, logic in sorted(profiles.items()) for o in logic.on_eof()[0]])
 
     with engine_gc():
         seconds = timed(run)

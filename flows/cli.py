@@ -57,12 +57,18 @@ def generate(
     seed: int = typer.Option(1),
     out: Path = typer.Option(..., help="directory for events.jsonl and truth.jsonl"),
     bad_share: float = typer.Option(0.005, min=0.0, max=0.5, help="share of extra bad input lines"),
+    catalog: bool = typer.Option(True, "--catalog/--no-catalog",
+                                 help="price and stock changes and their crm.catalog events (price_changed, "
+                                      "stock_changed); off: static prices, always in stock"),
+    history: bool = typer.Option(True, "--history/--no-history",
+                                 help="some customers' last order before the start is in the log (up to 45 "
+                                      "days back); off: every customer starts at the start"),
 ) -> None:
     """Simulate customers and write DIR/events.jsonl (sorted by ts) and DIR/truth.jsonl."""
-    from flows.simulation import generate as simulate
+    from flows.generator import generate as simulate
 
     t0 = time.perf_counter()
-    stats = simulate(customers, days, seed, out, bad_share=bad_share)
+    stats = simulate(customers, days, seed, out, bad_share=bad_share, catalog=catalog, history=history)
     console.print(f"generated {stats.get('events', '?')} events for {customers} customers over {days} days "
                   f"in {time.perf_counter() - t0:.1f} s -> {out}")
 
@@ -177,7 +183,7 @@ def demo(
 ) -> None:
     """Generate a realistic event stream and replay it through the full dataflow (no Kafka, no Redis)."""
     from flows.replay import ReplayOutputs, replay as do_replay
-    from flows.simulation import generate as simulate
+    from flows.generator import generate as simulate
 
     settings = _settings(config, "demo")
     console.print(f"generating {customers} customers x {days} days (seed {seed}) into {out}/ ...")
@@ -286,7 +292,7 @@ def bench(
         return
 
     from flows.bench import run_bench
-    from flows.simulation import generate as simulate
+    from flows.generator import generate as simulate
 
     if events is None:
         where = Path(tempfile.mkdtemp(prefix="crm-bench-"))

@@ -85,17 +85,28 @@ class WatchLogic(StatefulBatchLogic):
         return now
 
     def on_batch(self, items: list) -> tuple[list, bool]:
+        """Changes are decided as soon as the batch's items pass them (not at the batch's end: a
+        batch can span hours, and later views of a product would push the views before its change
+        out of the kept few)."""
         shard, cfg = self.shard, self.cfg
         before = shard.clock
+        out: list = []
+        due = shard.next_due(cfg)
         for item in items:
+            if due is not None and item.ts >= due:
+                now = item.ts if self.frontier is None else min(item.ts, self.frontier.value)
+                if now >= due:
+                    out += shard.advance(now, cfg)
+                    due = shard.next_due(cfg)
             if type(item) is Event:
                 shard.change(item, cfg)
+                due = shard.next_due(cfg)
             else:
                 shard.observe(item, cfg)
         if shard.clock != before:
             self.wall_at_clock = time.time()
         now = self._now()
-        return (shard.advance(now, cfg) if now is not None else []), StatefulBatchLogic.RETAIN
+        return out + (shard.advance(now, cfg) if now is not None else []), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list, bool]:
         now = self._now()

@@ -1,6 +1,6 @@
 """Offline evaluation of the item-to-item recommender (pure Python, no Bytewax).
 
-Streams an ``events.jsonl`` (from ``flows/simulation.py``) through the same pieces, in the same
+Streams an ``events.jsonl`` (from ``flows/generator/``) through the same pieces, in the same
 order, as the dataflow: decode and de-duplicate, :class:`RecentItems` per customer ->
 :class:`Block` s to :class:`ProductNeighbours` per product -> a :class:`NeighbourUpdate` only when
 material -> :class:`RecsTable`. For each ``order_placed``, before anything learns from it, the

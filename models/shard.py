@@ -136,7 +136,10 @@ class ModelShard:
         if not finite(req.features):  # a NaN/inf would score garbage: no score at all
             self._refuse(req.model, "predict")
             return None
-        feats = self._features(req.model, req.customer_id, req.features, req.ts, True)
+        # a profile-only refresh (live, daily while the customer is away) must not move the
+        # population's statistics: a replay takes none, and later decisions would differ from it
+        observe = req.decision or req.candidate is not None
+        feats = self._features(req.model, req.customer_id, req.features, req.ts, observe)
         served = self._orders_only_churn(req) if req.model == "churn" else None
         if model.learned < self.warmup:
             return served

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from flows.bench import run_bench
 from flows.cli import app
-from flows.simulation import generate
+from flows.generator import generate
 
 
 def test_every_row_runs_and_reports_its_ratios(tmp_path):

@@ -350,7 +350,7 @@ def test_the_example_turns_the_whole_catalogue_on():
 
 def test_a_replay_of_a_generated_month_with_the_example_emits_every_declared_catalogue_type(tmp_path):
     from flows.replay import ReplayOutputs, replay
-    from flows.simulation import generate
+    from flows.generator import generate
 
     generate(400, 30, 7, tmp_path)
     settings = load_settings(EXAMPLE)

@@ -143,7 +143,7 @@ def test_holdout_replay_measures_conversion_of_both_groups(tmp_path):
 
 
 def test_generated_customers_consent_revoke_and_tell_their_zone(tmp_path):
-    from flows.simulation import generate
+    from flows.generator import generate
 
     generate(300, 7, 3, tmp_path, bad_share=0.0)
     lines = [orjson.loads(x) for x in (tmp_path / "events.jsonl").read_bytes().splitlines()]

@@ -51,7 +51,7 @@ def test_the_functional_core_knows_no_engine_or_client():
 
 def test_the_checker_sees_an_import_inside_a_function(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("def g():\n    from flows.simulation import generate\n    import redis.client\n")
+    f.write_text("def g():\n    from flows.generator import generate\n    import redis.client\n")
     assert imported_roots(f) == {"flows", "redis"}
 
 

@@ -225,7 +225,7 @@ def test_replay_from_kafka_merges_the_topics_by_event_time(kafka_broker, kafka_t
 
 def test_recommendations_reach_redis_and_abandoned_cart_payloads(kafka_broker, kafka_topics, redis_client,
                                                                   redis_url, tmp_path):
-    from flows.simulation import generate
+    from flows.generator import generate
 
     generate(200, 14, 4, tmp_path)
     lines = tmp_path.joinpath("events.jsonl").read_bytes().splitlines()
@@ -250,7 +250,7 @@ def test_recommendations_reach_redis_and_abandoned_cart_payloads(kafka_broker, k
 def test_two_workers_give_the_same_triggers_exactly_once(kafka_broker, kafka_topics, redis_client, redis_url,
                                                          tmp_path):
     """`crm-stream run -w 2`: input partitions and customer state spread over two Bytewax workers."""
-    from flows.simulation import generate
+    from flows.generator import generate
 
     generate(120, 7, 9, tmp_path)
     lines = with_closing_events(tmp_path.joinpath("events.jsonl").read_bytes().splitlines())

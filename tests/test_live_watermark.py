@@ -24,7 +24,7 @@ from test_recovery import Engine, wait_for
 
 from config.settings import load_settings
 from flows.replay import ReplayOutputs, replay
-from flows.simulation import generate
+from flows.generator import generate
 from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, parse_ts
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from helpers import with_closing_events
 
 from config.settings import load_settings
 from flows.replay import ReplayOutputs, replay
-from flows.simulation import generate
+from flows.generator import generate
 
 pytestmark = pytest.mark.integration
 

@@ -272,7 +272,7 @@ def test_evaluator_maths():
 
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory) -> Path:
-    from flows.simulation import generate
+    from flows.generator import generate
 
     out = tmp_path_factory.mktemp("recs_world")
     generate(600, 21, 5, out)

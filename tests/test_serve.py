@@ -18,7 +18,7 @@ import uvicorn
 
 from api.app import create_app
 from config.settings import load_settings
-from flows.simulation import generate
+from flows.generator import generate
 from tests.infra import ensure_binary, free_port
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.simulation import catalogue, generate
+from flows.generator import catalogue, generate
 
 N_CUSTOMERS, N_DAYS, SEED = 300, 14, 1
 IDLE_MS = 30 * 60 * 1000
@@ -22,6 +22,7 @@ ORDERS = {"order_placed", "order_shipped", "order_delayed", "order_delivered", "
           "return_requested", "refund_issued"}
 CHAT = {"chat_message", "chat_closed"}
 PROFILE = {"consent_updated"}
+CATALOG = {"price_changed", "stock_changed"}  # crm.catalog: keyed by product_id, no customer_id
 CART_ACTIVITY = {"add_to_cart", "remove_from_cart", "checkout_started"}
 HUMAN = re.compile(r"\b(?:human|agent|representative|real person|supervisor|manager|someone real|live person"
                    r"|talk to a person|speak to a person)\b", re.IGNORECASE)
@@ -54,6 +55,8 @@ def valid(obj) -> bool:
     """The contract's section 1 required fields and types."""
     if not isinstance(obj, dict):
         return False
+    if obj.get("type") in CATALOG:
+        return valid_catalog(obj)
     if not (_str(obj.get("event_id")) and _str(obj.get("customer_id"))):
         return False
     t = obj.get("type")
@@ -98,6 +101,18 @@ def valid(obj) -> bool:
     return True
 
 
+def valid_catalog(obj: dict) -> bool:
+    """Issue 14's crm.catalog events: product-keyed, no customer."""
+    if not (_str(obj.get("event_id")) and _str(obj.get("product_id"))) or "customer_id" in obj:
+        return False
+    if ts_ms(obj.get("ts")) is None:
+        return False
+    if obj["type"] == "price_changed":
+        return _num(obj.get("price")) and obj["price"] > 0 and _num(obj.get("old_price")) and obj.get("currency") == "EUR"
+    return isinstance(obj.get("in_stock"), bool) and isinstance(obj.get("quantity"), int) and obj["quantity"] >= 0 \
+        and (obj["quantity"] == 0) == (not obj["in_stock"])
+
+
 class Run:
     def __init__(self, out: Path, stats: dict):
         self.out, self.stats = out, stats
@@ -131,8 +146,12 @@ class Run:
                 running = obj["_ms"]
             self.good.append(obj)
         self.by_customer: dict[str, list[dict]] = defaultdict(list)
+        self.catalog: list[dict] = []
         for obj in sorted(self.good, key=lambda o: o["_ms"]):  # stable: file order on ties
-            self.by_customer[obj["customer_id"]].append(obj)
+            if obj["type"] in CATALOG:
+                self.catalog.append(obj)
+            else:
+                self.by_customer[obj["customer_id"]].append(obj)
         self.end = ts_ms(stats["end"])
 
     def kind(self, k: str) -> list[dict]:
@@ -159,10 +178,10 @@ def test_size_and_shape(run):
     assert s["customers"] == N_CUSTOMERS
     assert s["real_events"] > 30 * N_CUSTOMERS  # a few sessions per customer in two weeks
     types = {o["type"] for o in run.good}
-    assert types == CLICK | ORDERS | CHAT | PROFILE
+    assert types == CLICK | ORDERS | CHAT | PROFILE | CATALOG
     assert len({o["event_id"] for o in run.good}) == len(run.good)
     assert all(o["ts"].endswith("Z") for o in run.good)
-    assert {o["customer_id"] for o in run.good} <= {f"c{i:06d}" for i in range(N_CUSTOMERS)}
+    assert {o["customer_id"] for o in run.good if o["type"] not in CATALOG} <= {f"c{i:06d}" for i in range(N_CUSTOMERS)}
     assert all(re.fullmatch(r"p\d{5}", o["product_id"]) for o in run.good if "product_id" in o)
 
 
@@ -175,7 +194,7 @@ def test_sorted_except_injected_late_lines(run):
         if o.get("_late"):
             lag = latest[o["customer_id"]] - o["_ms"]
             assert 5 * 60_000 < lag <= 3600_000
-        else:
+        elif o["type"] not in CATALOG:
             latest[o["customer_id"]] = o["_ms"]
 
 
@@ -393,7 +412,7 @@ def test_no_label_leaks(run):
                      "channel", "purpose", "granted", "timezone"}  # consent_updated (crm.profile)
     for o in run.good:
         extra = set(o) - {"event_id", "type", "customer_id", "ts", "_ms", "_late"}
-        assert extra <= allowed_extra, extra
+        assert extra <= allowed_extra | ({"old_price", "in_stock"} if o["type"] in CATALOG else set()), extra
 
 
 def test_catalogue_structure():
@@ -537,3 +556,100 @@ def test_bundles_brand_taste_and_consideration(run):
                     n += 1
                     considered += any(q in seen for q in cat.similar[p])
     assert considered > 0.4 * n, (considered, n)
+
+
+START_MS = ts_ms("2026-01-05T00:00:00+00:00")
+
+
+def test_catalog_prices_and_stock(run):
+    """crm.catalog: price moves (clear drops of 5 % or more, small ones, rises) with the previous
+    price as old_price; products selling out and coming back; customers see the price of the
+    moment and cannot cart a sold-out product."""
+    cat = catalogue(SEED)
+    index = {pid: i for i, pid in enumerate(cat.ids)}
+    prices = [o for o in run.catalog if o["type"] == "price_changed"]
+    stock = [o for o in run.catalog if o["type"] == "stock_changed"]
+    assert len(prices) > 20 and len(stock) > 10
+    timeline: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for o in prices:
+        prev = timeline[o["product_id"]][-1][1] if timeline[o["product_id"]] else cat.price[index[o["product_id"]]]
+        assert o["old_price"] == prev
+        timeline[o["product_id"]].append((o["_ms"], o["price"]))
+    drops = [(o["old_price"] - o["price"]) / o["old_price"] for o in prices]
+    assert sum(d >= 0.05 for d in drops) > 10 and sum(d < 0.05 for d in drops) > 5
+    assert not any(0.045 <= d <= 0.055 for d in drops)  # clear cases either side of a 5 % threshold
+    out: dict[str, list[list[int]]] = defaultdict(list)
+    for o in stock:
+        if not o["in_stock"]:
+            out[o["product_id"]].append([o["_ms"], 1 << 62])
+        elif out[o["product_id"]] and out[o["product_id"]][-1][1] == 1 << 62:
+            out[o["product_id"]][-1][1] = o["_ms"]
+    assert sum(iv[1] < 1 << 62 for ivs in out.values() for iv in ivs) > 5  # out, then back
+
+    def price_at(pid: str, t: int) -> float:
+        seen = [p for ts, p in timeline[pid] if ts <= t]
+        return seen[-1] if seen else cat.price[index[pid]]
+
+    views = [o for evs in run.by_customer.values() for o in evs if o["type"] in ("product_view", "add_to_cart")]
+    assert all(o["price"] == price_at(o["product_id"], o["_ms"]) for o in views)
+    assert sum(o["price"] != cat.price[index[o["product_id"]]] for o in views) > 50
+    carted_out = [o for o in views if o["type"] == "add_to_cart"
+                  and any(a <= o["_ms"] < b for a, b in out.get(o["product_id"], ()))]
+    assert not carted_out
+
+
+def test_no_catalog(tmp_path):
+    stats = generate(60, 7, 5, tmp_path, bad_share=0.0, catalog=False)
+    objs = [orjson.loads(line) for line in (tmp_path / "events.jsonl").read_bytes().splitlines()]
+    assert stats["catalog_events"] == 0 and not [o for o in objs if o["type"] in CATALOG]
+    cat = catalogue(5)
+    index = {pid: i for i, pid in enumerate(cat.ids)}
+    assert all(o["price"] == cat.price[index[o["product_id"]]] for o in objs if o["type"] == "product_view")
+
+
+def test_backfilled_orders_and_long_gaps(run):
+    """Before the start: one backfilled order per customer at most (a short session, delivered on
+    time); some of those customers stay away 30+ days after it, and some come back after that."""
+    before = [o for evs in run.by_customer.values() for o in evs if o["_ms"] < START_MS]
+    assert before
+    assert all(o.get("session_id", "").endswith("h000") or o.get("order_id", "").endswith("h000")
+               or o["type"] == "consent_updated" for o in before)
+    placed = [o for o in before if o["type"] == "order_placed"]
+    assert len(placed) == len({o["customer_id"] for o in placed}) > 0.1 * N_CUSTOMERS
+    long_gaps = back = 0
+    for evs in run.by_customer.values():
+        orders = [o["_ms"] for o in evs if o["type"] == "order_placed"]
+        activity = [o["_ms"] for o in evs if "session_id" in o]
+        if orders and orders[0] < START_MS:
+            nxt = [t for t in activity if t > orders[0] + 3600_000]
+            long_gaps += not nxt or nxt[0] - orders[0] > 30 * 86_400_000
+            back += bool(nxt) and nxt[0] - orders[0] > 30 * 86_400_000
+    assert long_gaps > 5 and back > 0
+
+
+def test_support_replies_past_the_sla(run):
+    """Some conversations get an agent's reply only after 30 min, or are closed after 30 min with
+    the customer's last message unanswered."""
+    convs: dict[str, list[dict]] = defaultdict(list)
+    for o in run.good:
+        if o["type"] in ("chat_message", "chat_closed"):
+            convs[o["conversation_id"]].append(o)
+    late_reply = late_close = 0
+    for evs in convs.values():
+        waiting = None
+        for o in evs:
+            if o["type"] == "chat_closed":
+                late_close += waiting is not None and o["_ms"] - waiting > 30 * 60_000
+            elif o["sender"] == "customer":
+                waiting = waiting if waiting is not None else o["_ms"]
+            else:
+                late_reply += waiting is not None and o["sender"] == "agent" and o["_ms"] - waiting > 30 * 60_000
+                waiting = None
+    assert late_reply > 0 and late_close > 0
+
+
+def test_no_history(tmp_path):
+    generate(80, 5, 2, tmp_path, bad_share=0.0, history=False)
+    objs = [orjson.loads(line) for line in (tmp_path / "events.jsonl").read_bytes().splitlines()]
+    assert min(ts_ms(o["ts"]) for o in objs) >= START_MS
+    assert not any(o.get("order_id", "").endswith("h000") for o in objs)

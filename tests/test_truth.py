@@ -12,7 +12,7 @@ import pytest
 
 from config.settings import load_settings
 from flows.replay import ReplayOutputs, replay
-from flows.simulation import generate
+from flows.generator import generate
 from operators.events import format_ts, parse_ts
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import orjson
 
 from config.settings import load_settings
 from flows.replay import ReplayOutputs, replay
-from flows.simulation import generate
+from flows.generator import generate
 
 
 def outputs(d: Path, name: str) -> ReplayOutputs:
