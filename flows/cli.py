@@ -55,7 +55,7 @@ def generate(
     customers: int = typer.Option(2000, min=1),
     days: int = typer.Option(14, min=1),
     seed: int = typer.Option(1),
-    out: Path = typer.Option(..., help="directory for events.jsonl and truth.jsonl"),
+    out: Path = typer.Option(..., help="directory for events.jsonl and truth.ndjson"),
     bad_share: float = typer.Option(0.005, min=0.0, max=0.5, help="share of extra bad input lines"),
     catalog: bool = typer.Option(True, "--catalog/--no-catalog",
                                  help="price and stock changes and their crm.catalog events (price_changed, "
@@ -64,7 +64,7 @@ def generate(
                                  help="some customers' last order before the start is in the log (up to 45 "
                                       "days back); off: every customer starts at the start"),
 ) -> None:
-    """Simulate customers and write DIR/events.jsonl (sorted by ts) and DIR/truth.jsonl."""
+    """Simulate customers and write DIR/events.jsonl (sorted by ts) and DIR/truth.ndjson."""
     from flows.generator import generate as simulate
 
     t0 = time.perf_counter()

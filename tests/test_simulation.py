@@ -117,7 +117,7 @@ class Run:
     def __init__(self, out: Path, stats: dict):
         self.out, self.stats = out, stats
         self.raw = (out / "events.jsonl").read_bytes()
-        self.truth = [orjson.loads(line) for line in (out / "truth.jsonl").read_bytes().splitlines()]
+        self.truth = [orjson.loads(line) for line in (out / "truth.ndjson").read_bytes().splitlines()]
         self.good: list[dict] = []  # valid, first occurrence, in file order
         self.invalid = 0
         self.duplicates = 0
@@ -168,7 +168,7 @@ def test_deterministic(tmp_path, run):
     stats = generate(N_CUSTOMERS, N_DAYS, SEED, tmp_path / "a")
     assert stats == run.stats
     assert (tmp_path / "a" / "events.jsonl").read_bytes() == run.raw
-    assert (tmp_path / "a" / "truth.jsonl").read_bytes() == (run.out / "truth.jsonl").read_bytes()
+    assert (tmp_path / "a" / "truth.ndjson").read_bytes() == (run.out / "truth.ndjson").read_bytes()
     generate(N_CUSTOMERS, N_DAYS, SEED + 1, tmp_path / "b")
     assert (tmp_path / "b" / "events.jsonl").read_bytes() != run.raw
 

@@ -28,7 +28,7 @@ def world(tmp_path_factory):
     generate(2000, 14, 11, d)
     out = ReplayOutputs(d / "triggers.jsonl", d / "dlq.jsonl", d / "summary.json", suppressed=d / "suppressed.jsonl")
     summary = replay(load_settings(), [d / "events.jsonl"], out, drain=False)
-    truth = read(d / "truth.jsonl")
+    truth = read(d / "truth.ndjson")
     emitted = read(out.triggers)
     return {"summary": summary, "truth": truth, "emitted": emitted, "all": emitted + read(out.suppressed),
             "end": max(orjson.loads(x)["ts"] for x in (d / "events.jsonl").read_bytes().splitlines()[-50:]

@@ -29,7 +29,7 @@ Output (see CONTRACT.md section 8):
   extra deliberately bad lines (malformed JSON, garbage bytes, missing fields, wrong types,
   exact duplicates re-sent later, late out-of-order ``page_view`` events). Bad lines never
   replace real events, so the truth stays exact.
-* ``truth.jsonl``: the hidden truth, one object a line with a ``kind``: ``customer``,
+* ``truth.ndjson``: the hidden truth, one object a line with a ``kind``: ``customer``,
   ``cart``, ``order``, ``conversation``. Cart, order and ``human_requested`` truths are
   recomputed from the events actually emitted, with the contract's definitions.
 

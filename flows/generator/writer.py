@@ -1,5 +1,5 @@
 """``generate``: simulate every customer, compute the hidden truth from the events they emitted,
-number the events in ts order, mix in bad lines, write ``events.jsonl`` and ``truth.jsonl``."""
+number the events in ts order, mix in bad lines, write ``events.jsonl`` and ``truth.ndjson``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ HISTORY_DAYS = 60  # backfilled orders reach this far before the start at most
 
 def generate(customers: int, days: int, seed: int, out_dir: Path, start: str = "2026-01-05T00:00:00Z",
              bad_share: float = 0.005, catalog: bool = True, history: bool = True) -> dict:
-    """Simulate ``customers`` customers for ``days`` days; write events.jsonl and truth.jsonl.
+    """Simulate ``customers`` customers for ``days`` days; write events.jsonl and truth.ndjson.
 
     Events lie in [start, start + days), except the backfilled last orders of some customers
     (up to ``HISTORY_DAYS`` before ``start``). ``catalog``: price and stock changes happen and
@@ -163,7 +163,7 @@ def _generate(customers: int, days: int, seed: int, out_dir: Path, start: str, b
     bad = BadLines(seed, cat, lines, ts_list, cust_of, start_ms, customers)
     inserts = bad.draw(int(round(bad_share * n_real)))
     _write_events(out_dir / "events.jsonl", lines, inserts)
-    truth.write(out_dir / "truth.jsonl", last_event)
+    truth.write(out_dir / "truth.ndjson", last_event)
     stats = _stats(truth.n, bad.counts, n_real, customers, days, start_ms, end_ms)
     stats["catalog_events"] = len(catalog_rows)
     return stats
