@@ -1,4 +1,4 @@
-"""``crm-stream``: generate, replay, run, demo, bench, recs-eval."""
+"""crm-stream: generate, replay, run, demo, serve, settings, explain, backtest, eval, recs-eval, bench, archive."""
 
 from __future__ import annotations
 
@@ -464,7 +464,11 @@ def explain_cmd(
     from flows.explain import explain
 
     settings = _settings(config, "explain")
-    result = explain(settings, expand_logs(logs), customer, type, replayed)
+    try:
+        result = explain(settings, expand_logs(logs), customer, type, replayed)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     if json_out:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
         return

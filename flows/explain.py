@@ -171,6 +171,10 @@ def _replayed(settings: Settings, logs: list[Path], where: Optional[Path], custo
     if where is None:
         where = Path(tempfile.mkdtemp(prefix="crm-explain-"))
         _replay(settings, logs, where)
+    missing = [n for n in ("triggers.jsonl", "suppressed.jsonl") if not (where / n).is_file()]
+    if missing:  # an empty answer would read as "nothing was sent"
+        raise FileNotFoundError(f"--replayed {where}: no {' or '.join(missing)} there (a replay with "
+                                f"--triggers-out {where}/triggers.jsonl --suppressed-out {where}/suppressed.jsonl)")
     pick = lambda name: [t for t in _read(where / name) if t.get("customer_id") == customer_id]  # noqa: E731
     return pick("triggers.jsonl"), pick("suppressed.jsonl")
 
@@ -208,7 +212,7 @@ def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list
         return f"{len(raised)} candidate(s) came up but none was sent in the replay"
     listens = LISTENS.get(type)
     if settings is not None and type not in settings.rules.enabled:
-        return f"the {type} rule is not enabled (CRM_RULES__ENABLED)"
+        return f"the {type} rule is not enabled (CRM_RULES__ENABLED, or the settings file given with --config)"
     declared = rule_definitions(settings).get(type) if settings is not None else None
     if listens is None and declared is not None:  # what opens its episodes
         listens = tuple(t for m in declared.open for t in m.type)

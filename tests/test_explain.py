@@ -83,3 +83,13 @@ def test_the_commands_print_a_table_and_json(tmp_path):
     res = runner.invoke(app, ["backtest", str(log), "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "abandoned_cart" in res.stdout and "1 -> 0" in res.stdout
+
+
+def test_explain_refuses_a_replayed_directory_without_the_replay_files(tmp_path):
+    """An empty --replayed directory must not read as 'nothing was sent': one line, exit 2."""
+    log = the_log(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["explain", str(log), "--customer", "a", "--replayed", str(empty)])
+    assert result.exit_code == 2
+    assert "no triggers.jsonl or suppressed.jsonl" in result.output
