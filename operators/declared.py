@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from config.settings import DeclaredRule, ms
 from operators.events import EVENT_TYPES, PROFILE_TYPES, Invalid, event_time, format_ts
+from operators.event_table import FAMILY_OF
 from operators.ruleset import NEVER, Rule, Slice
 from operators.messages import PRIORITIES, Candidate
 from operators.units import DAY
@@ -184,6 +185,9 @@ class Match:
             self.keys = lambda ev: [v if type(v) is str else str(v) for v in get(ev) if type(v) in (str, int)]
 
 
+COMMON_FIELDS = frozenset({"event_id", "type", "customer_id", "ts"})  # every event's (CONTRACT.md section 1)
+
+
 class DefinitionError(ValueError):
     """A declaration the engine cannot run (an unknown event type): one line naming rule and field."""
 
@@ -211,10 +215,18 @@ class Declared(Rule):
         self.base = PRIORITIES.index(d.priority) if d.priority else None
         self.payload = [(name, src, None if src.startswith("$") else getter(src)) for name, src in d.payload.items()]
         self.picked = [(name, get) for name, _, get in self.payload if get is not None]
+        self.warnings: list[str] = []  # fields outside the contract (operators.registry logs them)
         self.opens = self._compile("open", d.open)
         self.extends = self._compile("extend", d.extend)
         self.cancels = self._compile("cancel", d.cancel)
         self.types = frozenset(self.opens) | frozenset(self.extends) | frozenset(self.cancels)
+        fields = COMMON_FIELDS | {f.name for t in self.types for f in FAMILY_OF[t].fields}
+        for name, src, _get in self.payload:  # a payload field may come from any event of the rule
+            head = src.split(".", 1)[0].removesuffix("[]")
+            if not src.startswith("$") and head not in fields:
+                self.warnings.append(f"rule {self.name!r}, field payload.{name}: {head!r} is a contract field of "
+                                     f"none of its events (fine for a field of your own; the contract's: "
+                                     f"{', '.join(sorted(fields))})")
 
     def _compile(self, field: str, matches: Iterable) -> dict[str, tuple[Match, ...]]:
         by_type: dict[str, list] = {}
@@ -225,7 +237,22 @@ class Declared(Rule):
                 if t in PROFILE_TYPES:  # consent and erasure are policy's and privacy's, never a rule's
                     raise DefinitionError(f"rule {self.name!r}, field {field}.{i}.type: {t!r} never reaches rules")
                 by_type.setdefault(t, []).append(Match(m.where, m.key or self.d.key))
+            key = m.key or self.d.key
+            paths = [(f"{field}.{i}.where.{p}", p) for p in m.where]
+            paths += [(f"{field}.{i}.key", key)] if key not in ("customer", "any") else []
+            for where, path in paths:
+                self._check_field(where, path, m.type)
         return {t: tuple(ms_) for t, ms_ in by_type.items()}
+
+    def _check_field(self, where: str, path: str, types: Iterable[str]) -> None:
+        """A path whose first field the contract does not give a type it reads goes to
+        :attr:`warnings` (a shop's own extra field is fine; a misspelt one would match nothing)."""
+        head = path.split(".", 1)[0].removesuffix("[]")
+        for t in types:
+            known = COMMON_FIELDS | {f.name for f in FAMILY_OF[t].fields}
+            if head not in known:
+                self.warnings.append(f"rule {self.name!r}, field {where}: {head!r} is not a contract field of {t} "
+                                     f"(fine for a field of your own; the contract's: {', '.join(sorted(known))})")
 
     def new_slice(self) -> Episodes:
         return Episodes()

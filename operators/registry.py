@@ -7,6 +7,7 @@ order. A declared rule named like a hand-written one is refused (one line)."""
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -17,6 +18,7 @@ from operators.ruleset import MARKETING, SERVICE, Rule
 from operators.watch import CATALOG_RULE_CLASSES
 
 GROUP = "crm_stream.rules"
+log = logging.getLogger("crm.rules")
 
 
 def builtin_rules() -> dict[str, type]:
@@ -59,5 +61,7 @@ def load_rules(names: list[str], cfg: Any) -> tuple[Rule, ...]:
             raise RuleError(f"rule {name!r} failed to load: {type(exc).__name__}: {exc}") from None
         if rule.name != name or rule.policy_class not in (SERVICE, MARKETING):
             raise RuleError(f"rule {name!r}: its class says name={rule.name!r}, policy_class={rule.policy_class!r}")
+        for warning in getattr(rule, "warnings", ()):  # a declared rule reading fields outside the contract
+            log.warning(warning)
         rules.append(rule)
     return tuple(rules)

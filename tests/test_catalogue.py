@@ -383,7 +383,7 @@ def test_explain_shows_a_catalogue_rules_episodes_and_why_it_did_not_fire():
     assert rows[1]["changed"]["browse_abandonment episodes"] == [{"p9": "1 of 3"}, {"p9": "2 of 3"}]
     assert rows[2]["changed"]["browse_abandonment episodes"] == [{"p9": "2 of 3"}, {}]
     assert "saw 2 of its events but never came due" in why("browse_abandonment", events, rows, [], [], s)
-    assert why("win_back", events, rows, [], [], s) == "the win_back rule is not enabled (CRM_RULES__ENABLED)"
+    assert why("win_back", events, rows, [], [], s) == "the win_back rule is not enabled (CRM_RULES__ENABLED, or the settings file given with --config)"
     s = load_settings(rules={"enabled": ["win_back"]})
     assert "never started: none of its events (order_placed)" in why("win_back", events, rows, [], [], s)
 

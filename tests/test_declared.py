@@ -236,3 +236,19 @@ def test_the_readme_example_declaration_loads_and_fires(tmp_path):
     assert c.event_ts == ms_at(120) and c.payload == {"order_id": "o1", "total": 800.0, "first_item": "p1",
                                                       "since": "2026-01-05T10:00:00.000Z"}
     assert c.to_trigger()["priority"] == "urgent" and c.policy_class == "service"  # high, one up for `regular`
+
+
+def test_a_field_outside_the_contract_is_named_in_a_warning_at_start(caplog):
+    """A misspelt field matches nothing, silently: the start says so (a shop's own field still works)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="crm.rules"):
+        machine(big_order(open={"type": "order_placed", "where": {"totl": {"gte": 100}}},
+                          payload={"total": "totel"}))
+    text = caplog.text
+    assert "rule 'big_order', field open.0.where.totl: 'totl' is not a contract field of order_placed" in text
+    assert "field payload.total: 'totel'" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="crm.rules"):
+        machine(big_order())  # contract fields only: nothing to say
+    assert "big_order" not in caplog.text
