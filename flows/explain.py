@@ -198,9 +198,13 @@ def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list
     """One sentence: why a trigger of ``type`` went out, was held back, or never came up
     (``settings``: where a declared rule's events and whether it runs are read)."""
     mine = [t for t in sent if t["type"] == type]
-    if mine:
-        return f"sent {len(mine)}: " + "; ".join(f"{t['event_ts']} ({', '.join(t['reasons'])})" for t in mine)
     stopped = [s for s in held if s["type"] == type]
+    if mine:
+        text = f"sent {len(mine)}: " + "; ".join(f"{t['event_ts']} ({', '.join(t['reasons'])})" for t in mine)
+        if stopped:  # the others policy held back, so the count adds up to every candidate
+            reasons = Counter(s.get("suppressed") for s in stopped)
+            text += "; held back " + ", ".join(f"{r} x{n}" for r, n in reasons.items())
+        return text
     if stopped:
         reasons = Counter(s.get("suppressed") for s in stopped)
         return "every candidate was held back by policy: " + ", ".join(f"{r} x{n}" for r, n in reasons.items())

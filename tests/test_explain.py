@@ -93,3 +93,13 @@ def test_explain_refuses_a_replayed_directory_without_the_replay_files(tmp_path)
     result = CliRunner().invoke(app, ["explain", str(log), "--customer", "a", "--replayed", str(empty)])
     assert result.exit_code == 2
     assert "no triggers.jsonl or suppressed.jsonl" in result.output
+
+
+def test_the_verdict_counts_the_held_back_beside_the_sent():
+    from flows.explain import why
+
+    sent = [{"type": "abandoned_cart", "event_ts": "2026-01-05T01:00:00Z", "reasons": ["cart_idle"]}]
+    held = [{"type": "abandoned_cart", "suppressed": "cooldown"}, {"type": "abandoned_cart", "suppressed": "cooldown"},
+            {"type": "abandoned_cart", "suppressed": "marketing_cap"}, {"type": "win_back", "suppressed": "cooldown"}]
+    assert why("abandoned_cart", [], [], sent, held) == (
+        "sent 1: 2026-01-05T01:00:00Z (cart_idle); held back cooldown x2, marketing_cap x1")
