@@ -199,15 +199,13 @@ def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list
     (``settings``: where a declared rule's events and whether it runs are read)."""
     mine = [t for t in sent if t["type"] == type]
     stopped = [s for s in held if s["type"] == type]
+    by_reason = ", ".join(f"{r} x{n}" for r, n in Counter(s.get("suppressed") for s in stopped).items())
     if mine:
         text = f"sent {len(mine)}: " + "; ".join(f"{t['event_ts']} ({', '.join(t['reasons'])})" for t in mine)
-        if stopped:  # the others policy held back, so the count adds up to every candidate
-            reasons = Counter(s.get("suppressed") for s in stopped)
-            text += "; held back " + ", ".join(f"{r} x{n}" for r, n in reasons.items())
-        return text
+        # the others policy held back, so the count adds up to every candidate
+        return text + (f"; held back {by_reason}" if stopped else "")
     if stopped:
-        reasons = Counter(s.get("suppressed") for s in stopped)
-        return "every candidate was held back by policy: " + ", ".join(f"{r} x{n}" for r, n in reasons.items())
+        return "every candidate was held back by policy: " + by_reason
     raised = [c for r in rows for c in r["candidates"] if c["type"] == type]
     if raised and all(c["waits_for_model"] for c in raised):
         return (f"{len(raised)} candidate(s) waited for a model score that did not reach the threshold "
