@@ -7,7 +7,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +20,12 @@ console = Console(stderr=True)
 
 
 
+def _fail(exc: Exception) -> NoReturn:
+    """The command stops with one line (never wrapped) and exit code 2."""
+    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
 @app.callback()
 def _check_environment() -> None:
     """A ``CRM_*`` variable that names no setting stops every command (it would be ignored)."""
@@ -28,8 +34,7 @@ def _check_environment() -> None:
     try:
         check_environment()
     except SettingsError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(exc)
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file (environment CRM_* overrides it)")
@@ -42,8 +47,7 @@ def _settings(config: Optional[Path], component: str = "cli", worker: Optional[i
         settings = load_settings(config)
         RuleConfig(settings)  # an unknown or broken rule fails here, at start, in one line
     except SettingsError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, never wrapped
-        raise typer.Exit(2)
+        _fail(exc)
     from config.logging import setup_logging
 
     setup_logging(settings.log_level, component=component, worker=worker)
@@ -344,8 +348,7 @@ def recs_eval(
     try:
         report = evaluate(train, test, positions, RuleConfig(settings).recs)
     except FormatError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(exc)
     _print_recs_eval(report)
     if json_out:
         json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
@@ -467,8 +470,7 @@ def explain_cmd(
     try:
         result = explain(settings, expand_logs(logs), customer, type, replayed)
     except FileNotFoundError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(exc)
     if json_out:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
         return

@@ -904,9 +904,7 @@ def _with_watermarks(flow: Dataflow, items, edges: Edges):
     def key(x: Any) -> list:
         if type(x) is Watermark:
             return [(k, x) for k in inboxes]
-        if x.type == "identify":
-            return identify_keys(x)
-        return [(x.customer_id, x)] if x.type not in CATALOG_TYPES else []
+        return _key_event(x)
 
     keyed = op.flat_map("key_customer", items, key)
     return op.merge("profile_input", keyed, op.input("ticks", flow, edges.ticks))
