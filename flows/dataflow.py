@@ -50,6 +50,7 @@ from operators.watch import WatchConfig
 log = logging.getLogger("crm.flow")
 BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
 PROFILE_REFRESH_S = 30.0
+LAZY = "lazy"  # a snapshot's tag: (LAZY, silence, customer_id, clock, due, the state pickled) (ProfileLogic)
 SESSION_END = "decision_session_end"  # the churn decision point a session end raises (operators.customer)
 Encoder = Callable[[tuple[str, dict]], Any]
 
@@ -172,6 +173,11 @@ class ProfileLogic(StatefulBatchLogic):
     the view costs more than most events).
     """
 
+    # one per customer key: slots spare each a ~21-entry __dict__ (README, Performance)
+    __slots__ = ("recovery", "tombs", "erased_at", "alias", "cfg", "live", "end", "profiles", "t", "state", "cold",
+                 "wall_at_clock", "timer_counted", "profile_wall", "material", "pos_floor", "frontier", "held",
+                 "held_last", "seq", "contact", "tracker", "frozen")
+
     def __init__(self, cfg: RuleConfig, live: bool, t: Telemetry, resume: Optional[bytes],
                  end: Optional[ReplayEnd] = None, profiles: str = "batch", recovery: bool = True,
                  watermarks: Optional[Watermarks] = None, tombstones: Optional[Tombstones] = None):
@@ -196,24 +202,42 @@ class ProfileLogic(StatefulBatchLogic):
         self.held_last: dict[str, int] = {}  # input partition -> key of its latest held event
         self.seq = 0
         self.contact: Optional[ContactConfig] = getattr(cfg, "contact", None)
-        self.tracker: Optional[ContactTracker] = ContactTracker() if self.contact is not None else None
+        self.tracker: Optional[ContactTracker] = None  # made at the first need when ``contact`` is on (most never do)
+        self.frozen: Optional[tuple] = None  # resumed, not woken yet: (customer_id, clock, due, the state's pickle)
         if resume is not None:
             saved = pickle.loads(resume)
-            if len(saved) > 5 and saved[5] is not None and self.tracker is not None:
-                self.tracker = saved[5]
             # the snapshot keeps the customer's silence so far (<= 0 s; older ones a wall time): the
             # time the engine was down is not silence, so a restart fires no timer a replay would not
-            self.state, silence = saved[0], saved[1]
-            if type(self.state) is tuple:  # a quiet customer's record stays packed until its next event
-                self.cold, self.state = self.state, None
+            silence = saved[1]
             self.wall_at_clock = time.time() + (silence if silence <= 0 else 0.0)
-            if len(saved) > 2:
-                self.held, self.held_last, self.seq = saved[2], saved[3], saved[4]
-                t.held.inc(len(self.held))
-            if tombstones is not None and (self.state is not None or self.cold is not None):
-                self.erased_at = tombstones.erased_at(self.cold[0] if self.state is None else self.state.customer_id)
-            if len(saved) > 6:
-                self.alias = saved[6]
+            if type(saved[0]) is str:  # LAZY: unpickled at the first event or timer (resume stays O(keys))
+                _, _, cid, clock, due, blob = saved
+                self.frozen = (cid, clock, due, blob)
+                if tombstones is not None:
+                    self.erased_at = tombstones.erased_at(cid)
+            else:
+                self._restore(saved)
+
+    def _restore(self, saved: tuple) -> None:
+        """The snapshot's state, held events, contact tracker and alias back in place."""
+        t = self.t
+        if len(saved) > 5 and saved[5] is not None and self.contact is not None:
+            self.tracker = saved[5]
+        self.state = saved[0]
+        if type(self.state) is tuple:  # a quiet customer's record stays packed until its next event
+            self.cold, self.state = self.state, None
+        if len(saved) > 2:
+            self.held, self.held_last, self.seq = saved[2], saved[3], saved[4]
+            t.held.inc(len(self.held))
+        if self.tombs is not None and (self.state is not None or self.cold is not None):
+            self.erased_at = self.tombs.erased_at(self.cold[0] if self.state is None else self.state.customer_id)
+        if len(saved) > 6:
+            self.alias = saved[6]
+
+    def _unfreeze(self) -> None:
+        """A lazily resumed customer's state, unpickled (see :meth:`snapshot`)."""
+        blob, self.frozen = self.frozen[3], None
+        self._restore((pickle.loads(blob), 0.0))
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         frontier = self.frontier
@@ -221,6 +245,8 @@ class ProfileLogic(StatefulBatchLogic):
             for wm in items:
                 frontier.observe(wm)
             return [], StatefulBatchLogic.DISCARD
+        if self.frozen is not None:
+            self._unfreeze()
         if self.alias is not None:
             return self._forward(items), StatefulBatchLogic.RETAIN
         if self.cold is not None:
@@ -315,10 +341,10 @@ class ProfileLogic(StatefulBatchLogic):
             self.timer_counted = False
         self.t.held.dec(len(self.held))
         self.state, self.held, self.held_last, self.erased_at, self.material = None, [], {}, at, False
-        if self.tracker is not None:  # the customer's zone, night visits and contact deadlines go too
+        if self.contact is not None:  # the customer's zone, night visits and contact deadlines go too
             tr = self.tracker
-            removed = {**removed, "contact": bool(tr.deadlines or tr.zones.changes or tr.nights)}
-            self.tracker = ContactTracker()
+            removed = {**removed, "contact": tr is not None and _holds(tr)}
+            self.tracker = None
         # after everything this customer sent on before (the models step sorts by position)
         out.append(Erasure(req.customer_id, at, req.event_id, h, removed, decisions, max(req.pos, self.pos_floor)))
         return sorted((e for e in held if e.ts > at), key=lambda e: e.ts)
@@ -377,13 +403,15 @@ class ProfileLogic(StatefulBatchLogic):
         try:
             cap = self.frontier.value if self.frontier is not None else None
             res, status = self.state.process(item, self.cfg, cap)
-            tracker = self.tracker
-            if tracker is not None:  # consent, zones, night clicks: the contact policy's view (operators.contact)
+            if self.contact is not None:  # consent, zones, night clicks: the contact policy's view (operators.contact)
+                tracker = self.tracker
+                if tracker is None:
+                    tracker = self.tracker = ContactTracker()
                 notes: list = []
                 if status != "duplicate":
                     tracker.observe(item, self.contact, notes)
                 clock = self.state.clock if cap is None or self.state.clock < cap else cap
-                res = notes + self._contact(res, clock - self.cfg.lateness, False)
+                res = notes + self._contact(res, clock - self.cfg.lateness, False)  # (drops an empty tracker)
         except Exception as exc:  # a bug must cost one event, not the flow: dead-letter it, loudly
             log.error("processing %s failed: %s", clean_str(item.source), type(exc).__name__)
             log.debug("processing %s failed", clean_str(item.source), exc_info=True)  # may quote customer text
@@ -413,7 +441,7 @@ class ProfileLogic(StatefulBatchLogic):
             return True
         if due is not None and due <= w and due < ts:
             fired = st.advance(min(w, ts - 1), self.cfg)
-            if self.tracker is not None:
+            if self.contact is not None:
                 fired = self._contact(fired, min(w, ts - 1) - self.cfg.lateness, False)
             if fired:
                 self._count_failures(fired)
@@ -446,6 +474,8 @@ class ProfileLogic(StatefulBatchLogic):
         """End of a replay: fire every timer due by the latest event time (all of them with drain).
         End of a live run that stops at the topics' current end: apply what the reorder buffer holds; timers
         stay on the wall clock."""
+        if self.frozen is not None:
+            self._unfreeze()
         if self.cold is not None:
             self._thaw()
         if self.state is None:
@@ -456,14 +486,14 @@ class ProfileLogic(StatefulBatchLogic):
                 self._process(heapq.heappop(self.held)[2], out)
                 self.t.held.dec()
             res = self.state.flush(None, self.cfg)
-            if self.tracker is not None and self.state.clock is not None:
+            if self.contact is not None and self.state.clock is not None:
                 res = self._contact(res, self.state.clock - self.cfg.lateness, False)
             res = out + res
             self._count_failures(res)
             return self._emit(self._tag(1 << 61, res))
         now = NEVER - 1 if self.end.drain else self.end.read()
         res = self.state.flush(now, self.cfg)
-        if self.tracker is not None:
+        if self.contact is not None:
             res = self._contact(res, now, True)
         self._count_failures(res)
         out = self._tag(1 << 61, res)
@@ -478,6 +508,8 @@ class ProfileLogic(StatefulBatchLogic):
         """Register the rules' candidates with the tracker and put its clock notes in event-time
         order among them: a note due before a candidate reaches policy before that candidate."""
         tracker, cfg, cid = self.tracker, self.contact, self.state.customer_id
+        if tracker is None:
+            tracker = self.tracker = ContactTracker()
         out: list = []
         for o in res:
             kind = type(o)
@@ -489,6 +521,8 @@ class ProfileLogic(StatefulBatchLogic):
             else:
                 out.append(o)
         tracker.due(cid, frontier, inclusive, out)
+        if not _holds(tracker):  # most customers: nothing to remember, so no tracker to keep
+            self.tracker = None
         return out
 
     def _tag(self, pos: int, outputs: list) -> list:
@@ -519,9 +553,11 @@ class ProfileLogic(StatefulBatchLogic):
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> Optional[datetime]:
-        if not self.live or (self.state is None and self.cold is None):
+        if not self.live or (self.state is None and self.cold is None and self.frozen is None):
             return None
-        if self.cold is not None:  # read from the record's header: no unpacking
+        if self.frozen is not None:  # resumed lazily: the snapshot's header has what the timer needs
+            cid, clock, due = self.frozen[:3]
+        elif self.cold is not None:  # read from the record's header: no unpacking
             cid, clock, due = self.cold[0], clock_of(self.cold[1]), cold_deadline(self.cold[1])
         else:
             cid, clock, due = self.state.customer_id, self.state.clock, self.state.next_deadline(self.cfg)
@@ -559,6 +595,8 @@ class ProfileLogic(StatefulBatchLogic):
 
     def on_notify(self, out: Optional[list] = None) -> tuple[list, bool]:
         out = [] if out is None else out
+        if self.frozen is not None:
+            self._unfreeze()
         if self.cold is not None:
             self._thaw()
         if self.state is None:
@@ -570,7 +608,7 @@ class ProfileLogic(StatefulBatchLogic):
             if self.frontier is not None and self.frontier.value < now:
                 now = self.frontier.value
             res = self.state.advance(now, self.cfg)
-            if self.tracker is not None:
+            if self.contact is not None:
                 res = self._contact(res, now - self.cfg.lateness, False)
             self._count_failures(res)
             if res:  # after the batch's events; with a frontier at this customer's latest position, which
@@ -593,15 +631,26 @@ class ProfileLogic(StatefulBatchLogic):
             return None
         silence = min(0.0, self.wall_at_clock - time.time())
         tracker = self.tracker
+        if self.frozen is not None:  # not woken since the resume: the same state, the silence grown
+            return pickle.dumps((LAZY, silence, *self.frozen), protocol=pickle.HIGHEST_PROTOCOL)
         if self.alias is not None:  # identified: only the forwarding address is left
             saved = (None, silence, [], {}, 0, None, self.alias)
-        elif tracker is not None and (tracker.deadlines or tracker.zones.changes or tracker.nights):
+        elif tracker is not None and _holds(tracker):
             saved = (self.state if self.cold is None else self.cold, silence, self.held, self.held_last, self.seq,
                      tracker)
-        else:
+        elif self.held or self.state is None:
             state = self.state if self.cold is None else self.cold
             saved = (state, silence) if not self.held else (state, silence, self.held, self.held_last, self.seq)
+        else:  # the common case: resumable lazily, its timer read from a header
+            st = self.state
+            blob = pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)
+            saved = (LAZY, silence, st.customer_id, st.clock, st.next_deadline(self.cfg), blob)
         return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _holds(tracker: ContactTracker) -> bool:
+    """Does the tracker remember anything (an empty one is the same as none)?"""
+    return bool(tracker.deadlines or tracker.zones.changes or tracker.nights)
 
 
 _WALL_MIN, _WALL_MAX = 0.0, 253_402_214_400.0  # 1970-01-01 .. 9999-12-31 (datetime's end, minus a day)

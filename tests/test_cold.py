@@ -205,3 +205,39 @@ def test_a_live_profile_step_packs_a_quiet_customer_keeps_it_packed_in_its_snaps
     out_resumed, out_plain = resumed.on_batch([back])[0], plain.on_batch([back])[0]
     assert any(type(o).__name__ == "ProfileUpdate" for o in out_plain)
     assert canon(out_resumed) == canon(out_plain) and resumed.cold is None
+
+
+def test_a_resumed_customer_stays_pickled_until_woken_and_then_behaves_as_an_eager_resume():
+    """Lazy resume (issue 19, recovery at scale): a snapshot of a customer with a full state
+    resumes as its pickle plus a header (customer, clock, due); ``notify_at`` reads the header, so
+    Bytewax's resume of every key costs no unpickling; the first event unpickles it, with exactly
+    the outputs, timers and next snapshot of a customer resumed from the older eager format."""
+    import flows.dataflow as dataflow
+    from connectors.metrics import reset_telemetry
+
+    settings = load_settings()
+    rules, t = RuleConfig(settings), reset_telemetry()
+    events = [validate({"event_id": f"e{i}", "customer_id": "c1", "ts": format_ts(T0 + i * 60_000), **fields})
+              for i, fields in enumerate([
+                  {"type": "page_view", "session_id": "s"},
+                  {"type": "add_to_cart", "session_id": "s", "product_id": "p1", "price": 5.0}])]
+    nxt = validate({"event_id": "e9", "customer_id": "c1", "ts": format_ts(T0 + 2 * DAY),
+                    "type": "product_view", "session_id": "s2", "product_id": "p2"})
+    for i, e in enumerate(events + [nxt]):
+        e.pos = i
+    logic = dataflow.ProfileLogic(rules, True, t, None, None, "batch", True)
+    logic.on_batch(events)
+    snap = logic.snapshot()
+    saved = pickle.loads(snap)
+    assert saved[0] == dataflow.LAZY and saved[2:5] == ("c1", logic.state.clock, logic.state.next_deadline(rules))
+    eager_snap = pickle.dumps((logic.state, saved[1]))  # the format snapshots had before
+    lazy = dataflow.ProfileLogic(rules, True, t, snap, None, "batch", True)
+    eager = dataflow.ProfileLogic(rules, True, t, eager_snap, None, "batch", True)
+    assert lazy.state is None and lazy.frozen is not None and eager.state is not None
+    assert abs(lazy.notify_at().timestamp() - eager.notify_at().timestamp()) < 0.05
+    again = pickle.loads(lazy.snapshot())  # not woken: the same pickle, still lazy
+    assert again[0] == dataflow.LAZY and again[5] == saved[5]
+    out_lazy, out_eager = lazy.on_batch([nxt])[0], eager.on_batch([nxt])[0]
+    assert lazy.frozen is None and canon(out_lazy) == canon(out_eager) and out_lazy
+    assert canon(lazy.state) == canon(eager.state)
+    assert abs(lazy.notify_at().timestamp() - eager.notify_at().timestamp()) < 0.05
