@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import pickle
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -86,19 +87,32 @@ def _session(rnd: random.Random, cid: str, sid: str, t: int, rows: list) -> None
             add({"type": "order_delivered", "order_id": oid, "t": t})
 
 
+def _engine_rules(settings: Any) -> Any:
+    """The profile step's rules as a live engine builds them (flows.dataflow.build_flow)."""
+    from operators.policy import PolicyConfig
+    from operators.rules import RuleConfig
+
+    rules = RuleConfig(settings)
+    rules.churn_refresh = rules.refresh_every
+    rules.contact = PolicyConfig(settings).contact
+    return rules
+
+
 def state_figures(path: Path, snapshot: Path, away_days: float = 0.0) -> dict[str, Any]:
     """Replay ``path`` through the customer state machine (run in a fresh process), move every
     customer's frontier to the log's end plus ``away_days`` (what a live engine's timers do while
     customers stay away: labels and rescores fire), pack the quiet ones (operators.cold), and write
-    each customer's snapshot as ``ProfileLogic`` pickles it to ``snapshot``. Returns the customer
-    and quiet counts and the snapshot bytes per customer."""
-    from flows.dataflow import replay_decoder
+    each customer's snapshot as the live profile step (``ProfileLogic.snapshot``) writes it to
+    ``snapshot``. Returns the customer and quiet counts and the snapshot bytes per customer."""
+    from connectors.metrics import reset_telemetry
+    from flows.dataflow import ProfileLogic, replay_decoder
     from operators.cold import compact
     from operators.customer import CustomerState
     from operators.rules import RuleConfig
 
     settings = load_settings()
-    cfg, decode = RuleConfig(settings), replay_decoder(settings)
+    # the state machine's own rules: the live engine's daily profile refresh would only repeat scores here
+    cfg, decode, t = RuleConfig(settings), replay_decoder(settings), reset_telemetry()
     states: dict[str, Any] = {}
     end = 0
     with open(path, "rb") as f:
@@ -110,48 +124,123 @@ def state_figures(path: Path, snapshot: Path, away_days: float = 0.0) -> dict[st
             st.process(ev, cfg)
             end = max(end, ev.ts)
     now = end + int(away_days * DAY)
-    quiet = 0
-    size = 0
+    quiet = size = customers = 0
+    shell = ProfileLogic(cfg, True, t, None, None, "batch", True)
     with open(snapshot, "wb") as out:
-        for cid, st in states.items():
+        for cid in list(states):
+            st = states.pop(cid)
             st.advance(max(now, st.clock), cfg)
             record = compact(st, cfg)
             quiet += record is not None
-            blob = pickle.dumps((st if record is None else record, 0.0), protocol=pickle.HIGHEST_PROTOCOL)
+            shell.state, shell.cold = (st, None) if record is None else (None, (cid, record))
+            blob = shell.snapshot()
             size += len(blob)
+            customers += 1
             out.write(orjson.dumps([cid, len(blob)]) + b"\n" + blob)
-    n = max(len(states), 1)
-    return {"customers": len(states), "quiet": quiet, "snapshot_bytes_per_customer": round(size / n, 1)}
+    return {"customers": customers, "quiet": quiet, "snapshot_bytes_per_customer": round(size / max(customers, 1), 1)}
 
 
-def resume_figures(snapshot: Path) -> dict[str, Any]:
-    """Resume every customer from ``snapshot`` (run in a fresh process): the seconds to unpickle
-    them all (what a resume from recovery does per key; the recovery database's own read comes on
-    top) and the RSS growth per customer of the state held afterwards (a packed record stays
-    packed until the customer's next event)."""
-    from flows.bench import _rss
-
-    blobs = []
+def _snapshots(snapshot: Path):
+    """(customer id, snapshot bytes) pairs of a :func:`state_figures` file."""
     with open(snapshot, "rb") as f:
         while True:
             head = f.readline()
             if not head:
-                break
+                return
             cid, size = orjson.loads(head)
-            blobs.append((cid, f.read(size)))
+            yield cid, f.read(size)
+
+
+def seed_recovery(snapshot: Path, recovery: Path) -> dict[str, Any]:
+    """Write ``snapshot``'s customers into a fresh Bytewax recovery directory as the profile step's
+    state (run in a fresh process): what a live engine's recovery holds after its last epoch."""
+    import bytewax.operators as bop
+    from bytewax.dataflow import Dataflow
+    from bytewax.operators import StatefulBatchLogic
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.testing import TestingSource, run_main
+
+    class Seed(StatefulBatchLogic):
+        def __init__(self, resume: Any):
+            self.blob = resume
+
+        def on_batch(self, items: list) -> tuple[list, bool]:
+            self.blob = items[-1]
+            return [], StatefulBatchLogic.RETAIN
+
+        def snapshot(self) -> bytes:
+            return self.blob
+
+    recovery.mkdir(parents=True, exist_ok=True)
+    init_db_dir(recovery, 1)
+    items = list(_snapshots(snapshot))
+    run_main(_resume_flow(TestingSource(items, batch_size=5000), Seed), epoch_interval=None,
+             recovery_config=RecoveryConfig(str(recovery)))
+    return {"customers": len(items), "recovery_bytes": sum(p.stat().st_size for p in recovery.iterdir())}
+
+
+def _resume_flow(source: Any, builder: Any) -> Any:
+    import bytewax.operators as bop
+    from bytewax.dataflow import Dataflow
+
+    flow = Dataflow("scale_resume")  # the same flow and step ids in the seeding and the resuming run
+    stream = bop.input("input", flow, source)
+    bop.inspect("out", bop.stateful_batch("profile", stream, builder), lambda *a: None)
+    return flow
+
+
+def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
+    """Resume the profile step from ``recovery`` (a :func:`seed_recovery` directory) with the
+    engine's own ``ProfileLogic`` in a real Bytewax run (run in a fresh process): ``resume_s``, the
+    seconds from start to the moment every key is back (the recovery database read, a logic per
+    key built from its snapshot, its timer asked, as Bytewax resumes), and the RSS growth per
+    customer then (``rss_bytes_per_customer``: Bytewax's per-key objects included; a resumed full
+    state stays pickled until the customer's next event or timer, a quiet one packed). ``eager``:
+    every customer is woken (its state unpickled, a packed one expanded) as it is resumed, as if
+    its next event came at once: what a worker holds for customers it has seen since."""
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.testing import TestingSource, run_main
+
+    from connectors.metrics import reset_telemetry
+    from flows.bench import _rss
+    from flows.dataflow import ProfileLogic
     from flows.runtime import engine_gc
+
+    run = recovery.with_name(recovery.name + ".run")  # the run's end of input writes into its recovery
+    shutil.copytree(recovery, run)
+    cfg, t = _engine_rules(load_settings()), reset_telemetry()
+    logics: list = []
+    fig: dict[str, Any] = {}
+
+    class Probe(ProfileLogic):
+        __slots__ = ()
+
+        def on_eof(self) -> tuple[list, bool]:  # the first key's end of input: every key is resumed by now
+            if not fig:
+                fig["resume_s"] = time.perf_counter() - t0
+                gc.collect()
+                fig["rss"] = _rss()
+            return [], True
+
+    def build(resume: Any) -> ProfileLogic:
+        logic = Probe(cfg, True, t, resume, None, "batch", True)
+        if eager and logic.frozen is not None:
+            logic._unfreeze()
+        elif eager and logic.cold is not None:
+            logic._thaw()
+        logics.append(logic)
+        return logic
 
     gc.collect()
     rss0 = _rss()
     with engine_gc():  # as the engine resumes: inside the run, under its collector settings
         t0 = time.perf_counter()
-        states = {cid: pickle.loads(blob) for cid, blob in blobs}
-        resume = time.perf_counter() - t0
-    blobs = []
-    gc.collect()
-    n = max(len(states), 1)
-    return {"customers": len(states), "rss_bytes_per_customer": round((_rss() - rss0) / n, 1),
-            "resume_s": round(resume, 2)}
+        run_main(_resume_flow(TestingSource([]), build), epoch_interval=None,
+                 recovery_config=RecoveryConfig(str(run)))
+    shutil.rmtree(run)
+    n = max(len(logics), 1)
+    return {"customers": len(logics), "resume_s": round(fig["resume_s"], 2),
+            "rss_bytes_per_customer": round((fig["rss"] - rss0) / n, 1)}
 
 
 def _child(*args: str) -> dict:
@@ -160,38 +249,51 @@ def _child(*args: str) -> dict:
 
 
 def _state(log: Path, away_days: float = 0.0) -> dict[str, Any]:
-    snap = log.with_suffix(f".snap{away_days:g}")
+    snap, recovery = log.with_suffix(f".snap{away_days:g}"), log.with_suffix(f".recovery{away_days:g}")
     fig = _child("state", str(log), str(snap), str(away_days))
-    fig.update(_child("resume", str(snap)))
+    fig.update(_child("seed", str(snap), str(recovery)))
     snap.unlink()
+    fig.update(_child("resume", str(recovery)))
+    eager = _child("resume", str(recovery), "eager")  # the older way: every state unpickled at resume
+    fig.update(eager_resume_s=eager["resume_s"], woken_bytes_per_customer=eager["rss_bytes_per_customer"])
+    shutil.rmtree(recovery)
     return fig
 
 
-def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: int = 300_000) -> dict[str, Any]:
+def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: int = 300_000,
+              split_max: int = 300_000) -> dict[str, Any]:
     """One size of the scale mode (module docstring); logs are written under ``work``. The full
-    flow's events/s is measured up to ``full_max`` customers (``None`` above: at ~1,000 events/s a
-    million customers' seven million events take two hours on this machine)."""
+    flow's events/s is measured up to ``full_max`` customers, the active / cold / dormant split up
+    to ``split_max`` (``None`` above: at ~1,000 events/s a million customers' seven million events
+    take two hours on this machine, and each state figure some 35 minutes)."""
     work.mkdir(parents=True, exist_ok=True)
-    logs = {name: work / f"{customers}-{name}.jsonl" for name in ("mixed", "cold", "active")}
+    split = customers <= split_max
+    logs = {name: work / f"{customers}-{name}.jsonl" for name in (("mixed", "cold", "active") if split else ("mixed",))}
     events = sparse_log(customers, logs["mixed"], active_share)
-    sparse_log(customers, logs["cold"], 0.0)
-    sparse_log(customers, logs["active"], 1.0)
+    if split:
+        sparse_log(customers, logs["cold"], 0.0)
+        sparse_log(customers, logs["active"], 1.0)
     seconds = _child("full", str(logs["mixed"]))["seconds"] if customers <= full_max else None
-    mixed, cold, active = (_state(logs[k]) for k in ("mixed", "cold", "active"))
-    dormant = _state(logs["cold"], 365.0)
+    mixed = _state(logs["mixed"])
+    cold, active, dormant = (_state(logs["cold"]), _state(logs["active"]), _state(logs["cold"], 365.0)) if split \
+        else ({}, {}, {})
     for log in logs.values():
         log.unlink()
+    share = lambda fig: round(fig["quiet"] / fig["customers"], 3) if fig else None  # noqa: E731
     return {"customers": customers, "events": events,
             "events_per_s": None if seconds is None else round(events / seconds),
-            "bytes_per_active_customer": active["rss_bytes_per_customer"],
-            "bytes_per_cold_customer": cold["rss_bytes_per_customer"],
+            "bytes_per_active_customer": active.get("rss_bytes_per_customer"),
+            "bytes_per_cold_customer": cold.get("rss_bytes_per_customer"),
             "snapshot_bytes_per_customer": mixed["snapshot_bytes_per_customer"], "resume_s": mixed["resume_s"],
-            # beyond the issue's fields: how many were packed, and the cold customers a year later
-            "quiet_share": {"mixed": round(mixed["quiet"] / mixed["customers"], 3),
-                            "cold": round(cold["quiet"] / cold["customers"], 3),
-                            "dormant": round(dormant["quiet"] / dormant["customers"], 3)},
-            "bytes_per_dormant_customer": dormant["rss_bytes_per_customer"],
-            "snapshot_bytes_per_dormant_customer": dormant["snapshot_bytes_per_customer"]}
+            # beyond the issue's fields: the mixed base at rest after a resume, how many were packed,
+            # the cold customers a year later, and each figure's state once every customer was woken
+            "bytes_per_customer": mixed["rss_bytes_per_customer"],
+            "quiet_share": {"mixed": share(mixed), "cold": share(cold), "dormant": share(dormant)},
+            "bytes_per_dormant_customer": dormant.get("rss_bytes_per_customer"),
+            "snapshot_bytes_per_dormant_customer": dormant.get("snapshot_bytes_per_customer"),
+            "woken_bytes_per_customer": {k: f.get("woken_bytes_per_customer") for k, f in
+                                         (("mixed", mixed), ("active", active), ("cold", cold), ("dormant", dormant))},
+            "eager_resume_s": mixed["eager_resume_s"]}
 
 
 def key_cost(customers: int, shards: int = 0, record: int = 190) -> dict[str, Any]:
@@ -247,7 +349,9 @@ if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHO
         print(orjson.dumps({"seconds": full_run(load_settings(), Path(sys.argv[2]))}).decode())
     elif sys.argv[1] == "keycost":  # keycost CUSTOMERS SHARDS
         print(orjson.dumps(key_cost(int(sys.argv[2]), int(sys.argv[3]))).decode())
+    elif sys.argv[1] == "seed":
+        print(orjson.dumps(seed_recovery(Path(sys.argv[2]), Path(sys.argv[3]))).decode())
     elif sys.argv[1] == "state":
         print(orjson.dumps(state_figures(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))).decode())
-    else:
-        print(orjson.dumps(resume_figures(Path(sys.argv[2]))).decode())
+    else:  # resume RECOVERY [eager]
+        print(orjson.dumps(resume_figures(Path(sys.argv[2]), sys.argv[3:] == ["eager"])).decode())
