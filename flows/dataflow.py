@@ -50,6 +50,7 @@ from operators.watch import WatchConfig
 log = logging.getLogger("crm.flow")
 BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
 PROFILE_REFRESH_S = 30.0
+NEAR_S = 60.0  # live with a frontier: a timer further ahead waits in the frontier's alarms, not in Bytewax
 LAZY = "lazy"  # a snapshot's tag: (LAZY, silence, customer_id, clock, due, the state pickled) (ProfileLogic)
 SESSION_END = "decision_session_end"  # the churn decision point a session end raises (operators.customer)
 Encoder = Callable[[tuple[str, dict]], Any]
@@ -574,7 +575,9 @@ class ProfileLogic(StatefulBatchLogic):
             # the frontier, not the wall clock, holds the timer: wait for a tick instead
             held_by_frontier = due is not None and due > w and wall <= time.time()
             self.frontier.wait(cid, self._wake_at(w, due if held_by_frontier else None))
-            if held_by_frontier:
+            far = not held_by_frontier and wall is not None and wall > time.time() + NEAR_S
+            self.frontier.alarm(cid, wall if far else None)  # woken by a tick (connectors.watermark)
+            if held_by_frontier or far:
                 return None
         if wall is None:
             return None

@@ -261,3 +261,53 @@ def test_the_time_the_engine_was_down_is_not_the_customers_silence(monkeypatch):
     monkeypatch.setattr(dataflow.time, "time", lambda: now + 3 * 3600 + 40 * 60)  # 50 min of silence in all
     out, _ = back.on_notify()
     assert [o.event_ts for o in out if isinstance(o, Candidate) and o.type == "abandoned_cart"] == [ms_at(30)]
+
+
+# --------------------------------------------------------------------------- alarms
+
+
+def test_frontier_alarms_fire_once_each_at_their_wall_time_and_a_new_one_replaces_the_old():
+    f = Frontier()
+    f.alarm("a", 100.0)
+    f.alarm("b", 50.0)
+    f.alarm("a", 200.0)  # replaces 100
+    f.alarm("c", 10.0)
+    f.alarm("c", None)  # cancelled
+    assert f.ready(now=49.0) == [] and f.ready(now=150.0) == ["b"]
+    assert f.ready(now=150.0) == [] and f.ready(now=1e9) == ["a"] and not f.alarm_at
+    assert f.finished() is False  # alarms never count as input (finished() reads the partitions)
+
+
+def test_a_timer_far_ahead_waits_in_the_frontier_not_in_bytewax_and_its_tick_fires_it_as_a_notify_would():
+    """Live, Bytewax 0.21 scans every key's ``notify_at`` on each activation: an away customer's
+    timer days ahead is the frontier's alarm instead, and the tick it raises runs the timer as
+    Bytewax's notification would (the same outputs)."""
+    import time
+
+    def away_customer(step: Step) -> ProfileLogic:
+        step.watermark(click=0, orders=DONE, chat=DONE)
+        step.send(CLICK, ev("add_to_cart", at(0)))
+        step.watermark(click=60, orders=DONE, chat=DONE)
+        step.tick()
+        logic = step.logic("c1")
+        while True:  # the cart reminder and the session's end are near; then only the rescore, days ahead
+            due = logic.state.next_deadline(step.cfg)
+            wall = logic.wall_at_clock + (due - logic.state.clock) / 1000.0
+            if wall > time.time() + 3600:
+                return logic
+            logic.wall_at_clock -= (wall - time.time()) + 1  # the wall clock moved on past it
+            step.watermark(click=10 ** 9, orders=DONE, chat=DONE)
+            step.out += logic.on_notify()[0]
+
+    step, plain = Step(), Step()
+    logic, other = away_customer(step), away_customer(plain)
+    assert logic.notify_at() is None and "c1" in step.watermarks.here().alarm_at
+    wall = step.watermarks.here().alarm_at["c1"]
+    assert step.watermarks.here().ready(now=wall - 1) == []
+    assert step.watermarks.here().ready(now=wall + 1) == ["c1"]
+    for lg in (logic, other):
+        lg.wall_at_clock -= wall - time.time() + 1  # as if the days had passed
+    ticked = logic.on_batch([TICK])[0]
+    notified = other.on_notify()[0]
+    assert ticked and [type(o).__name__ for o in ticked] == [type(o).__name__ for o in notified]
+    assert logic.state.clock == other.state.clock
