@@ -293,7 +293,15 @@ def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: i
             "snapshot_bytes_per_dormant_customer": dormant.get("snapshot_bytes_per_customer"),
             "woken_bytes_per_customer": {k: f.get("woken_bytes_per_customer") for k, f in
                                          (("mixed", mixed), ("active", active), ("cold", cold), ("dormant", dormant))},
-            "eager_resume_s": mixed["eager_resume_s"]}
+            "eager_resume_s": mixed["eager_resume_s"],
+            # live: what each customer's pending timer costs per event, in Bytewax's notify_at map or in
+            # the frontier's alarms (flows.dataflow.NEAR_S); fewer events at large sizes, same figure
+            "timer_us_per_event": {kind: _child("timers", str(customers), flag, str(_timer_events(customers, flag)))
+                                   ["us_per_event"] for kind, flag in (("bytewax", "1"), ("alarms", "0"))}}
+
+
+def _timer_events(customers: int, timers: str) -> int:
+    return 100_000 if timers == "0" else max(1_000, min(100_000, 10 ** 9 // customers))
 
 
 def key_cost(customers: int, shards: int = 0, record: int = 190) -> dict[str, Any]:
@@ -342,6 +350,49 @@ def key_cost(customers: int, shards: int = 0, record: int = 190) -> dict[str, An
     return {"customers": customers, "shards": shards, "bytes_per_customer": round((at_end["rss"] - rss0) / customers, 1)}
 
 
+def timer_cost(customers: int, timers: bool, events: int = 100_000, batch: int = 20) -> dict[str, Any]:
+    """Microseconds per event of a minimal Bytewax flow once ``customers`` keys exist, each with a
+    timer a day ahead in ``notify_at`` (``timers``) or none (as when the frontier's alarms hold
+    them): then ``events`` items for 100 keys in batches of ``batch``, an activation each. Bytewax
+    0.21 scans every key's ``notify_at`` twice per activation (run in a fresh process)."""
+    from datetime import datetime, timedelta, timezone
+
+    import bytewax.operators as bop
+    from bytewax.dataflow import Dataflow
+    from bytewax.operators import StatefulBatchLogic
+    from bytewax.testing import TestingSource, run_main
+
+    far = datetime.now(timezone.utc) + timedelta(days=1)
+    clock: dict = {}
+
+    class Logic(StatefulBatchLogic):
+        def __init__(self, resume: Any):
+            pass
+
+        def on_batch(self, items: list) -> tuple[list, bool]:
+            if items[0] == 1 and "t0" not in clock:
+                clock["t0"] = time.perf_counter()
+            return [], StatefulBatchLogic.RETAIN
+
+        def on_eof(self) -> tuple[list, bool]:
+            clock.setdefault("t1", time.perf_counter())
+            return [], StatefulBatchLogic.RETAIN
+
+        def notify_at(self) -> Any:
+            return far if timers else None
+
+        def snapshot(self) -> None:
+            return None
+
+    items = [(f"u{i:07d}", 0) for i in range(customers)] + [(f"u{i % 100:07d}", 1) for i in range(events)]
+    flow = Dataflow("timer_cost")
+    stream = bop.input("in", flow, TestingSource(items, batch_size=batch))
+    bop.inspect("out", bop.stateful_batch("state", stream, Logic), lambda *a: None)
+    run_main(flow)
+    return {"customers": customers, "timers": timers,
+            "us_per_event": round((clock["t1"] - clock["t0"]) / events * 1e6, 2)}
+
+
 if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHOT AWAY_DAYS | resume SNAPSHOT | keycost N SHARDS
     from flows.bench import full_run
 
@@ -349,6 +400,8 @@ if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHO
         print(orjson.dumps({"seconds": full_run(load_settings(), Path(sys.argv[2]))}).decode())
     elif sys.argv[1] == "keycost":  # keycost CUSTOMERS SHARDS
         print(orjson.dumps(key_cost(int(sys.argv[2]), int(sys.argv[3]))).decode())
+    elif sys.argv[1] == "timers":  # timers CUSTOMERS 0|1 EVENTS
+        print(orjson.dumps(timer_cost(int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]))).decode())
     elif sys.argv[1] == "seed":
         print(orjson.dumps(seed_recovery(Path(sys.argv[2]), Path(sys.argv[3]))).decode())
     elif sys.argv[1] == "state":
