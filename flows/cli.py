@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError, load_settings, relocate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -47,7 +47,7 @@ def _settings(config: Optional[Path], component: str = "cli", worker: Optional[i
         settings = load_settings(config)
         RuleConfig(settings)  # an unknown or broken rule fails here, at start, in one line
     except SettingsError as exc:
-        _fail(exc)
+        _fail(relocate(exc, config))
     from config.logging import setup_logging
 
     setup_logging(settings.log_level, component=component, worker=worker)
@@ -498,9 +498,8 @@ def explain_cmd(
 @app.command("backtest")
 def backtest_cmd(
     logs: List[Path] = typer.Argument(..., exists=True, help=".jsonl / .jsonl.gz event logs, or directories of them"),
-    proposed: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False,
-                                  help="the changed rules and policy settings (TOML)"),
-    current: Optional[Path] = typer.Option(None, "--current", exists=True, dir_okay=False,
+    proposed: Path = typer.Option(..., "--config", "-c", help="the changed rules and policy settings (TOML)"),
+    current: Optional[Path] = typer.Option(None, "--current",
                                            help="the settings to compare with (default: the defaults and CRM_* environment)"),
     examples: int = typer.Option(3, min=0, help="examples of added and removed triggers per type"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
