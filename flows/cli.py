@@ -464,7 +464,7 @@ def explain_cmd(
     import orjson
 
     from connectors.files import expand_logs
-    from flows.explain import explain
+    from flows.explain import explain, render
 
     settings = _settings(config, "explain")
     try:
@@ -474,18 +474,7 @@ def explain_cmd(
     if json_out:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table(title=f"crm-stream explain: {result['events']} events")
-    for col in ("ts", "event", "changed", "next timer", "candidates and decisions"):
-        table.add_column(col)
-    for row in result["timeline"]:
-        if not (row["changed"] or row["candidates"] or row["decisions"] or verbose):
-            continue  # only the session or exit-intent timer moved (--all shows every event)
-        changed = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in row["changed"].items())
-        timer = "" if row["timer"] is None else f"{row['timer']['was'] or '-'} -> {row['timer']['now'] or '-'}"
-        said = [f"{c['type']} ({', '.join(c['reasons']) or 'model'})" for c in row["candidates"]]
-        said += [f"{d['type']}: {d['decision']}" + (f" ({d['reason']})" if "reason" in d else "") for d in row["decisions"]]
-        table.add_row(row["ts"] or "", row["event"], changed, timer, "\n".join(said))
-    Console().print(table)
+    Console().print(render(result, verbose))
     out = Console()
     for t in result["sent"]:
         out.print(f"sent {t['type']} at {t['event_ts']} ({', '.join(t['reasons'])})")
