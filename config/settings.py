@@ -1,7 +1,8 @@
 """The one typed settings object: defaults < TOML file (``--config``) < ``CRM_*`` environment.
 
-Nested groups use ``__`` in environment names: ``CRM_ABANDONED_CART__IDLE=PT45M`` (ISO-8601
-duration) or ``=2700`` (seconds). Every number of the contract is a setting here.
+Nested groups use ``__`` in environment names: ``CRM_ABANDONED_CART__IDLE=45m`` (units d, h, m, s),
+``=PT45M`` (ISO-8601 duration) or ``=2700`` (seconds). Every number of the contract is a setting here.
+A bad one is a :class:`SettingsError` of one line naming it as the user set it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, ClassVar, Optional
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError,
+                      field_validator, model_validator)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,23 +24,67 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-def _seconds(value: Any) -> Any:
-    """Plain numbers (also as strings, as environment variables are) are seconds."""
-    if isinstance(value, str):
-        try:
-            return timedelta(seconds=float(value))
-        except ValueError:
-            return value
-    return value
+_TIMEDELTA = TypeAdapter(timedelta)
+DURATION_HINT = "not a duration (write e.g. 30m, 1h30m, 7d, PT30M or 1800 seconds)"
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_COMPACT = re.compile(r"^([+-]?)((?:\d+(?:\.\d+)?[dhms])+)$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+
+
+def parse_duration(value: Any) -> Any:
+    """A duration as users write it -> ``timedelta``: a number of seconds (``1800``, also as a string),
+    compact units (``30m``, ``1h30m``, ``7d``, ``10s``, ``1.5h``), ISO-8601 (``PT30M``, ``P7D``) or
+    ``HH:MM:SS``; a ``timedelta`` as it is. Raises ``ValueError`` (:data:`DURATION_HINT`) for anything else."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _finite(float(value))
+    if not isinstance(value, str):
+        raise ValueError(DURATION_HINT)
+    text = value.strip().lower()
+    try:
+        return _finite(float(text))
+    except ValueError:
+        pass
+    m = _COMPACT.match(text)
+    if m:
+        secs = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(m.group(2)))
+        return _finite(-secs if m.group(1) == "-" else secs)
+    try:
+        return _TIMEDELTA.validate_python(value.strip())
+    except ValidationError:
+        raise ValueError(DURATION_HINT) from None
+
+
+def _finite(secs: float) -> timedelta:
+    if secs != secs or abs(secs) > 1e12:  # nan, inf: not a time anyone means
+        raise ValueError(DURATION_HINT)
+    return timedelta(seconds=secs)
+
+
+def format_duration(d: timedelta) -> str:
+    """The compact form :func:`parse_duration` reads back: ``30m``, ``1h30m``, ``7d``, ``0.5s``."""
+    if d < timedelta(0):
+        return "-" + format_duration(-d)
+    whole, micros = d.days * 86400 + d.seconds, d.microseconds
+    parts = []
+    for unit, size in _UNIT_SECONDS.items():
+        n, whole = divmod(whole, size) if unit != "s" else (whole, 0)
+        if n:
+            parts.append(f"{n}{unit}")
+    if micros:
+        secs = parts.pop() if parts and parts[-1].endswith("s") else "0s"
+        parts.append(f"{secs[:-1]}.{micros:06d}".rstrip("0") + "s")
+    return "".join(parts) or "0s"
 
 
 def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
-        raise ValueError("must be a positive duration")
+        raise ValueError("must be a positive duration (e.g. 30m, PT30M or 1800 seconds)")
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_seconds), AfterValidator(_positive)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 
 def ms(d: timedelta) -> int:
@@ -332,7 +377,7 @@ def _declared(value: Any) -> Any:
             except ValidationError as exc:
                 err = exc.errors()[0]
                 where = ".".join(str(p) for p in err["loc"]) or "definition"
-                msg = err["msg"].removeprefix("Value error, ")
+                msg = _problem(err["type"], err.get("ctx") or {}, err["msg"].removeprefix("Value error, "))
                 raise ValueError(f"rule {name!r}, field {where}: {msg}") from None
         if rule.name in names:
             raise ValueError(f"rule {rule.name!r} is declared twice")
@@ -629,7 +674,7 @@ CHANNELS = ("email", "sms", "push")
 def _clock_time(value: str) -> str:
     h, _, m = value.partition(":")
     if not (h.isdigit() and m.isdigit() and len(m) == 2 and 0 <= int(h) <= 23 and 0 <= int(m) <= 59):
-        raise ValueError("a local time of day hh:mm (00:00..23:59)")
+        raise ValueError("not a local time of day (write hh:mm, 00:00..23:59)")
     return f"{int(h):02d}:{m}"
 
 
@@ -739,30 +784,121 @@ class Settings(BaseSettings):
 
 
 class SettingsError(ValueError):
-    """A bad setting, with a one-line message naming it."""
+    """A bad setting in one line: ``bad setting WHERE: PROBLEM`` (:func:`bad_setting`), or ``bad
+    settings file F: ...``. ``path``: the setting's attribute names (empty when no one setting is
+    at fault); ``problem``: what is wrong and what a valid value looks like."""
+
+    def __init__(self, message: str, path: tuple = (), problem: str = ""):
+        super().__init__(message)
+        self.path, self.problem = tuple(path), problem or message
 
 
 def load_settings(config_file: Optional[Path] = None, **overrides: Any) -> Settings:
-    """Build the settings; raise :class:`SettingsError` with one line naming the bad setting (also
-    for a ``CRM_*`` environment variable that names no setting)."""
-    if config_file is not None and not Path(config_file).is_file():
-        raise SettingsError(f"config file not found: {config_file}")
+    """Build the settings; raise :class:`SettingsError` with one line naming the bad setting (its
+    ``CRM_*`` variable, or its key in ``config_file``) and what a valid value looks like (also for
+    a ``CRM_*`` variable that names no setting, and a settings file that is missing or not TOML)."""
+    toml = _read_toml(config_file)
     check_environment()
     Settings.toml_file = Path(config_file) if config_file else None
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        path = "__".join(str(p) for p in err["loc"]).upper()
-        msg = err["msg"].removeprefix("Value error, ")
-        if "CRM_" in msg:  # a check across settings names them itself
-            raise SettingsError(f"invalid settings: {msg}") from None
-        # the message never quotes the input: it may be a password
-        raise SettingsError(f"invalid setting CRM_{path} ({'.'.join(map(str, err['loc']))}): {msg}") from None
-    except Exception as exc:  # TOML syntax errors, unparsable env JSON
-        raise SettingsError(f"invalid settings: {str(exc).splitlines()[0]}") from None
+        path, problem = _explain_error(exc.errors()[0])
+        raise bad_setting(path, problem, config_file, toml=toml) from None
+    except Exception as exc:  # unparsable JSON in a CRM_* variable (pydantic-settings)
+        raise _env_json_error(exc) from None
     finally:
         Settings.toml_file = None
+
+
+def _read_toml(config_file: Optional[Path]) -> dict:
+    import tomllib
+
+    if config_file is None:
+        return {}
+    try:
+        return tomllib.loads(Path(config_file).read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"bad settings file {config_file}: not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"bad settings file {config_file}: {str(exc).splitlines()[0]}") from None
+
+
+def bad_setting(path: tuple, problem: str, config_file: Optional[Path] = None, environ: Optional[dict] = None,
+                toml: Optional[dict] = None, cls: type = None) -> SettingsError:
+    """The one-line error for the setting at ``path``: named as the user set it (its ``CRM_*``
+    variable, or its key in ``config_file``; both when neither holds it)."""
+    env, key = "CRM_" + "__".join(p.upper() for p in path), ".".join(path)
+    names = {k.upper() for k in (os.environ if environ is None else environ)}
+    known = env in _ENV_PATHS or any(env.startswith(e + "__") for e in _ENV_PATHS)  # a map's entry too
+    if _from_env(env, names):
+        where = env
+    elif config_file is not None and _has(_read_toml(config_file) if toml is None else toml, path):
+        where = f"{key} in {config_file}" + (f" ({env})" if known else "")
+    else:
+        where = f"{env} ({key})"
+    return (cls or SettingsError)(f"bad setting {where}: {problem}", path, problem)
+
+
+def relocate(exc: SettingsError, config_file: Optional[Path]) -> SettingsError:
+    """``exc`` naming its setting as it was set in ``config_file`` or the environment (an error
+    raised where the file is unknown, e.g. while the rules are built)."""
+    return bad_setting(exc.path, exc.problem, config_file, cls=type(exc)) if exc.path else exc
+
+
+def _env_json_error(exc: Exception) -> SettingsError:
+    found = re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(exc))
+    group = f"CRM_{found.group(1).upper()}" if found else "CRM_"
+    names = sorted(n for n in os.environ if n.upper() == group or n.upper().startswith(group + "__"))
+    if not names:
+        return SettingsError(f"bad settings: {str(exc).splitlines()[0]}")
+    return SettingsError(f"bad setting {names[0]}: not valid JSON (lists and maps are JSON in the environment, "
+                         f"e.g. [\"a\", \"b\"] or {{\"key\": \"value\"}})")
+
+
+_PATTERN_CHOICES = re.compile(r"^\^\(([\w|-]+)\)\$$")
+
+
+def _explain_error(err: dict) -> tuple[tuple, str]:
+    """A pydantic error -> (path of the setting at fault, the problem in the words of this project's
+    settings: what a valid value looks like; never the input, which may be a secret)."""
+    loc = [p for p in err["loc"] if isinstance(p, str)]
+    index = next((p for p in err["loc"] if isinstance(p, int)), None)
+    msg = err["msg"].removeprefix("Value error, ")
+    named = re.match(r"^(CRM_[A-Z0-9_]*[A-Z0-9])(?::\s*|\s+)(.*)$", msg)
+    if named and named.group(1) in _ENV_PATHS:  # a check across settings names the one it blames
+        return _ENV_PATHS[named.group(1)], named.group(2)
+    problem = _problem(err["type"], err.get("ctx") or {}, msg, tuple(loc))
+    return tuple(loc), problem if index is None else f"entry {index + 1}: {problem}"
+
+
+def _problem(kind: str, ctx: dict, msg: str, path: tuple = ()) -> str:
+    words = {"int_parsing": "not a whole number", "int_type": "not a whole number",
+             "int_from_float": "not a whole number", "float_parsing": "not a number", "float_type": "not a number",
+             "bool_parsing": "not true or false (write true, false, 1 or 0)", "bool_type": "not true or false",
+             "string_type": "not text", "missing": "is required",
+             "list_type": "not a list (in the environment a JSON list, e.g. [\"a\", \"b\"])",
+             "dict_type": "not a table (in the environment a JSON object, e.g. {\"key\": \"value\"})",
+             "greater_than_equal": "must be at least {ge}", "greater_than": "must be more than {gt}",
+             "less_than_equal": "must be at most {le}", "less_than": "must be less than {lt}",
+             "too_short": "needs at least {min_length} entries", "string_too_short": "must not be empty"}
+    if kind.startswith("time_delta"):
+        return DURATION_HINT
+    if kind == "extra_forbidden":
+        return "names no setting" + _closest_key(path)
+    if kind == "string_pattern_mismatch":
+        choices = _PATTERN_CHOICES.match(str(ctx.get("pattern", "")))
+        return f"must be one of {', '.join(choices.group(1).split('|'))}" if choices else \
+            f"must match {ctx.get('pattern')}"
+    if kind in words:
+        return words[kind].format(**ctx)
+    return msg.replace("Input should be", "should be")
+
+
+def _closest_key(path: tuple) -> str:
+    known = {".".join(p): p for _, p, _ in _leaves()}
+    best = difflib.get_close_matches(".".join(path), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {best[0]} (CRM_{'__'.join(known[best[0]]).upper()})?" if best else ""
 
 
 def catalogue_rules(s: Settings) -> dict[str, DeclaredRule]:
@@ -822,6 +958,9 @@ def _leaves(model: type[BaseModel] = Settings, prefix: str = "CRM_", path: tuple
             yield f"{prefix}{name.upper()}", (*path, name), f
 
 
+_ENV_PATHS: dict[str, tuple] = {}  # CRM_* name -> attribute path, filled below
+
+
 def check_environment(environ: Optional[dict] = None) -> None:
     """Raise :class:`SettingsError` for a ``CRM_*`` variable that names no setting, naming the
     closest one (``CRM_KAFKA_BOOTSTRAP_SERVERS`` -> ``CRM_KAFKA__BOOTSTRAP_SERVERS``): pydantic
@@ -839,7 +978,7 @@ def check_environment(environ: Optional[dict] = None) -> None:
         if not up.startswith("CRM_") or up.startswith(TEST_PREFIX) or up in leaves or up in groups \
                 or any(up.startswith(m) for m in maps):
             continue
-        raise SettingsError(f"unknown setting {name}: {_closest(up, sorted(leaves))} "
+        raise SettingsError(f"bad setting {name}: names no setting{_closest(up, sorted(leaves))} "
                             f"(`crm-stream settings` lists them all)")
 
 
@@ -847,7 +986,7 @@ def _closest(name: str, known: list[str]) -> str:
     squash = lambda n: n.replace("__", "_")  # noqa: E731 - one underscore for two is the usual slip
     same = [k for k in known if squash(k) == squash(name)]
     best = same or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"did you mean {best[0]}?" if best else "no setting is named like it"
+    return f"; did you mean {best[0]}?" if best else ""
 
 
 def mask_url(url: str) -> str:
@@ -868,8 +1007,7 @@ def show(value: Any, key: str = "") -> str:
     if isinstance(value, SecretStr):
         return MASK
     if isinstance(value, timedelta):
-        secs = value.total_seconds()
-        return f"{secs:.0f} s" if secs == int(secs) else f"{secs} s"
+        return format_duration(value)  # as users write it, and read back the same
     if isinstance(value, dict):
         return ", ".join(f"{k}={MASK if SECRET_KEY.search(str(k)) else show(v)}" for k, v in value.items()) or "{}"
     if isinstance(value, list):
@@ -879,6 +1017,9 @@ def show(value: Any, key: str = "") -> str:
     if isinstance(value, str) and SECRET_KEY.search(key):
         return MASK
     return str(value)
+
+
+_ENV_PATHS.update((env, path) for env, path, _ in _leaves())
 
 
 def settings_table() -> list[tuple[str, str, str]]:
@@ -891,21 +1032,23 @@ def effective_table(settings: Settings, config_file: Optional[Path] = None,
                     environ: Optional[dict] = None) -> list[tuple[str, str, str]]:
     """(environment variable, effective value with secrets masked, where it came from: ``default``,
     ``file`` or ``environment``) for every setting."""
-    import tomllib
-
     environ = os.environ if environ is None else environ
     env_names = {k.upper() for k in environ}
-    toml = tomllib.loads(Path(config_file).read_text()) if config_file else {}
+    toml = _read_toml(config_file)
     rows = []
     for env, path, _ in _leaves():
         value: Any = settings
         for name in path:
             value = getattr(value, name)
-        in_file = _has(toml, path)
-        group_env = len(path) > 1 and f"CRM_{path[0].upper()}" in env_names
-        from_env = env in env_names or group_env or any(n.startswith(env + "__") for n in env_names)
-        rows.append((env, show(value, env), "environment" if from_env else "file" if in_file else "default"))
+        source = "environment" if _from_env(env, env_names) else "file" if _has(toml, path) else "default"
+        rows.append((env, show(value, env), source))
     return rows
+
+
+def _from_env(env: str, names: set[str]) -> bool:
+    """Whether the setting ``env`` is set by one of the (upper-case) variable ``names``: itself, its
+    group as JSON (``CRM_POLICY``) or one entry of its map (``CRM_POLICY__COOLDOWN__ABANDONED_CART``)."""
+    return any(env == n or env.startswith(n + "__") or n.startswith(env + "__") for n in names)
 
 
 def _has(tree: dict, path: tuple) -> bool:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError, load_settings, relocate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -47,7 +47,7 @@ def _settings(config: Optional[Path], component: str = "cli", worker: Optional[i
         settings = load_settings(config)
         RuleConfig(settings)  # an unknown or broken rule fails here, at start, in one line
     except SettingsError as exc:
-        _fail(exc)
+        _fail(relocate(exc, config))
     from config.logging import setup_logging
 
     setup_logging(settings.log_level, component=component, worker=worker)
@@ -464,7 +464,7 @@ def explain_cmd(
     import orjson
 
     from connectors.files import expand_logs
-    from flows.explain import explain
+    from flows.explain import explain, render
 
     settings = _settings(config, "explain")
     try:
@@ -474,18 +474,7 @@ def explain_cmd(
     if json_out:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table(title=f"crm-stream explain: {result['events']} events")
-    for col in ("ts", "event", "changed", "next timer", "candidates and decisions"):
-        table.add_column(col)
-    for row in result["timeline"]:
-        if not (row["changed"] or row["candidates"] or row["decisions"] or verbose):
-            continue  # only the session or exit-intent timer moved (--all shows every event)
-        changed = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in row["changed"].items())
-        timer = "" if row["timer"] is None else f"{row['timer']['was'] or '-'} -> {row['timer']['now'] or '-'}"
-        said = [f"{c['type']} ({', '.join(c['reasons']) or 'model'})" for c in row["candidates"]]
-        said += [f"{d['type']}: {d['decision']}" + (f" ({d['reason']})" if "reason" in d else "") for d in row["decisions"]]
-        table.add_row(row["ts"] or "", row["event"], changed, timer, "\n".join(said))
-    Console().print(table)
+    Console().print(render(result, verbose))
     out = Console()
     for t in result["sent"]:
         out.print(f"sent {t['type']} at {t['event_ts']} ({', '.join(t['reasons'])})")
@@ -498,9 +487,8 @@ def explain_cmd(
 @app.command("backtest")
 def backtest_cmd(
     logs: List[Path] = typer.Argument(..., exists=True, help=".jsonl / .jsonl.gz event logs, or directories of them"),
-    proposed: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False,
-                                  help="the changed rules and policy settings (TOML)"),
-    current: Optional[Path] = typer.Option(None, "--current", exists=True, dir_okay=False,
+    proposed: Path = typer.Option(..., "--config", "-c", help="the changed rules and policy settings (TOML)"),
+    current: Optional[Path] = typer.Option(None, "--current",
                                            help="the settings to compare with (default: the defaults and CRM_* environment)"),
     examples: int = typer.Option(3, min=0, help="examples of added and removed triggers per type"),
     json_out: bool = typer.Option(False, "--json", help="print JSON instead of a table"),

@@ -24,14 +24,14 @@ from typing import Any, Optional
 
 import orjson
 
-from config.settings import Settings, rule_definitions
+from config.settings import Settings, format_duration, rule_definitions
 from connectors.files import read_merged
 from operators.customer import CustomerState
 from operators.declared import Declared
 from operators.ruleset import NEVER
-from operators.events import Event, decode, format_ts
+from operators.events import Event, decode, format_ts, parse_ts
 from operators.contact import ContactTracker
-from operators.policy import PolicyConfig, PolicyState
+from operators.policy import PolicyConfig, PolicyState, Tally
 from operators.rules import RuleConfig
 from operators.messages import Candidate, Notice, ScoreRequest, Suppressed
 
@@ -62,8 +62,11 @@ def customer_events(settings: Settings, logs: list[Path], customer_id: str) -> t
 
 def timeline(settings: Settings, events: list[Event], end: Optional[int]) -> list[dict[str, Any]]:
     """One row per event in ts order (and one for the end of input): ``{"ts", "event", "event_id",
-    "changed", "timer", "candidates", "decisions"}``, each event's effect at its own ``ts``. Model-driven candidates carry their threshold: the
-    core has no model, so whether a score confirmed them comes from the replay (:func:`explain`)."""
+    "changed", "timer", "candidates", "decisions"}``, each event's effect at its own ``ts``; before
+    it, a row of its own (``event`` ``timer``, or ``quiet hours end`` for what they held) for each
+    time a timer fell due between two events, with the candidates and decisions of that time.
+    Model-driven candidates carry their threshold: the core has no model, so whether a score
+    confirmed them comes from the replay (:func:`explain`)."""
     # each event's effect at its own ts: the input is in ts order, so the reorder buffer would only
     # apply the same effects later in processing (the replay's own outputs stay the truth)
     exact = settings.model_copy(update={"time": settings.time.model_copy(update={"lateness": timedelta(0)})})
@@ -100,24 +103,45 @@ def timeline(settings: Settings, events: list[Event], end: Optional[int]) -> lis
                "changed": {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v},
                "timer": None if due == timer else {"was": _ts(timer), "now": _ts(due)},
                "candidates": [], "decisions": []}
+        earlier: dict[int, dict] = {}  # what fell due before this event, by its time
         for item in items:
+            at = _item_ts(item)
+            into = row if at >= frontier else earlier.setdefault(at, _due_row(at))
             if type(item) is Candidate:
-                row["candidates"].append(_describe(item))
+                into["candidates"].append(_describe(item))
                 if item.threshold is not None:
                     continue  # the model decides: the replay's outputs say whether it went on
-            _decisions(row, policy.decide(item, pcfg))
+            _decisions(into, item, policy.decide(item, pcfg))
+        for at in sorted(earlier):
+            due_row = earlier[at]
+            if due_row["candidates"] or due_row["decisions"]:  # a clock note that released nothing: no row
+                due_row["event"] = "timer" if due_row["candidates"] else "quiet hours end"
+                rows.append(due_row)
         before, timer = after, due
         rows.append(row)
     return rows
 
 
-def _decisions(row: dict, results: list) -> None:
+def _item_ts(item: Any) -> int:
+    """When a message to policy happened: a candidate's due time, a note's or notice's ts."""
+    return item.event_ts if type(item) is Candidate else item.ts
+
+
+def _due_row(at: int) -> dict:
+    return {"ts": format_ts(at), "event": "timer", "event_id": None, "changed": {}, "timer": None,
+            "candidates": [], "decisions": []}
+
+
+def _decisions(row: dict, item: Any, results: list) -> None:
     for r in results:
         if type(r) is Candidate:
             row["decisions"].append({"type": r.type, "trigger_id": r.trigger_id, "decision": "sent"})
         elif type(r) is Suppressed:
             row["decisions"].append({"type": r.candidate.type, "trigger_id": r.candidate.trigger_id,
                                      "decision": "suppressed", "reason": r.reason})
+        elif type(r) is Tally and r.kind == "held" and type(item) is Candidate:  # judged again when they end
+            row["decisions"].append({"type": item.type, "trigger_id": item.trigger_id, "decision": "held",
+                                     "reason": "quiet_hours"})
 
 
 def _ts(ms: Optional[int]) -> Optional[str]:
@@ -225,6 +249,91 @@ def why(type: str, events: list[Event], rows: list[dict], sent: list, held: list
         return f"the {type} rule never started: none of its events ({', '.join(listens)}) for this customer"
     return (f"the {type} rule saw {len(relevant)} of its events but never came due "
             "(its episode was closed or cancelled before its timer; see the timeline's timer and changed columns)")
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def render(result: dict, verbose: bool = False) -> Any:
+    """``explain``'s result as a Rich table readable at 80 columns: when (UTC, ``MM-DD HH:MM:SS``;
+    the dates in the title) and what happened, what it changed for the rules (the next timer
+    relative to the row), each candidate with its decision; rows that only moved the session or
+    exit-intent timer only with ``verbose``. Long values wrap within their column."""
+    from rich import box
+    from rich.table import Table
+
+    rows = [r for r in result["timeline"] if verbose or r["changed"] or r["candidates"] or r["decisions"]]
+    days = sorted({r["ts"][:10] for r in result["timeline"] if r["ts"]})
+    span = f", {days[0]} .. {days[-1]}" if days else ""
+    table = Table(title=f"crm-stream explain: {result['customer_id']}, {result['events']} events{span} (UTC)",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False, expand=False)
+    table.add_column("when, event", min_width=14, max_width=22, overflow="fold")
+    table.add_column("changed for the rules", ratio=1, min_width=16, overflow="fold")
+    table.add_column("candidates: decision", ratio=1, min_width=16, overflow="fold")
+    outcome = _replay_outcomes(result)
+    for row in rows:
+        when = f"{row['ts'][5:10]} {row['ts'][11:19]}" if row["ts"] else ""
+        table.add_row(f"{when}\n{row['event']}", "\n".join(_changes(row)), "\n".join(_verdicts(row, outcome)))
+    return table
+
+
+def _changes(row: dict) -> list[str]:
+    out = [f"{k}: {_brief(a)} -> {_brief(b)}" if a is not None else f"{k}: {_brief(b)}"
+           for k, (a, b) in row["changed"].items() if a is not None or b]  # the start: only what is there
+    now = (row["timer"] or {}).get("now")
+    if row["timer"] is not None and now is None:
+        out.append("next timer: none")
+    elif row["timer"] is not None:
+        when = now[11:19] if row["ts"] and now[:10] == row["ts"][:10] else f"{now[5:10]} {now[11:19]}"
+        if row["ts"]:  # whole seconds: a timer is due 1 ms after its wait ("strictly after")
+            ahead = round((parse_ts(now) - parse_ts(row["ts"])) / 1000)
+            when += f" (+{format_duration(timedelta(seconds=ahead))})"
+        out.append(f"next timer: {when}")
+    return out
+
+
+def _brief(value: Any) -> str:
+    """A watched value in a few words: ids (and status, a quantity above 1) of the cart, orders and
+    conversations; ``key: value`` of a declared rule's episodes."""
+    if isinstance(value, list):
+        return ", ".join(map(_brief_item, value)) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def _brief_item(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    ident = next((str(v) for k, v in item.items() if k.endswith("_id")), "?")
+    extra = [str(item["status"])] if "status" in item else []
+    if item.get("quantity", 1) != 1:
+        extra.append(f"x{item['quantity']}")
+    return ident + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _replay_outcomes(result: dict) -> dict[str, str]:
+    """trigger_id -> what the full replay (models included) did with it."""
+    out = {t["trigger_id"]: "sent" for t in result["sent"] if "trigger_id" in t}
+    out.update((s["trigger_id"], f"held back: {s.get('suppressed')}") for s in result["suppressed"] if "trigger_id" in s)
+    return out
+
+
+def _verdicts(row: dict, replayed: dict[str, str]) -> list[str]:
+    """One line per candidate with the policy's decision (a model-driven one: the replay's); then
+    decisions on candidates of earlier rows (quiet hours let them go)."""
+    decided = {}
+    for d in row["decisions"]:
+        decided.setdefault(d["trigger_id"], "sent" if d["decision"] == "sent" else
+                           "held for quiet hours" if d["decision"] == "held" else f"held back: {d['reason']}")
+    out = []
+    for c in row["candidates"]:
+        verdict = decided.pop(c["trigger_id"], None)
+        if verdict is None and c["waits_for_model"]:
+            verdict = f"{replayed.get(c['trigger_id'], 'not sent')} (model score)"
+        out.append(f"{c['type']} ({', '.join(c['reasons']) or 'model'}): {verdict or 'no decision'}")
+    out += [f"{d['type']}: {decided[d['trigger_id']]}" for d in row["decisions"] if d["trigger_id"] in decided]
+    return out
 
 
 # --------------------------------------------------------------------------- backtest

@@ -11,7 +11,7 @@ import logging
 from importlib.metadata import entry_points
 from typing import Any
 
-from config.settings import SettingsError
+from config.settings import SettingsError, bad_setting
 from operators.contract_rules import CONTRACT_RULES
 from operators.declared import DefinitionError, declared_rules
 from operators.ruleset import MARKETING, SERVICE, Rule
@@ -33,14 +33,18 @@ def known_rules(cfg: Any = None) -> dict[str, Any]:
     declared = declared_rules(cfg)
     clash = sorted(set(found) & set(getattr(cfg, "declared_names", ())))
     if clash:
-        raise RuleError(f"rules.declared: rule {clash[0]!r} is already a hand-written rule (pick another name)")
+        raise bad_setting(DECLARED, f"rule {clash[0]!r} is already a hand-written rule (pick another name)", cls=RuleError)
     for name, factory in declared.items():  # a shop's package may replace a catalogue flow by entry point
         found.setdefault(name, factory)
     return found
 
 
 class RuleError(SettingsError):
-    """A rule that cannot run: one line naming it."""
+    """A rule that cannot run: one line naming it (and the setting, ``rules.enabled`` or
+    ``rules.declared``: :func:`config.settings.relocate` names it as the user set it)."""
+
+
+ENABLED, DECLARED = ("rules", "enabled"), ("rules", "declared")
 
 
 def load_rules(names: list[str], cfg: Any) -> tuple[Rule, ...]:
@@ -50,17 +54,19 @@ def load_rules(names: list[str], cfg: Any) -> tuple[Rule, ...]:
     rules = []
     for name in names:
         if name not in known:
-            raise RuleError(f"rules.enabled: unknown rule {name!r} (known: {', '.join(sorted(known))})")
+            raise bad_setting(ENABLED, f"unknown rule {name!r} (known: {', '.join(sorted(known))})", cls=RuleError)
         cls = known[name]
         try:
             cls = cls if callable(cls) else cls.load()  # a class, a declared rule's factory, or an entry point
             rule = cls(cfg)
         except DefinitionError as exc:
-            raise RuleError(str(exc)) from None
+            raise bad_setting(DECLARED, str(exc), cls=RuleError) from None
         except Exception as exc:
-            raise RuleError(f"rule {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+            raise bad_setting(ENABLED, f"rule {name!r} failed to load: {type(exc).__name__}: {exc}",
+                              cls=RuleError) from None
         if rule.name != name or rule.policy_class not in (SERVICE, MARKETING):
-            raise RuleError(f"rule {name!r}: its class says name={rule.name!r}, policy_class={rule.policy_class!r}")
+            raise bad_setting(ENABLED, f"rule {name!r}: its class says name={rule.name!r}, "
+                              f"policy_class={rule.policy_class!r}", cls=RuleError)
         for warning in getattr(rule, "warnings", ()):  # a declared rule reading fields outside the contract
             log.warning(warning)
         rules.append(rule)

@@ -171,7 +171,7 @@ def test_state_pickles_by_name_quiet_says_nothing_pending_and_an_identity_merge_
 
 
 @pytest.mark.parametrize("rule, words", [
-    ({"name": "x", "open": "order_placed"}, "rule 'x', field due: Field required"),
+    ({"name": "x", "open": "order_placed"}, "rule 'x', field due: is required"),
     ({"name": "x", "open": "order_placed", "due": {"idle": 60, "at": "ts"}}, "rule 'x', field due: give exactly one"),
     ({"name": "x", "open": "order_placed", "due": {"idle": 60}, "count": 3}, "rule 'x', field definition: count > 1 needs a window"),
     ({"name": "x", "open": "order_placed", "due": {"idle": 60}, "key": "a..b"}, "rule 'x', field key: 'a..b' is not a field path"),

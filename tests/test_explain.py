@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import orjson
-from helpers import at
+from helpers import at, ms_at
 from typer.testing import CliRunner
 
 from config.settings import load_settings
 from flows.cli import app
 from flows.explain import backtest, explain
+from operators.events import format_ts
 
 
 def write_log(path, rows):
@@ -103,3 +104,50 @@ def test_the_verdict_counts_the_held_back_beside_the_sent():
             {"type": "abandoned_cart", "suppressed": "marketing_cap"}, {"type": "win_back", "suppressed": "cooldown"}]
     assert why("abandoned_cart", [], [], sent, held) == (
         "sent 1: 2026-01-05T01:00:00Z (cart_idle); held back cooldown x2, marketing_cap x1")
+
+
+def iso(minutes):
+    return format_ts(ms_at(minutes))
+
+
+def test_a_timer_candidate_has_its_own_row_at_the_time_it_fell_due(tmp_path):
+    """The cart's reminder fell due 30 min after the cart, not when the next page_view came."""
+    log = the_log(tmp_path)
+    rows = explain(load_settings(), [log], "forgot", "abandoned_cart")["timeline"]
+    assert [(r["ts"], r["event"]) for r in rows] == [
+        (iso(0), "add_to_cart"), (iso(30), "timer"), (iso(300), "page_view"), (iso(300), "end of input")]
+    fired = rows[1]
+    assert "abandoned_cart" in [c["type"] for c in fired["candidates"]]  # the session ended then too
+    assert fired["candidates"][0]["event_ts"] == iso(30)
+    assert [d["decision"] for d in fired["decisions"]] == ["sent"] and fired["changed"] == {}
+    assert rows[2]["candidates"] == [] and rows[2]["decisions"] == []
+
+
+def test_quiet_hours_hold_on_the_timer_row_and_release_on_their_own_row(tmp_path):
+    log = write_log(tmp_path / "log.jsonl", [cart("c", 12 * 60, 1), view("c", 23 * 60, 2)])  # 22:00 UTC, 09:00
+    s = load_settings(quiet_hours={"enabled": True}, consent={"default": "opt_out"}, holdout={"share": {}})
+    rows = explain(s, [log], "c", "abandoned_cart")["timeline"]
+    assert [(r["ts"], r["event"]) for r in rows[:4]] == [
+        (iso(12 * 60), "add_to_cart"), (iso(12 * 60 + 30), "timer"), (iso(22 * 60), "quiet hours end"),
+        (iso(23 * 60), "page_view")]
+    assert [(d["decision"], d["reason"]) for d in rows[1]["decisions"]] == [("held", "quiet_hours")]
+    assert [(d["type"], d["decision"]) for d in rows[2]["decisions"]] == [("abandoned_cart", "sent")]
+
+
+def test_the_table_is_readable_at_80_columns(tmp_path):
+    """COLUMNS=80: no line wider, nothing cut off with an ellipsis, the verdicts and changes whole."""
+    log = write_log(tmp_path / "log.jsonl", [
+        cart("someone", 0, 1), cart("someone", 1, 2, product_id="p-with-a-rather-long-product-id-0001"),
+        order("someone", 2, 3), cart("someone", 180, 4), view("someone", 400, 5)])
+    res = CliRunner().invoke(app, ["explain", str(log), "--customer", "someone", "--type", "abandoned_cart"],
+                             env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in res.stdout
+    table = "\n".join(lines[:lines.index(next(ln for ln in lines if ln.startswith("sent ")))])
+    assert "p-with-a-rather-long-product-id-0001" in table.replace(" ", "").replace("\n", "")  # folded, not cut
+    row = next(i for i, ln in enumerate(lines) if "abandoned_cart (cart_idle):" in ln)
+    assert lines[row].startswith(" 01-05 13:30:00")  # its own row, when it fell due
+    assert lines[row + 1].split() == ["timer", "sent"]  # the decision beside it (wrapped), not on a later event
+    assert "next timer: 13:30:00 (+30m)" in table and "tier: new -> regular" in table
+    assert "open_orders: none ->" in table and "o-someone (placed)" in table
