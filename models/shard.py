@@ -106,8 +106,14 @@ class ModelShard:
         self.stats: dict[str, ModelMetrics] = {name: ModelMetrics() for name in self.models}
         self.nonfinite: dict[str, int] = {}  # "model:predict" / "model:learn" -> calls refused
 
-    def ready(self, model: OnlineModel) -> bool:
-        """True when ``model``'s scores may drive anything (see the class docstring)."""
+    def ready(self, model: OnlineModel, keep: bool = True) -> bool:
+        """True when ``model``'s scores may drive anything (see the class docstring).
+
+        The verdict is cached as ``model.gate`` = (validated labels when checked, verdict) and
+        re-checked once ``GATE_EVERY`` more labels are validated, so when it is re-checked depends
+        on which calls come when. ``keep=False`` (a profile-only refresh, which only a live run
+        makes) reads the cache or checks without storing: such calls must not move the re-check
+        points the decisions see, or a live run would serve or withhold other scores than a replay."""
         if self.min_outcomes <= 0:  # the gate is off: scores as soon as warmed up
             return True
         rec = model.record
@@ -116,8 +122,10 @@ class ModelShard:
             return was
         pos, neg = rec.matched_positives, rec.matched - rec.matched_positives
         auc = rec.roc_auc if pos >= self.min_outcomes and neg >= self.min_outcomes else None
-        model.gate = (rec.matched, auc is not None and auc >= self.auc_floor)
-        return model.gate[1]
+        verdict = auc is not None and auc >= self.auc_floor
+        if keep:
+            model.gate = (rec.matched, verdict)
+        return verdict
 
     def _features(self, name: str, customer_id: str, features: dict, ts: int, observe_stats: bool) -> dict:
         if name != "churn":
@@ -137,14 +145,15 @@ class ModelShard:
             self._refuse(req.model, "predict")
             return None
         # a profile-only refresh (live, daily while the customer is away) must not move the
-        # population's statistics: a replay takes none, and later decisions would differ from it
+        # population's statistics nor the gate's re-check points: a replay takes none, and later
+        # decisions would differ from it
         observe = req.decision or req.candidate is not None
         feats = self._features(req.model, req.customer_id, req.features, req.ts, observe)
         served = self._orders_only_churn(req) if req.model == "churn" else None
         if model.learned < self.warmup:
             return served
         p = model.predict(feats)
-        ready = self.ready(model)
+        ready = self.ready(model, keep=observe)
         self.stats[req.model].predicted(req.decision, ready)
         if req.decision:
             pending = self.pending[req.model]

@@ -318,3 +318,31 @@ def test_churn_scores_use_the_bgnbd_population_and_give_a_clv():
     clv = shard.clv(req(0, feats))
     assert clv is not None and clv > 0
     assert shard.clv(req(0, dict(feats, _btyd_x=-1.0))) is None  # never bought: no CLV
+
+
+def test_profile_only_refreshes_do_not_change_which_scores_are_served():
+    """A live run also scores an away customer's profile daily (decision=False, no candidate); a
+    replay does not. Those calls must not move the gate's re-check points: with them between the
+    labels, the same decisions are served or withheld and score the same (before the fix, 7 to
+    112 of these 600 decisions flipped between served and withheld, depending on the seed)."""
+
+    def decisions(seed: int, refresh: bool) -> list:
+        rng = random.Random(seed)
+        shard = ModelShard(warmup=10, min_outcomes=20, auc_floor=0.6)
+        out, waiting = [], []
+        for i in range(600):
+            x = {"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)}
+            out.append(shard.score(req(i, x)))
+            waiting.append((i, x, int(x["a"] + rng.gauss(0, 2.5) > 0.8)))
+            if i % 7 == 6:  # labels come in bunches, as a customer's timers fire together
+                for k, xk, y in waiting:
+                    shard.learn(lab(k, xk, y))
+                    if refresh:
+                        shard.score(req(10_000 + k, {"a": 0.0, "b": 0.0}, decision=False))
+                waiting = []
+        return out
+
+    for seed in (1, 5, 9):
+        replayed = decisions(seed, refresh=False)
+        assert sum(p is not None for p in replayed) > 400  # the gate opened: there was something to move
+        assert decisions(seed, refresh=True) == replayed
