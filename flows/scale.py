@@ -240,7 +240,8 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
     shutil.rmtree(run)
     n = max(len(logics), 1)
     return {"customers": len(logics), "resume_s": round(fig["resume_s"], 2),
-            "rss_bytes_per_customer": round((fig["rss"] - rss0) / n, 1)}
+            "rss_bytes_per_customer": round((fig["rss"] - rss0) / n, 1),
+            "still_pickled": sum(logic.frozen is not None for logic in logics)}
 
 
 def _child(*args: str) -> dict:

@@ -35,7 +35,26 @@ def test_a_scale_row_reports_every_figure(tmp_path):
         assert row[key] >= 0, key
     assert row["quiet_share"]["dormant"] >= 0.9  # a year away: nearly everyone packed
     assert 0 < row["snapshot_bytes_per_dormant_customer"] < row["snapshot_bytes_per_customer"]
+    assert row["eager_resume_s"] >= 0 and row["bytes_per_customer"] > 0
+    assert set(row["woken_bytes_per_customer"]) == {"mixed", "active", "cold", "dormant"}
+    assert set(row["timer_us_per_event"]) == {"bytewax", "alarms"}
     assert orjson.loads(orjson.dumps(row)) == row
+
+
+def test_a_resume_from_a_seeded_recovery_directory_brings_back_every_customer_lazily(tmp_path):
+    """The resume figure is a real Bytewax resume of the engine's profile step: every customer
+    comes back, and a full state stays pickled (lazy) unless ``eager``."""
+    from flows.scale import resume_figures, seed_recovery, state_figures
+
+    log = tmp_path / "log.jsonl"
+    sparse_log(120, log, 1.0, seed=2)
+    state = state_figures(log, tmp_path / "snap", 0.0)
+    assert state["customers"] == 120 and state["quiet"] < 120
+    assert seed_recovery(tmp_path / "snap", tmp_path / "rec")["customers"] == 120
+    for eager in (False, True):
+        fig = resume_figures(tmp_path / "rec", eager)
+        assert fig["customers"] == 120 and fig["resume_s"] >= 0, fig
+        assert (fig["still_pickled"] == 0) if eager else (fig["still_pickled"] >= 120 - state["quiet"]), fig
 
 
 def test_key_cost_runs_both_ways():
