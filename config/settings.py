@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, ClassVar, Optional
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError,
-                      field_validator, model_validator)
+                      ValidationInfo, field_validator, model_validator)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -93,7 +93,30 @@ def ms(d: timedelta) -> int:
 
 
 class _Group(BaseModel):
+    """A settings group. Every map-valued setting in it (a ``dict`` field whose default has entries)
+    is merged over its default, key by key: an entry given by a file or a variable changes that
+    entry only (``CRM_POLICY__COOLDOWN__ABANDONED_CART=1h`` keeps ``proactive_outreach``'s cooldown);
+    the sources themselves merge key by key too (environment over file over default)."""
+
     model_config = {"extra": "forbid"}
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _map_over_default(cls, value: Any, info: ValidationInfo) -> Any:
+        default = cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        return merge_map(default, value) if isinstance(default, dict) and default else value
+
+
+def merge_map(default: dict, given: Any) -> Any:
+    """``given`` (a map from a file, a variable or code) over ``default``, key by key; a map's entry
+    cannot be removed, only changed. Raises ``ValueError`` for an empty map (it would change nothing,
+    and in earlier versions it meant "none of the defaults"). Anything not a map is left to validation."""
+    if not isinstance(given, dict):
+        return given
+    if not given:
+        raise ValueError("an empty map changes nothing: entries merge over the defaults "
+                         f"({', '.join(map(str, default))}); change an entry instead")
+    return {**default, **given}
 
 
 class TimeSettings(_Group):
@@ -1041,8 +1064,42 @@ def effective_table(settings: Settings, config_file: Optional[Path] = None,
         for name in path:
             value = getattr(value, name)
         source = "environment" if _from_env(env, env_names) else "file" if _has(toml, path) else "default"
+        if isinstance(value, dict) and value:
+            source = _map_source(value, _env_keys(env, path, environ), _file_keys(toml, path))
         rows.append((env, show(value, env), source))
     return rows
+
+
+def _map_source(value: dict, env_keys: set, file_keys: set) -> str:
+    """Where a map's entries came from, as one word: ``environment``, ``file``, ``default`` or a
+    ``+`` of them (``environment+default``: some entries set, the others the defaults)."""
+    found = ["environment" if k in env_keys else "file" if k in file_keys else "default" for k in value]
+    return "+".join(s for s in ("environment", "file", "default") if s in found)
+
+
+def _env_keys(env: str, path: tuple, environ: dict) -> set:
+    """The keys of the map ``env`` (at ``path``) that the environment sets: one entry
+    (``CRM_POLICY__COOLDOWN__ABANDONED_CART``), or the map or its group as JSON."""
+    import json
+
+    keys = set()
+    for name, text in environ.items():
+        up = name.upper()
+        if up.startswith(env + "__"):
+            keys.add(up[len(env) + 2:].lower())
+        elif up == env or env.startswith(up + "__"):
+            try:
+                tree = json.loads(text)
+            except ValueError:
+                continue
+            keys |= _file_keys(tree, path[len(up.removeprefix("CRM_").split("__")):])
+    return keys
+
+
+def _file_keys(tree: Any, path: tuple) -> set:
+    for name in path:
+        tree = tree.get(name) if isinstance(tree, dict) else None
+    return set(tree) if isinstance(tree, dict) else set()
 
 
 def _from_env(env: str, names: set[str]) -> bool:

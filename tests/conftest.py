@@ -34,7 +34,7 @@ import infra  # noqa: E402
 # no holdout groups). Tests of the contact policy pass their settings explicitly (tests/test_contact*.py).
 os.environ.setdefault("CRM_CONSENT__DEFAULT", "opt_out")
 os.environ.setdefault("CRM_QUIET_HOURS__ENABLED", "false")
-os.environ.setdefault("CRM_HOLDOUT__SHARE", "{}")
+os.environ.setdefault("CRM_HOLDOUT__SHARE", '{"abandoned_cart": 0, "proactive_outreach": 0}')  # over the defaults
 
 
 def _announce(request, msg: str) -> None:

@@ -10,7 +10,8 @@ from config.settings import load_settings
 from flows.replay import ReplayOutputs, replay
 from operators.outcomes import in_holdout
 
-ON = dict(consent={"default": "opt_in"}, quiet_hours={"enabled": True}, holdout={"share": {}})
+ON = dict(consent={"default": "opt_in"}, quiet_hours={"enabled": True},
+          holdout={"share": {"abandoned_cart": 0, "proactive_outreach": 0}})
 
 
 def write(path: Path, events: list) -> Path:

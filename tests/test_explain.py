@@ -125,7 +125,8 @@ def test_a_timer_candidate_has_its_own_row_at_the_time_it_fell_due(tmp_path):
 
 def test_quiet_hours_hold_on_the_timer_row_and_release_on_their_own_row(tmp_path):
     log = write_log(tmp_path / "log.jsonl", [cart("c", 12 * 60, 1), view("c", 23 * 60, 2)])  # 22:00 UTC, 09:00
-    s = load_settings(quiet_hours={"enabled": True}, consent={"default": "opt_out"}, holdout={"share": {}})
+    s = load_settings(quiet_hours={"enabled": True}, consent={"default": "opt_out"},
+                      holdout={"share": {"abandoned_cart": 0, "proactive_outreach": 0}})
     rows = explain(s, [log], "c", "abandoned_cart")["timeline"]
     assert [(r["ts"], r["event"]) for r in rows[:4]] == [
         (iso(12 * 60), "add_to_cart"), (iso(12 * 60 + 30), "timer"), (iso(22 * 60), "quiet hours end"),

@@ -249,7 +249,7 @@ def test_effective_table_in_process(tmp_path, monkeypatch):
     s = load_settings()
     assert s.policy.cooldown["abandoned_cart"] == timedelta(hours=1)
     rows = {env: (value, source) for env, value, source in effective_table(s)}
-    assert rows["CRM_POLICY__COOLDOWN"][1] == "environment" and "abandoned_cart=1h" in rows["CRM_POLICY__COOLDOWN"][0]
+    assert rows["CRM_POLICY__COOLDOWN"] == ("abandoned_cart=1h, proactive_outreach=7d", "environment+default")
 
 
 # ---------------------------------------------------------------------------- unknown CRM_* variables

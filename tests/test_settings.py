@@ -201,7 +201,7 @@ def test_settings_prints_durations_as_users_write_them_and_they_read_back(tmp_pa
     assert rows["CRM_ABANDONED_CART__IDLE"] == "1h30m" and rows["CRM_POLICY__CAP_WINDOW"] == "12h"
     assert rows["CRM_TIME__LATENESS"] == "0.5s" and rows["CRM_REDIS__DEDUP_TTL"] == "30d"
     assert rows["CRM_SNAPSHOT_INTERVAL"] == "10s"
-    assert rows["CRM_POLICY__COOLDOWN"] == "abandoned_cart=1d1h1m1.25s"  # a map's entry too
+    assert rows["CRM_POLICY__COOLDOWN"] == "abandoned_cart=1d1h1m1.25s, proactive_outreach=7d"  # a map's entry too
     from_file = load_settings(cfg)
     durations = [env for env, path in _ENV_PATHS.items() if isinstance(attr(from_file, path), timedelta)]
     assert len(durations) >= 30
@@ -212,7 +212,7 @@ def test_settings_prints_durations_as_users_write_them_and_they_read_back(tmp_pa
     assert second.exit_code == 0, second.output
     again = {line.split()[0]: line.split(None, 2)[1:] for line in second.stdout.splitlines()}
     assert all(again[env] == ["environment", rows[env]] for env in durations)
-    assert again["CRM_POLICY__COOLDOWN"] == ["environment", "abandoned_cart=1d1h1m1.25s"]
+    assert again["CRM_POLICY__COOLDOWN"] == ["environment+default", "abandoned_cart=1d1h1m1.25s, proactive_outreach=7d"]
     from_env = load_settings()
     for env in durations:
         assert attr(from_env, _ENV_PATHS[env]) == attr(from_file, _ENV_PATHS[env]), env
