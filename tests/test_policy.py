@@ -1,5 +1,6 @@
 """Every clause of the anti-spam policy, in event time."""
 
+import pytest
 from helpers import ms_at
 
 from config.settings import load_settings
@@ -108,3 +109,23 @@ def test_policy_state_pickles():
     decide(s, cand("abandoned_cart", ms_at(0)))
     clone = pickle.loads(pickle.dumps(s))
     assert decide(clone, cand("abandoned_cart", ms_at(1))) == "cooldown"
+
+
+@pytest.mark.parametrize("given", ["environment", "file"])
+def test_overriding_one_types_cooldown_keeps_the_others(given, monkeypatch, tmp_path):
+    """`CRM_POLICY__COOLDOWN__ABANDONED_CART` (or a file's `[policy.cooldown]` with that key alone)
+    changes the cart's cooldown; proactive_outreach keeps its 7 days (it once had none at all)."""
+    cfg_file = None
+    if given == "environment":
+        monkeypatch.setenv("CRM_POLICY__COOLDOWN__ABANDONED_CART", "3600")
+    else:
+        cfg_file = tmp_path / "crm.toml"
+        cfg_file.write_text("[policy.cooldown]\nabandoned_cart = 3600\n")
+    cfg = PolicyConfig(load_settings(cfg_file))
+    s = PolicyState()
+    assert decide(s, cand("proactive_outreach", ms_at(0)), cfg) == "emitted"
+    assert decide(s, cand("proactive_outreach", ms_at(days=6)), cfg) == "cooldown"
+    assert decide(s, cand("abandoned_cart", ms_at(days=6, hours=1)), cfg) == "emitted"
+    assert decide(s, cand("abandoned_cart", ms_at(days=6, hours=1, minutes=59)), cfg) == "cooldown"  # 1 h, not 1 d
+    assert decide(s, cand("abandoned_cart", ms_at(days=6, hours=2, minutes=1)), cfg) == "emitted"
+    assert decide(s, cand("proactive_outreach", ms_at(days=7, hours=3)), cfg) == "emitted"

@@ -223,3 +223,105 @@ def attr(obj, path):
     for name in path:
         obj = getattr(obj, name)
     return obj
+
+
+# ---------------------------------------------------------------------------- maps merge over their defaults
+
+# Per map-valued setting: two entries (key, as written, as read) to set; every map must be here.
+MAP_ENTRIES = {
+    "CRM_DELAY_APOLOGY__TIER_MULTIPLIER": (("vip", "2.0", 2.0), ("new", "0.5", 0.5)),
+    "CRM_POLICY__COOLDOWN": (("abandoned_cart", "1h", timedelta(hours=1)),
+                             ("proactive_outreach", "3d", timedelta(days=3))),
+    "CRM_POLICY__PURCHASE_QUIET": (("abandoned_cart", "30m", timedelta(minutes=30)),
+                                   ("price_drop", "1h", timedelta(hours=1))),
+    "CRM_KAFKA__TOPICS": (("catalog", "shop.catalog", "shop.catalog"), ("orders", "shop.orders", "shop.orders")),
+    "CRM_KAFKA__EXTRA": (("linger.ms", "5", "5"), ("client.id", "crm", "crm")),
+    "CRM_HOLDOUT__SHARE": (("escalation", "0.1", 0.1), ("abandoned_cart", "0.2", 0.2)),
+    "CRM_HOLDOUT__ATTRIBUTION": (("abandoned_cart", "2d", timedelta(days=2)), ("escalation", "1d", timedelta(days=1))),
+}
+
+
+def _map_defaults():
+    return {env: (path, f.get_default(call_default_factory=True)) for env, path, f in _leaves()
+            if isinstance(f.get_default(call_default_factory=True), dict)}
+
+
+@pytest.fixture
+def no_suite_maps(monkeypatch):
+    monkeypatch.delenv("CRM_HOLDOUT__SHARE", raising=False)  # conftest's zeros: here the defaults are tested
+
+
+def test_every_map_setting_is_checked_here():
+    assert set(_map_defaults()) == set(MAP_ENTRIES)
+    assert len(MAP_ENTRIES) >= 7
+
+
+def _toml_table(path, entries) -> str:
+    return f"[{'.'.join(path)}]\n" + "".join(f'"{key}" = "{text}"\n' for key, text in entries)
+
+
+@pytest.mark.usefixtures("no_suite_maps")
+@pytest.mark.parametrize("env", sorted(MAP_ENTRIES))
+@pytest.mark.parametrize("given", ["entry variable", "map variable", "group variable", "file table"])
+def test_one_entry_changes_that_entry_only(env, given, monkeypatch, tmp_path):
+    """One entry set any way a user can set it: the map is its defaults with that entry changed."""
+    import json
+
+    path, default = _map_defaults()[env]
+    (key, text, value), _ = MAP_ENTRIES[env]
+    cfg = None
+    if given == "entry variable":
+        monkeypatch.setenv(f"{env}__{key.upper()}", text)
+    elif given == "map variable":
+        monkeypatch.setenv(env, json.dumps({key: text}))
+    elif given == "group variable":
+        monkeypatch.setenv(f"CRM_{path[0].upper()}", json.dumps({path[1]: {key: text}}))
+    else:
+        cfg = tmp_path / "crm.toml"
+        cfg.write_text(_toml_table(path, [(key, text)]))
+    got = attr(load_settings(cfg), path)
+    assert got == {**default, key: value}
+    assert len(got) >= len(default) and all(got[k] == default[k] for k in default if k != key)
+
+
+@pytest.mark.usefixtures("no_suite_maps")
+@pytest.mark.parametrize("env", sorted(MAP_ENTRIES))
+def test_environment_over_file_over_defaults_key_by_key_and_settings_shows_the_merged_map(env, monkeypatch,
+                                                                                         tmp_path):
+    from typer.testing import CliRunner
+
+    from config.settings import show
+    from flows.cli import app
+
+    path, default = _map_defaults()[env]
+    (k1, t1, v1), (k2, t2, v2) = MAP_ENTRIES[env]
+    cfg = tmp_path / "crm.toml"
+    cfg.write_text(_toml_table(path, [(k1, t1), (k2, t1)]))
+    monkeypatch.setenv(f"{env}__{k2.upper()}", t2)
+    expected = {**default, k1: v1, k2: v2}
+    assert attr(load_settings(cfg), path) == expected
+    res = CliRunner().invoke(app, ["settings", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in res.stdout.splitlines()}
+    source = "environment+file" + ("+default" if set(default) - {k1, k2} else "")
+    assert rows[env] == [source, show(expected, env)]
+
+
+@pytest.mark.usefixtures("no_suite_maps")
+@pytest.mark.parametrize("how", ["variable", "file"])
+def test_an_empty_map_is_one_line_not_the_defaults_dropped(how, tmp_path, monkeypatch):
+    """`{}` once meant "none of the defaults" (no holdouts); now entries merge, so it would change
+    nothing: it stops the command, naming the setting."""
+    cfg = None
+    if how == "variable":
+        monkeypatch.setenv("CRM_HOLDOUT__SHARE", "{}")
+    else:
+        cfg = tmp_path / "crm.toml"
+        cfg.write_text("[holdout.share]\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(cfg)
+    where = "CRM_HOLDOUT__SHARE" if how == "variable" else f"holdout.share in {cfg} (CRM_HOLDOUT__SHARE)"
+    assert str(info.value).startswith(f"bad setting {where}: an empty map changes nothing")
+    assert "\n" not in str(info.value)
+    monkeypatch.setenv("CRM_HOLDOUT__SHARE", '{"abandoned_cart": 0, "proactive_outreach": 0}')  # how to turn off
+    assert set(load_settings().holdout.share.values()) == {0.0}
