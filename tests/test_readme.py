@@ -51,3 +51,11 @@ def test_the_example_events_are_valid_and_decode():
     for text in examples:
         assert schema.is_valid(json.loads(text)), text
         assert isinstance(decode(text.encode()), Event), text
+
+
+def test_every_map_setting_is_named_where_maps_merging_is_explained():
+    from config.settings import _leaves
+
+    maps = [env for env, _, f in _leaves() if isinstance(f.get_default(call_default_factory=True), dict)]
+    paragraph = README.split("**Maps merge, key by key.**", 1)[1].split("\n\n", 1)[0]
+    assert maps and [env for env in maps if f"`{env}`" not in paragraph] == []
