@@ -1,7 +1,9 @@
 """The one typed settings object: defaults < TOML file (``--config``) < ``CRM_*`` environment.
 
 Nested groups use ``__`` in environment names: ``CRM_ABANDONED_CART__IDLE=45m`` (units d, h, m, s),
-``=PT45M`` (ISO-8601 duration) or ``=2700`` (seconds). Every number of the contract is a setting here.
+``=PT45M`` (ISO-8601 duration) or ``=2700`` (seconds). A map's entries merge over its defaults, key
+by key (``CRM_POLICY__COOLDOWN__PRICE_DROP=1d`` adds one cooldown; :class:`_Group`); lists replace.
+Every number of the contract is a setting here.
 A bad one is a :class:`SettingsError` of one line naming it as the user set it.
 """
 
