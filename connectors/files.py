@@ -55,22 +55,28 @@ def _lines(path: Path, index: int, decode: Decoder, progress: Optional[Progress]
     swap an item for a dead letter (the flow's future-timestamp check)."""
     last_ts = -(1 << 62)
     lines = _decoded(path, decode, progress, owns)
-    numbered = ((n, item) for n, item, _ in lines) if guard is None else _judged(lines, guard())
-    for n, item in numbered:
-        ts = getattr(item, "ts", None)
+    if guard is None:
+        for n, item, _ in lines:
+            ts = getattr(item, "ts", None)
+            if ts is not None:
+                last_ts = ts
+            yield (last_ts, index, n, item)
+        return
+    judge = guard()
+    held: deque = deque()  # line numbers of the lines the judge holds, oldest first (it keeps order)
+    push, hold, release = judge.push, held.append, held.popleft
+    for n, item, raw in lines:  # one generator, not one per stage: this runs for every line of a replay
+        hold(n)
+        for judged, _ in push(item, raw):
+            ts = getattr(judged, "ts", None)
+            if ts is not None:
+                last_ts = ts
+            yield (last_ts, index, release(), judged)
+    for judged, _ in judge.finish():
+        ts = getattr(judged, "ts", None)
         if ts is not None:
             last_ts = ts
-        yield (last_ts, index, n, item)
-
-
-def _judged(lines: Iterator[tuple], judge: Any) -> Iterator[tuple[int, Any]]:
-    held: deque = deque()  # line numbers of the lines the judge holds, oldest first (it keeps order)
-    for n, item, raw in lines:
-        held.append(n)
-        for judged, _ in judge.push(item, raw):
-            yield held.popleft(), judged
-    for judged, _ in judge.finish():
-        yield held.popleft(), judged
+        yield (last_ts, index, release(), judged)
 
 
 def _decoded(path: Path, decode: Decoder, progress: Optional[Progress],

@@ -159,6 +159,7 @@ class _ClockedPart(StatefulSourcePartition):
     def next_batch(self) -> list:
         if "start" not in self.clock:
             self.clock["start"] = time.perf_counter()
+            self.clock["cpu_start"] = time.process_time()
         return self.inner.next_batch()
 
     def next_awake(self):
@@ -189,25 +190,32 @@ class Clocked(FixedPartitionedSource):
 
 
 def _timed_run(flow: Dataflow, process_id: Optional[int], addresses: Optional[list[str]],
-               source: Clocked) -> float:
+               source: Clocked, cpu: Optional[dict] = None) -> float:
     """Seconds for ``flow`` in this process, or as process ``process_id`` of a cluster, from the
     first batch its ``source`` gives (see :class:`Clocked`); under the garbage-collector settings
-    the engine runs with, for the reference as for the full flow."""
+    the engine runs with, for the reference as for the full flow. ``cpu["seconds"]`` receives the
+    process's CPU seconds over the same span (all its threads): on a shared machine the wall clock
+    also counts the time other jobs had the cores."""
     from bytewax.run import cli_main
 
     with engine_gc():
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if addresses is None:
             run_main(flow)
         else:
             cli_main(flow, process_id=process_id, addresses=addresses)
-        return time.perf_counter() - source.clock.get("start", t0)
+        wall = time.perf_counter() - source.clock.get("start", t0)
+        if cpu is not None:
+            cpu["seconds"] = time.process_time() - source.clock.get("cpu_start", c0)
+        return wall
 
 
 def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Optional[int] = None,
-             addresses: Optional[list[str]] = None, end_dir: Optional[Path] = None) -> float:
-    """Seconds for the full dataflow over ``path`` into null sinks (in this process)."""
+             addresses: Optional[list[str]] = None, end_dir: Optional[Path] = None,
+             cpu: Optional[dict] = None) -> float:
+    """Seconds for the full dataflow over ``path`` into null sinks (in this process); ``cpu``: see
+    :func:`_timed_run`."""
     from connectors.files import ReplayEnd
 
     end = ReplayEnd(end_dir or Path(tempfile.mkdtemp(prefix="crm-bench-end-")), partitions=partitions)
@@ -217,7 +225,7 @@ def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Op
                   profiles=[(NullSink(), None)])
     flow = build_flow(settings, edges, shards=partitions, t=reset_telemetry())
     try:
-        return _timed_run(flow, process_id, addresses, source)
+        return _timed_run(flow, process_id, addresses, source, cpu)
     finally:
         if end_dir is None:
             shutil.rmtree(end.directory, ignore_errors=True)
@@ -226,10 +234,13 @@ def full_run(settings: Settings, path: Path, partitions: int = 1, process_id: Op
 def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional[dict] = None) -> float:
     """Seconds for the full dataflow's own logic without the engine: the same step classes
     (profile per customer, product shards, model shard, policy per customer) fed by a plain loop,
-    batch by batch as the source cuts the input, with the replay's end of input. What is left
-    when Bytewax costs nothing: the floor under ``full_1w``. ``counts`` receives the number of
+    batch by batch from the full row's own source partition (the replay's reader and its
+    future-timestamp guard), with the replay's end of input. What is left when Bytewax costs
+    nothing: the floor under ``full_1w`` (which also makes the profile view for its null profile
+    sink; a replay without a profile output, like this row, does not). ``counts`` receives the number of
     triggers (a test checks it equals a replay's), the number of River calls (the churn and
-    frustration pipelines' ``predict_proba_one`` and ``learn_one``) and the seconds spent in them."""
+    frustration pipelines' ``predict_proba_one`` and ``learn_one``), the seconds spent in them and
+    the process's CPU seconds (``cpu``)."""
     from flows.dataflow import (PRODUCT_SHARDS, ModelLogic, PolicyLogic, ProductsLogic, ProfileLogic,
                                 RecsTop, bundle_pairs)
     from operators.events import DeadLetter
@@ -248,7 +259,6 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     t = reset_telemetry()
     rules, policy_cfg = RuleConfig(settings), PolicyConfig(settings)
     rules.contact = policy_cfg.contact  # the profile step sends consent, zones and clock notes to policy
-    decode = replay_decoder(settings)
     keys = [f"products/{j}" for j in range(PRODUCT_SHARDS)]
     bundle = bundle_pairs(keys)
     end = End()
@@ -284,33 +294,35 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
             triggers += sum(type(r) is Candidate for r in p.on_batch([o])[0])
 
     def run() -> None:
-        pos = 0
-        with open(path, "rb") as f:
-            while True:
-                lines = [line for _, line in zip(range(batch), f)]
-                if not lines:
-                    break
-                outputs: list = []
-                for line in lines:
-                    pos += 1
-                    ev = decode(line.rstrip(b"\n"), "bench")
-                    if type(ev) is DeadLetter:
-                        continue
-                    ev.pos = pos
-                    if ev.ts > end.latest:
-                        end.latest = ev.ts
-                    logic = profiles.get(ev.customer_id)
-                    if logic is None:
-                        logic = profiles[ev.customer_id] = ProfileLogic(rules, False, t, None, end, "none", False)
-                    outputs += logic.on_batch([ev])[0]
-                downstream(outputs)
+        # the full row's reader: the same lines, decoded and judged by the same guard, in the same batches
+        part = LogSource([path], replay_decoder(settings), batch_size=batch,
+                         guard=future_guard(settings)).build_part("bench", "replay-000", None)
+        while True:
+            try:
+                items = part.next_batch()
+            except StopIteration:
+                break
+            outputs: list = []
+            for ev in items:
+                if type(ev) is DeadLetter:
+                    continue
+                if ev.ts > end.latest:
+                    end.latest = ev.ts
+                logic = profiles.get(ev.customer_id)
+                if logic is None:
+                    logic = profiles[ev.customer_id] = ProfileLogic(rules, False, t, None, end, "none", False)
+                outputs += logic.on_batch([ev])[0]
+            downstream(outputs)
         # in key order, as Bytewax's stateful step ends its keys: the end-of-input outputs share one
         # position, so the models step scores and learns from them in this order
         downstream([o for _k, logic in sorted(profiles.items()) for o in logic.on_eof()[0]])
 
     with engine_gc():
+        c0 = time.process_time()
         seconds = timed(run)
+        cpu = time.process_time() - c0
     if counts is not None:
+        counts["cpu"] = cpu
         counts["triggers"] = triggers
         counts["river_calls"] = river.calls
         counts["river_seconds"] = river.seconds
@@ -339,28 +351,33 @@ class _CallClock:
 
 
 def reference_run(path: Path, partitions: int = 1, process_id: Optional[int] = None,
-                  addresses: Optional[list[str]] = None) -> float:
+                  addresses: Optional[list[str]] = None, cpu: Optional[dict] = None) -> float:
     source = Clocked(LinesSource(path, partitions=partitions))
-    return _timed_run(reference_flow(path, partitions, source), process_id, addresses, source)
+    return _timed_run(reference_flow(path, partitions, source), process_id, addresses, source, cpu)
 
 
-def cluster_run(path: Path, processes: int, kind: str = "full") -> float:
+def cluster_run(path: Path, processes: int, kind: str = "full", cpu: Optional[dict] = None) -> float:
     """The full (or ``kind="reference"``) dataflow as a Bytewax cluster of ``processes`` processes;
-    the slowest one's seconds."""
+    the slowest one's seconds; ``cpu["seconds"]``: the most CPU seconds one process took (with a
+    core each, the cluster's time)."""
     addresses = [f"127.0.0.1:{free_tcp_port()}" for _ in range(processes)]
     end_dir = Path(tempfile.mkdtemp(prefix="crm-bench-end-"))
     procs = [subprocess.Popen([sys.executable, "-m", "flows.bench", str(path), str(i), ";".join(addresses),
                                str(end_dir), kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for i in range(processes)]
-    times = []
+    times, cpus = [], []
     try:
         for p in procs:
             out, err = p.communicate()
             if p.returncode != 0:
                 raise RuntimeError(f"bench worker failed: {err.decode()[-2000:]}")
-            times.append(float(out.decode().strip().splitlines()[-1]))
+            wall, used = out.decode().strip().splitlines()[-1].split()  # see the __main__ block
+            times.append(float(wall))
+            cpus.append(float(used))
     finally:
         shutil.rmtree(end_dir, ignore_errors=True)
+    if cpu is not None:
+        cpu["seconds"] = max(cpus)
     return max(times)
 
 
@@ -424,11 +441,13 @@ if __name__ == "__main__" and sys.argv[1] == "memory":  # the memory row: memory
     print(orjson.dumps(memory_per_customer(load_settings(), Path(sys.argv[2]))).decode())
 elif __name__ == "__main__":  # one process of a cluster row: EVENTS PROCESS_ID ADDRESSES END_DIR [full|reference]
     _path, _pid, _addrs, _end = sys.argv[1:5]
+    _cpu: dict = {}
     if (sys.argv[5] if len(sys.argv) > 5 else "full") == "reference":
-        print(reference_run(Path(_path), len(_addrs.split(";")), int(_pid), _addrs.split(";")))
+        _wall = reference_run(Path(_path), len(_addrs.split(";")), int(_pid), _addrs.split(";"), cpu=_cpu)
     else:
-        print(full_run(load_settings(), Path(_path), partitions=len(_addrs.split(";")), process_id=int(_pid),
-                       addresses=_addrs.split(";"), end_dir=Path(_end)))
+        _wall = full_run(load_settings(), Path(_path), partitions=len(_addrs.split(";")), process_id=int(_pid),
+                         addresses=_addrs.split(";"), end_dir=Path(_end), cpu=_cpu)
+    print(_wall, _cpu["seconds"])  # wall and CPU seconds, read by cluster_run
 
 
 def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "mock",
@@ -444,13 +463,17 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
     n = count_lines(events)
     report: dict[str, Any] = {"events": n, "file": str(events), "rounds": repeat, "rows": {}}
 
-    def row(name: str, seconds: float) -> None:
+    def row(name: str, seconds: float, cpu: Optional[dict] = None) -> None:
         entry = report["rows"].setdefault(name, {"runs": []})
         entry["runs"].append(round(seconds, 3))
         entry["seconds"] = best = min(entry["runs"])
         entry["events_per_s"] = round(n / best, 1)
+        if cpu is not None:  # process CPU seconds, round by round (``cpu_seconds``: the least)
+            entry.setdefault("cpu_runs", []).append(round(cpu["seconds"], 3))
+            entry["cpu_seconds"] = min(entry["cpu_runs"])
         if console is not None:
-            console.print(f"  {name:<12} {n / seconds:>12,.0f} events/s  ({seconds:.1f} s)")
+            used = f", {cpu['seconds']:.1f} s CPU" if cpu is not None else ""
+            console.print(f"  {name:<12} {n / seconds:>12,.0f} events/s  ({seconds:.1f} s{used})")
 
     timed(lambda: decode_loop(events))  # warm the page cache for everyone
     for round_no in range(repeat):
@@ -461,16 +484,18 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         if "reference" in rows:
             row("reference", reference_run(events))
         if "full" in rows:
-            row("full_1w", full_run(settings, events))
+            cpu: dict = {}
+            row("full_1w", full_run(settings, events, cpu=cpu), cpu)
         if "core" in rows:
             core: dict = {}
-            row("core_1w", core_run(settings, events, counts=core))
+            row("core_1w", core_run(settings, events, counts=core), {"seconds": core["cpu"]})
             # The flow with nothing but its River calls (predict at each decision point, learn at
             # each label, as the contract asks), timed inside the core row: the models' own floor.
             row("river", core["river_seconds"])
             report["rows"]["river"]["calls"] = core["river_calls"]
         if "cluster" in rows:
-            row("full_2p", cluster_run(events, 2))
+            cpu = {}
+            row("full_2p", cluster_run(events, 2, cpu=cpu), cpu)
             if "reference" in rows:  # Bytewax's own scaling on this machine, for comparison
                 row("reference_2p", cluster_run(events, 2, "reference"))
     r = {k: v["events_per_s"] for k, v in report["rows"].items()}
@@ -488,6 +513,7 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         ratios["two_workers_vs_one_median"] = round(statistics.median(one / two for one, two in pairs), 3)
     if "full_1w" in r and "core_1w" in r:  # what Bytewax costs the logic (1.0: nothing)
         ratios["full_vs_core"] = round(r["full_1w"] / r["core_1w"], 3)
+    ratios.update(_cpu_ratios(report["rows"]))
     if "reference_2p" in r and "reference" in r:
         ratios["reference_two_workers_vs_one"] = round(r["reference_2p"] / r["reference"], 3)
     if "reference" in r and "decode" in r:
@@ -519,6 +545,22 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         # the stricter of the two readings
         report["bytes_per_customer"] = max(mem["snapshot_bytes_per_customer"], mem["rss_bytes_per_customer"])
     return report
+
+
+def _cpu_ratios(rows: dict[str, Any]) -> dict[str, float]:
+    """The throughput ratios again from process CPU seconds (``*_cpu``): on a machine shared with
+    other jobs the wall clock also counts their turns on the cores, the CPU clock much less so.
+    ``two_workers_vs_one_cpu``: one worker's CPU over the busiest process's of the cluster (what
+    two workers would give with a core each), best rounds and the median of the rounds."""
+    cpu = {k: v["cpu_seconds"] for k, v in rows.items() if "cpu_seconds" in v}
+    out = {}
+    if "full_1w" in cpu and "core_1w" in cpu:
+        out["full_vs_core_cpu"] = round(cpu["core_1w"] / cpu["full_1w"], 3)
+    if "full_1w" in cpu and "full_2p" in cpu:
+        out["two_workers_vs_one_cpu"] = round(cpu["full_1w"] / cpu["full_2p"], 3)
+        pairs = zip(rows["full_1w"]["cpu_runs"], rows["full_2p"]["cpu_runs"])
+        out["two_workers_vs_one_cpu_median"] = round(statistics.median(one / two for one, two in pairs), 3)
+    return out
 
 
 def _infra():

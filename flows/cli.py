@@ -282,6 +282,8 @@ def bench(
                                                    "KAFKA_BOOTSTRAP_SERVERS overrides both"),
     repeat: int = typer.Option(2, min=1, help="rounds of the throughput rows; each row reports its best "
                                               "(the machine is shared: one round is one noisy sample)"),
+    only: Optional[str] = typer.Option(None, "--rows", help="only these rows, e.g. full,core,cluster (of decode, "
+                                                          "reference, full, core, cluster, memory, live, api)"),
     scale: Optional[str] = typer.Option(None, help="only the scale mode: customer counts, e.g. 10000,100000,1000000 "
                                                    "(sparse six-month logs; events/s, bytes per active and cold "
                                                    "customer, snapshot bytes, resume time)"),
@@ -298,21 +300,27 @@ def bench(
     from flows.bench import run_bench
     from flows.generator import generate as simulate
 
+    rows = {"decode", "reference", "full", "core", "memory"} | (set() if skip_cluster else {"cluster"}) \
+        | (set() if skip_live else {"live"}) | (set() if skip_api else {"api"})
+    if only is not None:
+        rows = {r.strip() for r in only.split(",") if r.strip()}
+        unknown = rows - {"decode", "reference", "full", "core", "cluster", "memory", "live", "api"}
+        if unknown:
+            _fail(f"unknown bench rows: {', '.join(sorted(unknown))}")
     if events is None:
         where = Path(tempfile.mkdtemp(prefix="crm-bench-"))
         console.print(f"generating {customers} customers x {days} days (seed {seed}) ...")
         simulate(customers, days, seed, where)
         events = where / "events.jsonl"
-    rows = {"decode", "reference", "full", "core", "memory"} | (set() if skip_cluster else {"cluster"}) \
-        | (set() if skip_live else {"live"}) | (set() if skip_api else {"api"})
     report = run_bench(events, rows, console, broker=broker.value, repeat=repeat)
     table = Table(title=f"crm-stream bench: {report['events']:,} events", show_header=False)
     for name, row in report["rows"].items():
         rounds = ", ".join(f"{report['events'] / s:,.0f}" for s in row["runs"])
         spread = f"  (best of rounds: {rounds})" if len(row["runs"]) > 1 else ""
         table.add_row(name, f"{row['events_per_s']:,.0f} events/s{spread}")
-    for key in ("full_vs_reference", "core_vs_reference", "river_vs_reference", "two_workers_vs_one",
-                "reference_two_workers_vs_one", "reference_vs_decode",
+    for key in ("full_vs_reference", "core_vs_reference", "river_vs_reference", "full_vs_core", "full_vs_core_cpu",
+                "two_workers_vs_one", "two_workers_vs_one_median", "two_workers_vs_one_cpu",
+                "two_workers_vs_one_cpu_median", "reference_two_workers_vs_one", "reference_vs_decode",
                 "bytes_per_customer"):
         if key in report:
             table.add_row(key, str(report[key]))

@@ -123,6 +123,29 @@ def make_decoder(settings: Settings, t: Telemetry) -> Callable[[Any], Any]:
     return decode_item
 
 
+def make_batch_decoder(settings: Settings, t: Telemetry) -> Callable[[list], list]:
+    """:func:`make_decoder` over a batch: the same items, but a replayed event (decoded at the
+    source) is counted once per batch and (source, type), not once each: a labelled counter's
+    increment costs more than the rest of this step."""
+    decode_item = make_decoder(settings, t)
+
+    def decode_batch(items: list) -> list:
+        out = []
+        counts: dict[tuple[str, str], int] = {}
+        for item in items:
+            if type(item) is Event:
+                key = (_source_label(item.source), item.type)
+                counts[key] = counts.get(key, 0) + 1
+                out.append(item)
+            else:
+                out.append(decode_item(item))
+        for (label, kind), n in counts.items():
+            t.read(label, kind, n)
+        return out
+
+    return decode_batch
+
+
 def future_guard(settings: Settings) -> Callable[[], FutureGuard]:
     """Per replayed file: events too far ahead of the log around them are ``future_ts`` dead letters."""
     skew = ms(settings.time.max_future_skew)
@@ -931,9 +954,30 @@ def publish_uplift(t: Telemetry, type: str) -> dict:
 # --------------------------------------------------------------------------- the flow
 
 
+# Bytewax's map, key_on and key_rm call a Python function per item from a generator (key_on
+# also type-checks each key); one call per batch with a comprehension does the same for less.
+def _map(step: str, stream, fn: Callable[[Any], Any]):
+    """``op.map``, one Python call per batch."""
+    return op.flat_map_batch(step, stream, lambda xs: [fn(x) for x in xs])
+
+
+def _key_on(step: str, stream, key: Callable[[Any], str]):
+    """``op.key_on``, one Python call per batch (the stateful step refuses a key that is not a str)."""
+    return op.flat_map_batch(step, stream, lambda xs: [(key(x), x) for x in xs])
+
+
+def _unkey(items: list) -> list:
+    return [v for _, v in items]
+
+
+def _key_rm(step: str, stream):
+    """``op.key_rm``, one Python call per batch."""
+    return op.flat_map_batch(step, stream, _unkey)
+
+
 def _outputs(name: str, stream, sinks: list[tuple[Sink, Optional[Encoder]]]) -> None:
     for i, (sink, encoder) in enumerate(sinks):
-        s = stream if encoder is None else op.map(f"{name}_encode_{i}", stream, encoder)
+        s = stream if encoder is None else _map(f"{name}_encode_{i}", stream, encoder)
         op.output(f"{name}_out_{i}", s, sink)
 
 
@@ -953,12 +997,16 @@ def _with_watermarks(flow: Dataflow, items, edges: Edges):
     # customers, so they already see the watermark that came with their events
     inboxes = worker_keys(" watermarks/", edges.workers)
 
-    def key(x: Any) -> list:
-        if type(x) is Watermark:
-            return [(k, x) for k in inboxes]
-        return _key_event(x)
+    def key(xs: list) -> list:
+        out: list = []
+        for x in xs:
+            if type(x) is Watermark:
+                out.extend([(k, x) for k in inboxes])
+            else:
+                out.extend(_key_event(x))
+        return out
 
-    keyed = op.flat_map("key_customer", items, key)
+    keyed = op.flat_map_batch("key_customer", items, key)
     return op.merge("profile_input", keyed, op.input("ticks", flow, edges.ticks))
 
 
@@ -987,9 +1035,23 @@ class PolicyOut:
     profiles: Any  # ProfileUpdate (last_trigger per type)
 
 
-def split_types(step: str, stream, *kinds: type) -> list:
-    """``[stream of kinds[0], ..., stream of the rest]``: one branch per type, by exact type."""
+def split_types(step: str, stream, *kinds: type, rest_first: bool = True) -> list:
+    """``[stream of kinds[0], ..., stream of the rest]``: one branch per type, by exact type.
+
+    Each branch calls its predicate on every item that reaches it. ``rest_first``: the first
+    branch takes the kinds apart from the rest, so an item of none of them (most of what the
+    customer and policy steps emit goes on as the rest) is looked at once, not once per kind;
+    ``False`` when the kinds are the common case (the models step: mostly profile updates)."""
     out = []
+    if rest_first and len(kinds) > 1:
+        kindset = frozenset(kinds)
+        first = op.branch(f"{step}_kinds", stream, lambda x: type(x) in kindset)
+        stream, rest = first.trues, first.falses
+        for kind in kinds[:-1]:
+            b = op.branch(f"{step}_{kind.__name__}", stream, lambda x, k=kind: type(x) is k)
+            out.append(b.trues)
+            stream = b.falses
+        return out + [stream, rest]  # only kinds[-1] is left in ``stream``
     for kind in kinds:
         b = op.branch(f"{step}_{kind.__name__}", stream, lambda x, k=kind: type(x) is k)
         out.append(b.trues)
@@ -1023,7 +1085,7 @@ def product_step(pairs, rules: RuleConfig, edges: Edges):
     """Co-occurrence blocks -> per product shard sketches -> ``(product, neighbour updates)``."""
     product_keys = [balanced_key("products/", j) for j in range(PRODUCT_SHARDS)]
     by_product = op.flat_map_batch("bundle_pairs", pairs, bundle_pairs(product_keys))
-    return op.key_rm("products_unkey", op.stateful_batch("product_shards", by_product,
+    return _key_rm("products_unkey", op.stateful_batch("product_shards", by_product,
                                                          lambda r: ProductsLogic(rules, r, edges.recovery)))
 
 
@@ -1047,14 +1109,14 @@ def models_step(customer: ProfileOut, updates, settings: Settings, rules: RuleCo
     """Scoring requests and labels (by customer) and neighbour updates (to every shard) -> the
     model shards -> typed outputs."""
     shard_keys, shard_key = model_shard_key(settings, shards)
-    broadcast = op.flat_map("broadcast_recs", updates, lambda u: [
-        RecsUpdate(u[0], key, i == 0, u[1]) for i, key in enumerate(shard_keys)])
+    broadcast = op.flat_map_batch("broadcast_recs", updates, lambda us: [
+        RecsUpdate(u[0], key, i == 0, u[1]) for u in us for i, key in enumerate(shard_keys)])
     to_models = op.merge("to_models", customer.to_models, broadcast)
-    by_shard = op.key_on("key_shard", to_models,
-                         lambda x: x.shard if type(x) is RecsUpdate else shard_key(x.customer_id))
-    scored = op.key_rm("models_unkey", op.stateful_batch("models", by_shard, lambda r: ModelLogic(
+    by_shard = _key_on("key_shard", to_models,
+                       lambda x: x.shard if type(x) is RecsUpdate else shard_key(x.customer_id))
+    scored = _key_rm("models_unkey", op.stateful_batch("models", by_shard, lambda r: ModelLogic(
         settings, rules, t, r, warm, profile_mode != "none", edges.recovery, bool(edges.recs))))
-    return ModelsOut(*split_types("split_models", scored, ProfileUpdate, RecsTop))
+    return ModelsOut(*split_types("split_models", scored, ProfileUpdate, RecsTop, rest_first=False))
 
 
 def policy_step(to_policy, policy_cfg: PolicyConfig, edges: Edges, t: Telemetry) -> PolicyOut:
@@ -1076,21 +1138,21 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
         rules.churn_refresh = rules.refresh_every
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, edges.source)
-    decoded = op.map("decode", raw, make_decoder(settings, t))
+    decoded = op.flat_map_batch("decode", raw, make_batch_decoder(settings, t))
     split = op.branch("split_dead_letters", decoded, lambda x: type(x) is not DeadLetter)
-    dead = op.map("dead_letter_json", split.falses, lambda d: ("dlq", d.to_json()))
+    dead = _map("dead_letter_json", split.falses, lambda d: ("dlq", d.to_json()))
     _outputs("dead_letters", dead, edges.deadletters)
 
     rules.contact = policy_cfg.contact  # the profile step's part of the contact policy (operators.contact)
     profile_mode = "batch" if live else ("end" if edges.profiles else "none")
     tombs = edges.tombstones or Tombstones(settings.privacy.tombstone_key.get_secret_value().encode())
     customer = customer_step(flow, split.trues, settings, rules, edges, t, tombs, profile_mode)
-    _outputs("failed_events", op.map("failed_json", customer.failed, lambda d: ("dlq", d.to_json())),
+    _outputs("failed_events", _map("failed_json", customer.failed, lambda d: ("dlq", d.to_json())),
              edges.deadletters)
     updates = product_step(customer.pairs, rules, edges)
     models = models_step(customer, updates, settings, rules, edges, t, shards, warm, profile_mode)
     if edges.recs:
-        _outputs("recs", op.map("recs_top", models.recs, lambda r: (r.product_id, r.top)), edges.recs)
+        _outputs("recs", _map("recs_top", models.recs, lambda r: (r.product_id, r.top)), edges.recs)
 
     to_policy = models.to_policy
     watch_cfg = WatchConfig(settings, rules.lateness)
@@ -1100,13 +1162,13 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
         found = watch_candidates(split.trues, watch_cfg, live, edges.recovery, edges.watermarks, tombs)
         to_policy = op.merge("to_policy", to_policy, found)
     policy = policy_step(to_policy, policy_cfg, edges, t)
-    audit = op.map("erasure_completed", policy.erasures,
+    audit = _map("erasure_completed", policy.erasures,
                    lambda e: (e.customer_id, audit_record(e, utc_now_iso(), format_ts)))
     _outputs("audit", audit, edges.audit)
-    triggers = op.map("trigger_json", policy.triggers, lambda c: (c.customer_id, c.to_trigger(utc_now_iso())))
+    triggers = _map("trigger_json", policy.triggers, lambda c: (c.customer_id, c.to_trigger(utc_now_iso())))
     _outputs("triggers", triggers, edges.triggers)
     if edges.suppressed:
-        sup = op.map("suppressed_json", policy.suppressed,
+        sup = _map("suppressed_json", policy.suppressed,
                      lambda s: (s.candidate.customer_id, {**s.candidate.to_trigger(""), "suppressed": s.reason}))
         _outputs("suppressed", sup, edges.suppressed)
     if edges.profiles:
@@ -1117,11 +1179,11 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
 def _profile_outputs(edges: Edges, updates: list, suppressed, audit) -> None:
     """Profile fields to crm:customer:{id}; the agent sees the last candidate of each type policy
     held back, and why; an erasure deletes the profile in the same sink, after the updates before it."""
-    updates.append(op.map("suppressed_profile", suppressed, lambda s: ProfileUpdate(
+    updates.append(_map("suppressed_profile", suppressed, lambda s: ProfileUpdate(
         s.candidate.customer_id, {f"last_suppressed.{s.candidate.type}": {
             "reason": s.reason, "event_ts": format_ts(s.candidate.event_ts)}})))
-    deletes = op.map("profile_deletes", audit, lambda a: (a[0], (a[0], None, a[1])))
+    deletes = _map("profile_deletes", audit, lambda a: (a[0], (a[0], None, a[1])))
     merged = op.merge("profile_updates", *updates)
-    merged = op.merge("profile_updates_and_deletes", op.map("profile_fields", merged, lambda u: (
+    merged = op.merge("profile_updates_and_deletes", _map("profile_fields", merged, lambda u: (
         u.customer_id, (u.customer_id, u.fields, u.defaults))), deletes)
     _outputs("profiles", merged, edges.profiles)

@@ -12,7 +12,6 @@ events after it in its file (the end of a log, a tiny hand-made one) is not judg
 from __future__ import annotations
 
 from collections import deque
-from statistics import median_low
 from typing import Any, Optional
 
 from operators.events import DeadLetter, Event, format_ts
@@ -42,15 +41,18 @@ class FutureGuard:
         self.skew = skew_ms
         self.lookahead = lookahead
         self.window: deque = deque()
+        self.times: deque = deque()  # the ts of the events in ``window``, in the same order
         self.events_held = 0
         self.frontier: Optional[int] = None  # the latest ts accepted so far
 
     def push(self, item: Any, raw: bytes) -> list[tuple[Any, bytes]]:
-        self.window.append((item, raw))
+        window = self.window
+        window.append((item, raw))
         if type(item) is Event:
+            self.times.append(item.ts)
             self.events_held += 1
         out = []
-        while self.window and (type(self.window[0][0]) is not Event or self.events_held > self.lookahead):
+        while window and (type(window[0][0]) is not Event or self.events_held > self.lookahead):
             out.append(self._judge_first())
         return out
 
@@ -62,9 +64,13 @@ class FutureGuard:
         if type(item) is not Event:
             return item, raw
         self.events_held -= 1
-        following = [i.ts for i, _ in self.window if type(i) is Event]
-        if len(following) >= MIN_FOLLOWING:  # too few after it (a file's end, a tiny log): accepted
-            ref = median_low(following) if self.frontier is None else max(self.frontier, median_low(following))
+        times = self.times
+        times.popleft()  # the judged event's own: the first event in the window
+        n = len(times)
+        if n >= MIN_FOLLOWING:  # too few after it (a file's end, a tiny log): accepted
+            ref = sorted(times)[(n - 1) // 2]  # the low median of the events that follow it
+            if self.frontier is not None and self.frontier > ref:
+                ref = self.frontier
             if item.ts > ref + self.skew:
                 return future_dead_letter(raw, item, ref), raw
         if self.frontier is None or item.ts > self.frontier:
