@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+from array import array
 from sys import intern
 from typing import Any, Optional
 
@@ -68,6 +69,7 @@ class _Empty(dict):
 
 
 EMPTY: dict = _Empty()
+EMPTY_HEAP = ()  # the empty reorder buffer of every customer (a list is made for the first event held)
 
 
 def _empty() -> dict:
@@ -181,7 +183,7 @@ class CustomerState:
         self.dirty = False
         self.due = NEVER  # the next timer's due time, kept by advance() (saves a scan per event)
         self.recent = RecentItems(cfg_recs)  # products of the open session and recent purchases
-        self.held: list = []  # reorder buffer: heap of (ts, event_id, Event) not yet applied
+        self.held: list = EMPTY_HEAP  # reorder buffer: heap of (ts, event_id, Event) not yet applied (shared when empty)
         self.fast: dict = EMPTY  # (type, key) -> event ts of service triggers sent by the fast path
         self.last_order: Optional[int] = None  # ts of the latest order_placed (purchase quiet period)
         self.cart_currency: dict = EMPTY  # product_id -> currency code of its cart line, when known
@@ -201,6 +203,7 @@ class CustomerState:
         _, facts, self.slices = state
         for s, v in zip(self.__slots__, facts):
             setattr(self, s, v)
+        self.held = self.held or EMPTY_HEAP
         if self.churn_pending:  # the worker's layout indexes (and entries packed, if the snapshot is older)
             self.churn_pending = pending.resume(self.churn_pending, self.customer_id)
 
@@ -214,6 +217,17 @@ class CustomerState:
                     self.slices = {}
                 self.slices[rule.name] = s
         return s
+
+    def _drop_quiet_slices(self, cfg: RuleConfig) -> None:
+        """Forget the slices their rule says are quiet (``Rule.quiet``: such a slice behaves as a
+        fresh one, which :meth:`slice` makes when the rule next needs one): most customers' cart
+        episode ends, and a dict and a slice cost some 300 bytes."""
+        if not self.slices:
+            return
+        named = cfg.named
+        keep = {k: s for k, s in self.slices.items() if k not in named or not named[k].quiet(self, s)}
+        if len(keep) < len(self.slices):
+            self.slices = keep or EMPTY
 
     # ------------------------------------------------------------------ the three verbs
 
@@ -243,6 +257,8 @@ class CustomerState:
                 self.advance(_capped(ts, cap), cfg, out)  # what the new clock lets out comes before this event
             if cfg.fast_service:
                 self._fast_service(ev, cfg, out)
+            if not self.held:
+                self.held = []
             heapq.heappush(self.held, (ts, ev.event_id, ev))
             if ts + cfg.lateness < self.due:
                 self.due = ts + cfg.lateness
@@ -285,6 +301,7 @@ class CustomerState:
             elif due < frontier or (inclusive and due == frontier):
                 if type(fire) is tuple:  # a rule's timer: (rule, its slice)
                     fire[0].on_timer(self, fire[1], due, cfg, out)
+                    self._drop_quiet_slices(cfg)
                 else:
                     fire(due, cfg, out)
             else:
@@ -293,6 +310,8 @@ class CustomerState:
         nxt = due + cfg.lateness + 1 if due < NEVER else NEVER
         if held and held[0][0] + cfg.lateness < nxt:
             nxt = held[0][0] + cfg.lateness
+        elif not held:
+            self.held = EMPTY_HEAP
         self.due = nxt
 
     def _apply_safely(self, ev: Event, cfg: RuleConfig, out: list) -> None:
@@ -338,11 +357,13 @@ class CustomerState:
         theirs = tuple(pending.rebase(e, other.customer_id, self.customer_id) for e in other.churn_pending)
         self.churn_pending = tuple(sorted(self.churn_pending + theirs, key=pending.key))
         if other.held:  # sorted is a heap; by (ts, event_id) only: Events do not compare
-            self.held = sorted(self.held + other.held, key=_held_order)
+            self.held = sorted([*self.held, *other.held], key=_held_order)
         mine, theirs = self.recent, other.recent
         for pid, ts in sorted(zip(theirs.recent + mine.recent, list(theirs.recent_ts) + list(mine.recent_ts)),
                               key=lambda p: p[1]):
             mine._touch(pid, ts)
+        if theirs.bought and not mine.bought:
+            mine.bought, mine.bought_ts = [], array("q")
         for pid, ts in zip(theirs.bought, theirs.bought_ts):
             mine.bought.append(pid)
             mine.bought_ts.append(ts)
@@ -405,6 +426,7 @@ class CustomerState:
         self.history.sessions += 1
         out.extend(pair_messages(self.recent.flush()))  # the session's co-views for the product keys
         self._churn_decision(due, "session_end", cfg, out)
+        self._drop_quiet_slices(cfg)
 
     def _fire_rescore(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.rescore_n += 1
@@ -808,6 +830,7 @@ class CustomerState:
             self.fast = {k: v for k, v in self.fast.items()
                          if (v if k[0] != "message" else int(k[1].rsplit("|", 1)[1])) >= closed_horizon} or EMPTY
         self.prune_at = self.clock + HOUR
+        self._drop_quiet_slices(cfg)
 
     # ------------------------------------------------------------------ the agent's view
 

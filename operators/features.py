@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from array import array
-from typing import TYPE_CHECKING, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Mapping, Optional, Protocol, Sequence
 
 from operators.units import DAY, HOUR, MINUTE
 
@@ -79,7 +79,7 @@ class History:
         self.ew_visits = array("d", (0.0, 0.0, 0.0))  # exponentially decayed counts, time constants HORIZONS
         self.ew_events = array("d", (0.0, 0.0, 0.0))  # (packed: a list of floats costs twice as much)
         self.ew_bad = 0.0
-        self.order_log: list[tuple[int, float]] = []  # (ts in minutes, total), oldest first
+        self.order_log: Sequence[tuple[int, float]] = ()  # (ts in minutes, total), oldest first (shared when empty)
         self.cart_adds = 0
         self.checkouts = 0
         self.delays = 0
@@ -156,7 +156,7 @@ class History:
             total = float(ev.get("total") or 0.0)
         except (TypeError, ValueError):
             total = 0.0
-        self.order_log = (self.order_log + [(ev.ts // MINUTE, total)])[-ORDER_LOG:]
+        self.order_log = [*self.order_log, (ev.ts // MINUTE, total)][-ORDER_LOG:]
 
     def _order_event(self, ev: "Event") -> None:
         t = ev.type
@@ -227,6 +227,9 @@ class History:
             state = tuple(state) + (None,) * (len(self.__slots__) - len(state))
         for s, v in zip(self.__slots__, state):
             setattr(self, s, v)
+        # at their exact size (unpickled, small arrays keep spare room); an empty order log shared
+        self.ew_visits, self.ew_events = array("d", self.ew_visits), array("d", self.ew_events)
+        self.order_log = self.order_log or ()
 
 
 _HANDLERS = {
