@@ -13,7 +13,7 @@ bytes  content
 1      how the decision id is kept: 1, after ``"<customer id>|<ts>|"``; 0, whole
 1      the id's length in bytes (utf-8), then the id (or its tail)
 n/8    one bit per feature, set when its double is not +0.0 (bit pattern zero)
-8 each the doubles whose bit is set, in layout order
+8 each the doubles whose bit is set, in layout order (little-endian)
 ====== ===================================================================================
 
 Exact: bit patterns go through as they are (only +0.0 is left out). A decision with a feature
@@ -27,6 +27,7 @@ snapshot written before entries were packed. Pure: no engine, no I/O.
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from itertools import compress, repeat
 from math import copysign
@@ -39,6 +40,8 @@ _KEY = struct.Struct("<qq").unpack_from  # (due, ts): the sort key, read in plac
 _BITS = bytes.maketrans(b"\x00\x01", b"01")  # selector bytes <-> the mask's binary digits
 _SELECT = bytes.maketrans(b"01", b"\x00\x01")
 _FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")
+_NEGATIVE_ZERO = struct.pack("=d", -0.0)
+_BIG = sys.byteorder == "big"  # entries hold little-endian doubles, as snapshots may move between machines
 MAX_LAYOUTS = 4096
 
 _LAYOUTS: dict[tuple, "Names"] = {}  # feature-name tuples, one object per layout (a few dozen in practice)
@@ -107,11 +110,14 @@ def _pack(decision_id: str, ts: int, names: tuple, values: list, due: int, custo
     if layout < 0 or len(tail) > 255:
         return None
     select = bytes(map(bool, values))  # 0 for a zero
-    if 0 in select and min(map(copysign, repeat(1.0), compress(values, select.translate(_FLIP)))) < 0:
-        return None  # a -0.0 (never, in practice): the tuple form keeps its sign
+    if _NEGATIVE_ZERO in array("d", values).tobytes() and \
+            min(map(copysign, repeat(1.0), compress(values, select.translate(_FLIP)))) < 0:
+        return None  # a -0.0 (never, in practice; the bytes search may also match across two doubles): the tuple form
     mask = int(select.translate(_BITS)[::-1], 2).to_bytes((len(values) + 7) // 8, "little")
-    kept = array("d", [*compress(values, select)]).tobytes()  # (from a list: faster than from the iterator)
-    return b"".join((_HEAD.pack(due, ts, layout, derived, len(tail)), tail, mask, kept))
+    kept = array("d", [*compress(values, select)])  # (from a list: faster than from the iterator)
+    if _BIG:
+        kept.byteswap()
+    return b"".join((_HEAD.pack(due, ts, layout, derived, len(tail)), tail, mask, kept.tobytes()))
 
 
 def due(e: Entry) -> int:
@@ -154,6 +160,8 @@ def _open(blob: bytes, names: tuple, customer_id: str) -> tuple[str, int, dict, 
     select = format(int.from_bytes(blob[at:at + width], "little"), f"0{len(names)}b")[::-1].encode().translate(_SELECT)
     kept = array("d")
     kept.frombytes(blob[at + width:])
+    if _BIG:
+        kept.byteswap()
     feats = dict.fromkeys(names, 0.0)
     feats.update(zip(compress(names, select), kept))  # (the zeros stay where they were: the keys' order is names')
     return f"{customer_id}|{ts}|{tail}" if derived else tail, ts, feats, due_
