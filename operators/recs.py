@@ -154,9 +154,9 @@ class RecentItems:
         self.recent: list[str] = []  # products by last touch, oldest first, distinct
         self.recent_ts = array("q")  # their last touch ts (packed: this is per customer)
 
-    def __getstate__(self):
-        return (_cfg_state(self.cfg), self.session, self.last_ts, self.views, self.carts, self.orders,
-                self.bought, self.bought_ts, self.recent, self.recent_ts)
+    def __getstate__(self):  # (empties as lists and an array, as before: a packed record's deflate dictionary has them)
+        return (_cfg_state(self.cfg), self.session, self.last_ts, self.views or [], self.carts or [], self.orders,
+                self.bought or [], self.bought_ts or array("q"), self.recent, self.recent_ts)
 
     def __setstate__(self, s):
         (cfg, self.session, self.last_ts, views, carts, orders, bought, bought_ts, recent, recent_ts) = s
