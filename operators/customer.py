@@ -38,6 +38,8 @@ from operators.features import History, churn_features, churn_horizon, message_f
 from operators.rules import RuleConfig
 from operators.ruleset import NEVER
 from operators.messages import Label, Notice, pair_messages, ProfileUpdate, RecsEval, ScoreRequest
+from operators import pending
+from operators.pending import Names, _names, pack_features, unpack_features  # noqa: F401 (older pickles name _names here)
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
 from operators.text import cut
 from operators.units import DAY, HOUR
@@ -67,6 +69,7 @@ class _Empty(dict):
 
 
 EMPTY: dict = _Empty()
+EMPTY_HEAP = ()  # the empty reorder buffer of every customer (a list is made for the first event held)
 
 
 def _empty() -> dict:
@@ -172,15 +175,15 @@ class CustomerState:
         self.spend = 0.0
         self.convs: dict[str, Conversation] = EMPTY
         self.session_last: Optional[int] = None  # last clickstream ts of the open session
-        # (decision_id, ts, features, label due ts) in due order; tuples, as most customers have none pending (the empty tuple
-        # is shared, an empty list costs 56 bytes each)
-        self.churn_pending: tuple[tuple[str, int, dict], ...] = ()
+        # decisions awaiting their label (operators.pending entries) in due order; a tuple, as most customers have
+        # none pending (the empty tuple is shared, an empty list costs 56 bytes each)
+        self.churn_pending: tuple[pending.Entry, ...] = ()
         self.rescore_n = 0
         self.history = History()
         self.dirty = False
         self.due = NEVER  # the next timer's due time, kept by advance() (saves a scan per event)
         self.recent = RecentItems(cfg_recs)  # products of the open session and recent purchases
-        self.held: list = []  # reorder buffer: heap of (ts, event_id, Event) not yet applied
+        self.held: list = EMPTY_HEAP  # reorder buffer: heap of (ts, event_id, Event) not yet applied (shared when empty)
         self.fast: dict = EMPTY  # (type, key) -> event ts of service triggers sent by the fast path
         self.last_order: Optional[int] = None  # ts of the latest order_placed (purchase quiet period)
         self.cart_currency: dict = EMPTY  # product_id -> currency code of its cart line, when known
@@ -189,7 +192,10 @@ class CustomerState:
     def __getstate__(self):
         """(STATE_VERSION, the shared facts in slot order, {rule name: slice}): slices go by name,
         so a rule added or switched off later resumes with fresh state or is ignored."""
-        return STATE_VERSION, tuple(getattr(self, s) for s in self.__slots__[:-1]), self.slices
+        facts = tuple(getattr(self, s) for s in self.__slots__[:-1])
+        if self.churn_pending:  # (packed entries hold this worker's layout indexes: a snapshot carries the names)
+            facts = facts[:_PENDING] + (pending.portable(self.churn_pending),) + facts[_PENDING + 1:]
+        return STATE_VERSION, facts, self.slices
 
     def __setstate__(self, state):
         if type(state[0]) is not int:  # version 1 (before rules): the old slots, positional
@@ -197,8 +203,9 @@ class CustomerState:
         _, facts, self.slices = state
         for s, v in zip(self.__slots__, facts):
             setattr(self, s, v)
-        if self.churn_pending:  # a snapshot carries its own copy of the feature names: share the worker's
-            self.churn_pending = tuple((d, ts, _shared_names(f), due) for d, ts, f, due in self.churn_pending)
+        self.held = self.held or EMPTY_HEAP
+        if self.churn_pending:  # the worker's layout indexes (and entries packed, if the snapshot is older)
+            self.churn_pending = pending.resume(self.churn_pending, self.customer_id)
 
     def slice(self, rule) -> Any:
         """``rule``'s state for this customer (made fresh the first time it is asked for)."""
@@ -210,6 +217,17 @@ class CustomerState:
                     self.slices = {}
                 self.slices[rule.name] = s
         return s
+
+    def _drop_quiet_slices(self, cfg: RuleConfig) -> None:
+        """Forget the slices their rule says are quiet (``Rule.quiet``: such a slice behaves as a
+        fresh one, which :meth:`slice` makes when the rule next needs one): most customers' cart
+        episode ends, and a dict and a slice cost some 300 bytes."""
+        if not self.slices:
+            return
+        named = cfg.named
+        keep = {k: s for k, s in self.slices.items() if k not in named or not named[k].quiet(self, s)}
+        if len(keep) < len(self.slices):
+            self.slices = keep or EMPTY
 
     # ------------------------------------------------------------------ the three verbs
 
@@ -239,6 +257,8 @@ class CustomerState:
                 self.advance(_capped(ts, cap), cfg, out)  # what the new clock lets out comes before this event
             if cfg.fast_service:
                 self._fast_service(ev, cfg, out)
+            if not self.held:
+                self.held = []
             heapq.heappush(self.held, (ts, ev.event_id, ev))
             if ts + cfg.lateness < self.due:
                 self.due = ts + cfg.lateness
@@ -281,6 +301,7 @@ class CustomerState:
             elif due < frontier or (inclusive and due == frontier):
                 if type(fire) is tuple:  # a rule's timer: (rule, its slice)
                     fire[0].on_timer(self, fire[1], due, cfg, out)
+                    self._drop_quiet_slices(cfg)
                 else:
                     fire(due, cfg, out)
             else:
@@ -289,6 +310,8 @@ class CustomerState:
         nxt = due + cfg.lateness + 1 if due < NEVER else NEVER
         if held and held[0][0] + cfg.lateness < nxt:
             nxt = held[0][0] + cfg.lateness
+        elif not held:
+            self.held = EMPTY_HEAP
         self.due = nxt
 
     def _apply_safely(self, ev: Event, cfg: RuleConfig, out: list) -> None:
@@ -331,13 +354,16 @@ class CustomerState:
         self.order_count += other.order_count
         self.spend = _finite(self.spend + other.spend)
         self._absorb_slices(other)
-        self.churn_pending = tuple(sorted(self.churn_pending + other.churn_pending, key=_due))
+        theirs = tuple(pending.rebase(e, other.customer_id, self.customer_id) for e in other.churn_pending)
+        self.churn_pending = tuple(sorted(self.churn_pending + theirs, key=pending.key))
         if other.held:  # sorted is a heap; by (ts, event_id) only: Events do not compare
-            self.held = sorted(self.held + other.held, key=_held_order)
+            self.held = sorted([*self.held, *other.held], key=_held_order)
         mine, theirs = self.recent, other.recent
         for pid, ts in sorted(zip(theirs.recent + mine.recent, list(theirs.recent_ts) + list(mine.recent_ts)),
                               key=lambda p: p[1]):
             mine._touch(pid, ts)
+        if theirs.bought and not mine.bought:
+            mine.bought, mine.bought_ts = [], array("q")
         for pid, ts in zip(theirs.bought, theirs.bought_ts):
             mine.bought.append(pid)
             mine.bought_ts.append(ts)
@@ -385,8 +411,8 @@ class CustomerState:
         for conv in self.convs.values():
             if conv.last_msg + cfg.conversation_abandoned < best:
                 best, fire = conv.last_msg + cfg.conversation_abandoned, self._fire_conversation_abandoned
-        if self.churn_pending and self.churn_pending[0][3] < best:
-            best, fire = self.churn_pending[0][3], self._fire_churned
+        if self.churn_pending and pending.due(self.churn_pending[0]) < best:
+            best, fire = pending.due(self.churn_pending[0]), self._fire_churned
         # inactive: a decision point every rescore_every within the horizon; live, the profile's
         # score is also refreshed every refresh_every for as long as the customer stays away
         step = cfg.churn_refresh or cfg.rescore_every
@@ -400,6 +426,7 @@ class CustomerState:
         self.history.sessions += 1
         out.extend(pair_messages(self.recent.flush()))  # the session's co-views for the product keys
         self._churn_decision(due, "session_end", cfg, out)
+        self._drop_quiet_slices(cfg)
 
     def _fire_rescore(self, due: int, cfg: RuleConfig, out: list) -> None:
         self.rescore_n += 1
@@ -421,10 +448,10 @@ class CustomerState:
                              cfg.churn_horizon_gaps)
 
     def _fire_churned(self, due: int, cfg: RuleConfig, out: list) -> None:
-        while self.churn_pending and self.churn_pending[0][3] <= due:
-            decision_id, ts, feats, _ = self.churn_pending[0]
+        while self.churn_pending and pending.due(self.churn_pending[0]) <= due:
+            decision_id, ts, feats, _ = pending.unpack(self.churn_pending[0], self.customer_id)
             self.churn_pending = self.churn_pending[1:]
-            out.append(Label("churn", self.customer_id, decision_id, due, unpack_features(feats), 1, ts))
+            out.append(Label("churn", self.customer_id, decision_id, due, feats, 1, ts))
 
     def _fire_conversation_abandoned(self, due: int, cfg: RuleConfig, out: list) -> None:
         conv = min((c for c in self.convs.values()), key=lambda c: (c.last_msg, c.conversation_id))
@@ -764,10 +791,11 @@ class CustomerState:
         feats["_horizon_days"] = horizon / DAY  # the label's horizon, for BG/NBD's P(a purchase within it)
         due = ts + horizon
         # kept in due order (horizons differ); beyond max_pending the oldest decision goes
-        pending = sorted(self.churn_pending + ((decision_id, ts, pack_features(feats), due),), key=_due)
-        if len(pending) > cfg.max_pending:
-            pending.remove(min(pending, key=_decided))
-        self.churn_pending = tuple(pending)
+        waiting = sorted(self.churn_pending + (pending.make(decision_id, ts, feats, due, self.customer_id),),
+                         key=pending.key)
+        if len(waiting) > cfg.max_pending:
+            waiting.remove(min(waiting, key=pending.decided))
+        self.churn_pending = tuple(waiting)
         outreach = cfg.named.get("proactive_outreach")  # off: the model still decides and learns
         cand = None if outreach is None else outreach.candidate(self, ts, "churn_risk", cfg,
                                                                  threshold=cfg.churn_threshold)
@@ -776,12 +804,12 @@ class CustomerState:
     def _churn_returned(self, ts: int, out: list) -> None:
         """The customer came back: every decision point before ``ts`` is labelled 0."""
         keep = []
-        for pending in self.churn_pending:
-            decision_id, dts, feats, _ = pending
-            if dts < ts:
-                out.append(Label("churn", self.customer_id, decision_id, ts, unpack_features(feats), 0, dts))
+        for entry in self.churn_pending:
+            if pending.decided(entry) < ts:
+                decision_id, dts, feats, _ = pending.unpack(entry, self.customer_id)
+                out.append(Label("churn", self.customer_id, decision_id, ts, feats, 0, dts))
             else:
-                keep.append(pending)
+                keep.append(entry)
         self.churn_pending = tuple(keep)
 
     def _close_conversation(self, conv: Conversation, ts: int, label: int, out: list) -> None:
@@ -802,6 +830,7 @@ class CustomerState:
             self.fast = {k: v for k, v in self.fast.items()
                          if (v if k[0] != "message" else int(k[1].rsplit("|", 1)[1])) >= closed_horizon} or EMPTY
         self.prune_at = self.clock + HOUR
+        self._drop_quiet_slices(cfg)
 
     # ------------------------------------------------------------------ the agent's view
 
@@ -881,68 +910,7 @@ def _upgrade_v1(state: tuple) -> tuple:
     return 1, facts, slices or EMPTY
 
 
-_LAYOUTS: dict[tuple, "Names"] = {}  # feature-name tuples, one object per layout (a few dozen in practice)
-_JOINED: dict[str, "Names"] = {}  # the same, by their pickled form
-_FLOATS = {float}
-
-
-class Names(tuple):
-    """A layout's feature names, shared by every pending decision of the worker; pickled as one
-    string (a snapshot would otherwise carry, and a resume allocate, 68 strings per customer)."""
-
-    __slots__ = ()
-
-    def __reduce__(self):
-        return _names, ("\x1f".join(self),)
-
-
-def _names(joined: str) -> "Names":
-    names = _JOINED.get(joined)
-    if names is None:
-        names = Names(joined.split("\x1f"))
-        if len(_JOINED) < 4096:
-            _JOINED[joined] = _LAYOUTS.setdefault(names, names)
-            names = _JOINED[joined]
-    return names
-
-
-def pack_features(feats: dict) -> Any:
-    """A pending decision's features as ``(names, array('d'))``: the label needs them weeks later,
-    and a dict of 68 floats costs about 5 KB against 0.6 KB packed (issue 19). Exact (the same
-    doubles in the same order); a dict with any value not a float stays a dict."""
-    if set(map(type, feats.values())) != _FLOATS:
-        return feats
-    names = tuple(feats)
-    shared = _LAYOUTS.get(names)
-    if shared is None:
-        shared = Names(names)
-        if len(_LAYOUTS) < 4096:
-            _LAYOUTS[names] = shared
-    return shared, array("d", list(feats.values()))  # (from a list: faster than from the view)
-
-
-def _shared_names(packed: Any) -> Any:
-    if type(packed) is dict or type(packed[0]) is Names:  # (Names are shared as they are unpickled)
-        return packed
-    names = _LAYOUTS.get(packed[0])
-    if names is None:
-        names = Names(packed[0])
-        if len(_LAYOUTS) < 4096:
-            _LAYOUTS[packed[0]] = names
-    return names, packed[1]
-
-
-def unpack_features(packed: Any) -> dict:
-    """Inverse of :func:`pack_features` (a dict, as snapshots from before packing hold, or one not packable, as is)."""
-    return packed if type(packed) is dict else dict(zip(packed[0], packed[1].tolist()))
-
-
-def _due(pending: tuple) -> tuple:
-    return pending[3], pending[1]
-
-
-def _decided(pending: tuple) -> int:
-    return pending[1]
+_PENDING = CustomerState.__slots__.index("churn_pending")
 
 
 def _held_order(h: tuple) -> tuple:

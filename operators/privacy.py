@@ -15,6 +15,8 @@ import hashlib
 import hmac
 from typing import Any, Iterable, Optional
 
+from operators import pending
+
 ERASURE = "erasure_requested"
 HASH_CHARS = 32  # 128 bits of the HMAC: collisions are out of reach, the tombstone stays small
 
@@ -85,7 +87,7 @@ def state_inventory(state: Any, held: int = 0) -> tuple[dict, tuple]:
     its pending model decisions. Counts only: the audit record names no product, order or text."""
     if state is None:
         return {"profile": False, "held_events": held}, ()
-    decisions = [d[0] for d in state.churn_pending]
+    decisions = [pending.decision_id(d, state.customer_id) for d in state.churn_pending]
     for conv in state.convs.values():
         decisions.extend(p[0] for p in getattr(conv, "pending", ()) or ())
     removed = {

@@ -144,22 +144,30 @@ class RecentItems:
         self.cfg = config
         self.session: Optional[str] = None
         self.last_ts: Optional[int] = None  # last product event of the open session
-        self.views: list[str] = []  # distinct products viewed in the open session, in first-view order
-        self.carts: list[str] = []  # distinct products added to the cart in the open session
+        # (empty: the shared empty tuple, as most customers have no open session and bought nothing: an empty list
+        # costs 72 bytes, an empty array 80)
+        self.views: Sequence[str] = ()  # distinct products viewed in the open session, in first-view order
+        self.carts: Sequence[str] = ()  # distinct products added to the cart in the open session
         self.orders: tuple[tuple[tuple[str, ...], int], ...] = ()  # orders of the open session (usually none)
-        self.bought: list[str] = []  # products purchased, oldest first
-        self.bought_ts = array("q")  # when (packed, as recent_ts)
+        self.bought: Sequence[str] = ()  # products purchased, oldest first
+        self.bought_ts: Sequence[int] = ()  # when (an array("q") once there is one, as recent_ts)
         self.recent: list[str] = []  # products by last touch, oldest first, distinct
         self.recent_ts = array("q")  # their last touch ts (packed: this is per customer)
 
-    def __getstate__(self):
-        return (_cfg_state(self.cfg), self.session, self.last_ts, self.views, self.carts, self.orders,
-                self.bought, self.bought_ts, self.recent, self.recent_ts)
+    def __getstate__(self):  # (empties as lists and an array, as before: a packed record's deflate dictionary has them)
+        return (_cfg_state(self.cfg), self.session, self.last_ts, self.views or [], self.carts or [], self.orders,
+                self.bought or [], self.bought_ts or array("q"), self.recent, self.recent_ts)
 
     def __setstate__(self, s):
-        (cfg, self.session, self.last_ts, self.views, self.carts, self.orders, self.bought, self.bought_ts,
-         self.recent, self.recent_ts) = s
+        (cfg, self.session, self.last_ts, views, carts, orders, bought, bought_ts, recent, recent_ts) = s
         self.cfg = _cfg_from(cfg)
+        # product ids shared with every customer's (a snapshot has its own copies); arrays at their exact size
+        # (unpickled, they keep spare room); empties shared
+        self.views, self.carts = _interned(views), _interned(carts)
+        self.bought, self.recent = _interned(bought), list(map(intern, recent))
+        self.orders = tuple((tuple(map(intern, products)), t) for products, t in orders)
+        self.bought_ts = array("q", bought_ts) if bought_ts else ()
+        self.recent_ts = array("q", recent_ts)
 
     def observe(self, event_type: str, product_ids: Sequence[str], session_key: Optional[str],
                 ts: int) -> list[Block]:
@@ -177,6 +185,8 @@ class RecentItems:
             products = tuple(dict.fromkeys(product_ids))
             if products:
                 self.orders += ((products, ts),)
+                if not self.bought:
+                    self.bought, self.bought_ts = [], array("q")
                 for a in products:
                     self.bought.append(a)
                     self.bought_ts.append(ts)
@@ -186,17 +196,17 @@ class RecentItems:
                     del self.bought_ts[:-cfg.max_purchases]
                 self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
             return out
-        if event_type == "product_view":
-            seen = self.views
-        elif event_type == "add_to_cart":
-            seen = self.carts
-        else:
+        if event_type != "product_view" and event_type != "add_to_cart":
             return []
         if session_key != self.session:
             out = self.flush()
             self.session = session_key
         else:
             out = self._close_if_idle(ts)
+        if event_type == "product_view":
+            seen = self.views = self.views or []  # (after the flush: it empties them)
+        else:
+            seen = self.carts = self.carts or []
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         for a in product_ids:
             self._touch(a, ts)
@@ -237,8 +247,8 @@ class RecentItems:
             out.append((products, products + earlier, w, t))
             if earlier:
                 out.append((earlier, products, w, t))
-        self.views = []
-        self.carts = []
+        self.views = ()
+        self.carts = ()
         self.orders = ()
         self.last_ts = None
         return out
@@ -289,6 +299,10 @@ class RecentItems:
         """Products bought within ``window`` before ``now`` (never recommended)."""
         since = now - window
         return {p for p, t in zip(self.bought, self.bought_ts) if t >= since}
+
+
+def _interned(ids: Sequence[str]) -> Sequence[str]:
+    return list(map(intern, ids)) if ids else ()
 
 
 # --------------------------------------------------------------------------------------------

@@ -99,3 +99,35 @@ def test_a_full_cart_resumed_from_the_old_snapshot_still_gets_its_reminder():
     (cand,) = m.candidates("abandoned_cart")
     assert cand.payload["items"] == [{"product_id": "p7", "quantity": 2, "price": 12.5}]
     assert cand.event_ts == ms_at(0) + m.cfg.cart_idle
+
+
+SNAPSHOT_V2 = GOLDEN / "customer_state_v2.pickle"
+
+
+def test_a_version_2_snapshot_resumes_and_behaves_as_an_uninterrupted_run():
+    """``customer_state_v2.pickle`` was written by the code before pending churn decisions were
+    packed into one ``bytes`` each (issue 19; ``CRM_GOLDEN_WRITE=1`` rewrites it, only ever with
+    that code): the seed-3 log's first 40 customers after half of their events, then advanced a
+    week so that their churn decisions wait for labels (features packed as (names, array))."""
+    cfg = RuleConfig()
+    events = log_events()
+    half = len(events) // 2
+    last = max(e.ts for e in events)
+    week = max(e.ts for e in events[:half]) + 7 * 86_400_000
+
+    def first_half(states: dict) -> list:
+        out = run(states, events[:half], cfg)
+        return out + [plain(o) for cid in sorted(states) for o in states[cid].advance(week, cfg)]
+
+    if WRITE:
+        states: dict = {}
+        first_half(states)
+        SNAPSHOT_V2.write_bytes(pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL))
+    resumed = pickle.loads(SNAPSHOT_V2.read_bytes())
+    fresh: dict = {}
+    first_half(fresh)
+    assert sum(len(s.churn_pending) for s in resumed.values()) > 20  # what this test is about
+    expected = run(fresh, events[half:], cfg) + end(fresh, last, cfg)
+    got = run(resumed, events[half:], cfg) + end(resumed, last, cfg)
+    assert sum(o[0] == "Label" and o[1] == "churn" for o in expected) > 20
+    assert got == expected
