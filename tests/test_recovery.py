@@ -258,7 +258,9 @@ def test_broker_away_past_the_give_up_stops_the_worker_and_a_restart_delivers_al
     lost, Redis still holds each trigger once."""
     import infra
 
-    lines = world(tmp_path, customers=250, days=7)
+    # about delivery: without backfilled orders, as the frozen-broker world (the churn model's
+    # arrival-order dependence is the known bug pinned by tests/test_model_order.py)
+    lines = world(tmp_path, customers=250, days=7, history=False)
     expected = replay_ids(tmp_path, lines)
     broker = infra.KafkaBroker("tansu").start()
     try:
@@ -281,7 +283,7 @@ def test_broker_away_past_the_give_up_stops_the_worker_and_a_restart_delivers_al
             assert "undelivered after 3 s" in log and "giving up" in log, log[-3000:]
             engine.start()
             wait_for(lambda: redis_client.xlen("crm:triggers") >= len(expected), 120, engine, "all triggers")
-            kafka_ids = wait_for_kafka_ids(broker, topics["triggers_topic"], expected, engine, timeout=60)
+            kafka_ids = wait_for_kafka_ids(broker, topics["triggers_topic"], expected, engine, timeout=120)
         finally:
             engine.stop()
         ids = redis_trigger_ids(redis_client)
