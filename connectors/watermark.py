@@ -27,7 +27,7 @@ import heapq
 import time
 from datetime import datetime, timedelta, timezone
 from threading import get_ident
-from typing import Optional
+from typing import Any, Optional
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 
@@ -112,14 +112,52 @@ class PartitionClock:
         return Watermark(self.part, DONE, self.parts)
 
 
+class _Schedule:
+    """Keys each due once at a time (an event time or a wall-clock time): one heap entry per
+    registration; a replaced or cancelled one is skipped when it surfaces (lazy deletion,
+    compacted when stale entries outnumber live ones)."""
+
+    __slots__ = ("heap", "at")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple] = []  # (when, key)
+        self.at: dict[str, Any] = {}  # key -> its live registration
+
+    def set(self, key: str, when: Any) -> None:
+        """Register ``key`` at ``when`` (replacing its earlier one); ``None`` cancels it."""
+        if when is None:
+            self.at.pop(key, None)
+            return
+        if self.at.get(key) == when:
+            return
+        self.at[key] = when
+        heapq.heappush(self.heap, (when, key))
+        if len(self.heap) > 2 * len(self.at) + 1024:  # mostly stale: rebuild from the live ones
+            self.heap = [(w, k) for k, w in self.at.items()]
+            heapq.heapify(self.heap)
+
+    def pop_due(self, limit: Any) -> list[str]:
+        """The keys registered at or before ``limit``, each once, in time order; they leave."""
+        out = []
+        heap, at = self.heap, self.at
+        while heap and heap[0][0] <= limit:
+            when, key = heapq.heappop(heap)
+            if at.get(key) == when:
+                del at[key]
+                out.append(key)
+        return out
+
+    def first(self) -> Any:
+        """The earliest entry's time (possibly a stale one), ``None`` when empty."""
+        return self.heap[0][0] if self.heap else None
+
+
 class Frontier:
     """One worker's view of the input: ``value`` = the minimum watermark over every input
     partition (:data:`UNKNOWN` until all have reported), and the customers waiting for it.
 
     ``wait(key, until)`` registers (or, with ``None``, unregisters) a customer that can make
-    progress once ``value >= until``; ``ready()`` pops those it now can. Each registration is one
-    heap entry; a replaced one is skipped when it surfaces (lazy deletion, compacted when stale
-    entries outnumber live ones).
+    progress once ``value >= until``; ``ready()`` pops those it now can.
 
     ``alarm(key, wall)`` does the same on the wall clock (seconds since the epoch) for timers far
     ahead: Bytewax's ``stateful_batch`` scans every key's ``notify_at`` on each activation, so a
@@ -130,10 +168,8 @@ class Frontier:
         self.parts: dict[str, int] = {}
         self.expected = 0
         self.value = UNKNOWN
-        self.heap: list[tuple[int, str]] = []
-        self.waiting: dict[str, int] = {}
-        self.alarms: list[tuple[float, str]] = []  # heap of (wall seconds, key)
-        self.alarm_at: dict[str, float] = {}
+        self.waits = _Schedule()  # by event time: the frontier's value
+        self.alarms = _Schedule()  # by wall-clock seconds
 
     def observe(self, wm: Watermark) -> None:
         self.parts[wm.part] = wm.ts
@@ -149,58 +185,29 @@ class Frontier:
         return min((v for k, v in self.parts.items() if k != part), default=IDLE)
 
     def wait(self, key: str, until: Optional[int]) -> None:
-        if until is None:
-            if key in self.waiting:
-                del self.waiting[key]
-            return
-        if self.waiting.get(key) == until:
-            return
-        self.waiting[key] = until
-        heapq.heappush(self.heap, (until, key))
-        if len(self.heap) > 2 * len(self.waiting) + 1024:  # mostly stale: rebuild from the live ones
-            self.heap = [(u, k) for k, u in self.waiting.items()]
-            heapq.heapify(self.heap)
+        self.waits.set(key, until)
 
     def alarm(self, key: str, wall: Optional[float]) -> None:
         """Wake ``key`` once the wall clock passes ``wall`` (s); ``None`` cancels its alarm."""
-        if wall is None:
-            self.alarm_at.pop(key, None)
-            return
-        if self.alarm_at.get(key) == wall:
-            return
-        self.alarm_at[key] = wall
-        heapq.heappush(self.alarms, (wall, key))
-        if len(self.alarms) > 2 * len(self.alarm_at) + 1024:  # mostly stale: rebuild from the live ones
-            self.alarms = [(w, k) for k, w in self.alarm_at.items()]
-            heapq.heapify(self.alarms)
+        self.alarms.set(key, wall)
 
     def ready(self, now: Optional[float] = None) -> list[str]:
         """The keys the frontier (or, for alarms, the wall clock ``now``) lets go, each once."""
-        out = []
-        heap, waiting, value = self.heap, self.waiting, self.value
-        while heap and heap[0][0] <= value:
-            until, key = heapq.heappop(heap)
-            if waiting.get(key) == until:
-                del waiting[key]
-                out.append(key)
-        alarms, alarm_at = self.alarms, self.alarm_at
-        if alarms:
-            now = time.time() if now is None else now
-            while alarms and alarms[0][0] <= now:
-                wall, key = heapq.heappop(alarms)
-                if alarm_at.get(key) == wall:
-                    del alarm_at[key]
-                    if key not in out:
-                        out.append(key)
+        out = self.waits.pop_due(self.value)
+        if self.alarms.heap:
+            for key in self.alarms.pop_due(time.time() if now is None else now):
+                if key not in out:
+                    out.append(key)
         return out
 
     def has_ready(self) -> bool:
         """Someone waits for a frontier already reached (the ticker has yet to wake them)."""
-        return bool(self.heap) and self.heap[0][0] <= self.value
+        first = self.waits.first()
+        return first is not None and first <= self.value
 
     def finished(self) -> bool:
         """Every partition has reported :data:`DONE` and nobody waits (bounded input only)."""
-        return (self.expected > 0 and len(self.parts) >= self.expected and not self.waiting
+        return (self.expected > 0 and len(self.parts) >= self.expected and not self.waits.at
                 and all(v == DONE for v in self.parts.values()))
 
 

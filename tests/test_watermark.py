@@ -274,7 +274,7 @@ def test_frontier_alarms_fire_once_each_at_their_wall_time_and_a_new_one_replace
     f.alarm("c", 10.0)
     f.alarm("c", None)  # cancelled
     assert f.ready(now=49.0) == [] and f.ready(now=150.0) == ["b"]
-    assert f.ready(now=150.0) == [] and f.ready(now=1e9) == ["a"] and not f.alarm_at
+    assert f.ready(now=150.0) == [] and f.ready(now=1e9) == ["a"] and not f.alarms.at
     assert f.finished() is False  # alarms never count as input (finished() reads the partitions)
 
 
@@ -301,8 +301,8 @@ def test_a_timer_far_ahead_waits_in_the_frontier_not_in_bytewax_and_its_tick_fir
 
     step, plain = Step(), Step()
     logic, other = away_customer(step), away_customer(plain)
-    assert logic.notify_at() is None and "c1" in step.watermarks.here().alarm_at
-    wall = step.watermarks.here().alarm_at["c1"]
+    assert logic.notify_at() is None and "c1" in step.watermarks.here().alarms.at
+    wall = step.watermarks.here().alarms.at["c1"]
     assert step.watermarks.here().ready(now=wall - 1) == []
     assert step.watermarks.here().ready(now=wall + 1) == ["c1"]
     for lg in (logic, other):
