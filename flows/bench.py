@@ -242,10 +242,9 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     frustration pipelines' ``predict_proba_one`` and ``learn_one``), the seconds spent in them and
     the process's CPU seconds (``cpu``)."""
     from flows.dataflow import (PRODUCT_SHARDS, ModelLogic, PolicyLogic, ProductsLogic, ProfileLogic,
-                                RecsTop, bundle_pairs)
+                                RecsTop, bundle_pairs, profile_rules)
     from operators.events import DeadLetter
     from operators.policy import PolicyConfig
-    from operators.rules import RuleConfig
     from operators.messages import PairMsg, RecsUpdate
     from operators.messages import Candidate, ProfileUpdate
 
@@ -257,8 +256,8 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
             return self.latest
 
     t = reset_telemetry()
-    rules, policy_cfg = RuleConfig(settings), PolicyConfig(settings)
-    rules.contact = policy_cfg.contact  # the profile step sends consent, zones and clock notes to policy
+    policy_cfg = PolicyConfig(settings)
+    rules = profile_rules(settings, policy_cfg, live=False)  # as the replay's profile step has them
     keys = [f"products/{j}" for j in range(PRODUCT_SHARDS)]
     bundle = bundle_pairs(keys)
     end = End()

@@ -596,9 +596,10 @@ class ProfileLogic(StatefulBatchLogic):
         if self.frontier is not None:
             w = self.frontier.value
             # the frontier, not the wall clock, holds the timer: wait for a tick instead
-            held_by_frontier = due is not None and due > w and wall <= time.time()
+            now = time.time()
+            held_by_frontier = due is not None and due > w and wall <= now
             self.frontier.wait(cid, self._wake_at(w, due if held_by_frontier else None))
-            far = not held_by_frontier and wall is not None and wall > time.time() + NEAR_S
+            far = not held_by_frontier and wall is not None and wall > now + NEAR_S
             self.frontier.alarm(cid, wall if far else None)  # woken by a tick (connectors.watermark)
             if held_by_frontier or far:
                 return None
@@ -1127,15 +1128,24 @@ def policy_step(to_policy, policy_cfg: PolicyConfig, edges: Edges, t: Telemetry)
     return PolicyOut(*split_types("split_policy", decided, Candidate, Suppressed, Erasure))
 
 
+def profile_rules(settings: Settings, policy_cfg: PolicyConfig, live: bool) -> RuleConfig:
+    """The profile step's rules: with the contact policy's part (consent, zones and clock notes to
+    policy, operators.contact) and, live, the daily churn refresh (live profiles are read at any
+    time: an away customer's churn score stays fresh)."""
+    rules = RuleConfig(settings)
+    if live:
+        rules.churn_refresh = rules.refresh_every
+    rules.contact = policy_cfg.contact
+    return rules
+
+
 def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Telemetry] = None,
                flow_id: str = "crm_stream", warm: Optional[dict] = None) -> Dataflow:
     """The whole dataflow; ``warm`` holds trained models to start every shard from."""
     t = t or telemetry()
-    rules = RuleConfig(settings)
     policy_cfg = PolicyConfig(settings)
     live = edges.live
-    if live:  # live profiles are read at any time: keep an away customer's churn score fresh
-        rules.churn_refresh = rules.refresh_every
+    rules = profile_rules(settings, policy_cfg, live)
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, edges.source)
     decoded = op.flat_map_batch("decode", raw, make_batch_decoder(settings, t))
@@ -1143,7 +1153,6 @@ def build_flow(settings: Settings, edges: Edges, shards: int = 1, t: Optional[Te
     dead = _map("dead_letter_json", split.falses, lambda d: ("dlq", d.to_json()))
     _outputs("dead_letters", dead, edges.deadletters)
 
-    rules.contact = policy_cfg.contact  # the profile step's part of the contact policy (operators.contact)
     profile_mode = "batch" if live else ("end" if edges.profiles else "none")
     tombs = edges.tombstones or Tombstones(settings.privacy.tombstone_key.get_secret_value().encode())
     customer = customer_step(flow, split.trues, settings, rules, edges, t, tombs, profile_mode)

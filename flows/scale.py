@@ -13,17 +13,20 @@ days), then measures, each in a fresh process so that one size's memory cannot h
   the log's end (timers fired as a live engine's would) and quiet customers were packed
   (``operators.cold``); ``bytes_per_dormant_customer``: the cold log's customers a year later;
 * ``snapshot_bytes_per_customer``: the customer state Bytewax snapshots, on the mixed log;
-* ``resume_s``: the time to unpickle every customer's snapshot, what a resume from recovery does
-  per customer (the recovery database's own read comes on top).
+* ``resume_s``: a real Bytewax resume of the profile step from a recovery directory seeded with
+  those snapshots (:func:`seed_recovery`, :func:`resume_figures`), until every key is back;
+  ``eager_resume_s`` with every state unpickled at once;
+* ``timer_us_per_event``: what a pending timer per customer costs each event, held by Bytewax
+  or by the frontier's alarms (:func:`timer_cost`).
 
-The state figures are the customer state machine's; Bytewax's own per-key cost (the logic
-objects of the profile and policy steps, the key in its map) comes on top (README, Performance).
+The RSS figures are of the resumed profile step, Bytewax's per-key objects included (the policy
+step's come on top; README, Performance). Above ``split_max`` customers only the mixed log is
+measured.
 """
 
 from __future__ import annotations
 
 import gc
-import pickle
 import random
 import shutil
 import subprocess
@@ -87,17 +90,6 @@ def _session(rnd: random.Random, cid: str, sid: str, t: int, rows: list) -> None
             add({"type": "order_delivered", "order_id": oid, "t": t})
 
 
-def _engine_rules(settings: Any) -> Any:
-    """The profile step's rules as a live engine builds them (flows.dataflow.build_flow)."""
-    from operators.policy import PolicyConfig
-    from operators.rules import RuleConfig
-
-    rules = RuleConfig(settings)
-    rules.churn_refresh = rules.refresh_every
-    rules.contact = PolicyConfig(settings).contact
-    return rules
-
-
 def state_figures(path: Path, snapshot: Path, away_days: float = 0.0) -> dict[str, Any]:
     """Replay ``path`` through the customer state machine (run in a fresh process), move every
     customer's frontier to the log's end plus ``away_days`` (what a live engine's timers do while
@@ -154,8 +146,6 @@ def _snapshots(snapshot: Path):
 def seed_recovery(snapshot: Path, recovery: Path) -> dict[str, Any]:
     """Write ``snapshot``'s customers into a fresh Bytewax recovery directory as the profile step's
     state (run in a fresh process): what a live engine's recovery holds after its last epoch."""
-    import bytewax.operators as bop
-    from bytewax.dataflow import Dataflow
     from bytewax.operators import StatefulBatchLogic
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.testing import TestingSource, run_main
@@ -203,12 +193,14 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
 
     from connectors.metrics import reset_telemetry
     from flows.bench import _rss
-    from flows.dataflow import ProfileLogic
+    from flows.dataflow import ProfileLogic, profile_rules
     from flows.runtime import engine_gc
+    from operators.policy import PolicyConfig
 
     run = recovery.with_name(recovery.name + ".run")  # the run's end of input writes into its recovery
     shutil.copytree(recovery, run)
-    cfg, t = _engine_rules(load_settings()), reset_telemetry()
+    settings = load_settings()
+    cfg, t = profile_rules(settings, PolicyConfig(settings), live=True), reset_telemetry()
     logics: list = []
     fig: dict[str, Any] = {}
 
@@ -394,7 +386,8 @@ def timer_cost(customers: int, timers: bool, events: int = 100_000, batch: int =
             "us_per_event": round((clock["t1"] - clock["t0"]) / events * 1e6, 2)}
 
 
-if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHOT AWAY_DAYS | resume SNAPSHOT | keycost N SHARDS
+if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHOT AWAY_DAYS | seed SNAPSHOT RECOVERY
+    # | resume RECOVERY [eager] | keycost N SHARDS | timers N 0|1 EVENTS
     from flows.bench import full_run
 
     if sys.argv[1] == "full":
