@@ -780,6 +780,10 @@ class Settings(BaseSettings):
                                              "the topics from starting_offset and sends old triggers again")
     recovery_dir: Path = Field(Path("crm-recovery"), description="Bytewax recovery directory (relative: to the "
                                                                  "working directory)")
+    recovery_partitions: int = Field(64, ge=1, description="recovery partitions (SQLite files) a first start "
+                                                           "creates, at least one per worker; fixed afterwards. A resume "
+                                                           "re-reads a partition per 1,000 keys (Bytewax 0.21), so its "
+                                                           "time grows with the square of the customers per partition")
     snapshot_interval: Duration = Field(timedelta(seconds=10), description="Bytewax epoch / snapshot interval")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="log level")
 

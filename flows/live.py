@@ -72,15 +72,17 @@ def live_tombstones(settings: Settings) -> Tombstones:
     return tombs
 
 
-def recovery_config(settings: Settings, partitions: int) -> Optional[RecoveryConfig]:
-    """Bytewax recovery in ``settings.recovery_dir`` (on by default); the partitions are created
-    when missing. Off, a loud warning: every restart would start over."""
+def recovery_config(settings: Settings, workers: int) -> Optional[RecoveryConfig]:
+    """Bytewax recovery in ``settings.recovery_dir`` (on by default); when missing, the partitions
+    are created: ``settings.recovery_partitions``, at least one per worker of the cluster
+    (``workers``). Off, a loud warning: every restart would start over."""
     if not settings.recovery:
         log.warning(RECOVERY_OFF)
         return None
     db_dir = Path(settings.recovery_dir).absolute()
     if not any(db_dir.glob("part-*.sqlite3")):
         db_dir.mkdir(parents=True, exist_ok=True)
+        partitions = max(settings.recovery_partitions, workers)
         init_db_dir(db_dir, partitions)
         log.info("initialised %d recovery partitions in %s", partitions, db_dir)
     else:

@@ -14,8 +14,10 @@ days), then measures, each in a fresh process so that one size's memory cannot h
   (``operators.cold``); ``bytes_per_dormant_customer``: the cold log's customers a year later;
 * ``snapshot_bytes_per_customer``: the customer state Bytewax snapshots, on the mixed log;
 * ``resume_s``: a real Bytewax resume of the profile step from a recovery directory seeded with
-  those snapshots (:func:`seed_recovery`, :func:`resume_figures`), until every key is back;
-  ``eager_resume_s`` with every state unpickled at once;
+  those snapshots (:func:`seed_recovery`, :func:`resume_figures`), until every key is back, in
+  the engine's ``recovery_partitions``; ``eager_resume_s`` with every state unpickled at once;
+  ``single_partition_resume_s`` from one partition (Bytewax 0.21 reads a partition 1,000 keys at a
+  time, each batch a query over the whole partition: quadratic in the keys per partition);
 * ``timer_us_per_event``: what a pending timer per customer costs each event, held by Bytewax
   or by the frontier's alarms (:func:`timer_cost`).
 
@@ -143,9 +145,10 @@ def _snapshots(snapshot: Path):
             yield cid, f.read(size)
 
 
-def seed_recovery(snapshot: Path, recovery: Path) -> dict[str, Any]:
-    """Write ``snapshot``'s customers into a fresh Bytewax recovery directory as the profile step's
-    state (run in a fresh process): what a live engine's recovery holds after its last epoch."""
+def seed_recovery(snapshot: Path, recovery: Path, partitions: int) -> dict[str, Any]:
+    """Write ``snapshot``'s customers into a fresh Bytewax recovery directory of ``partitions``
+    partitions as the profile step's state (run in a fresh process): what a live engine's recovery
+    holds after its last epoch."""
     from bytewax.operators import StatefulBatchLogic
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.testing import TestingSource, run_main
@@ -162,11 +165,12 @@ def seed_recovery(snapshot: Path, recovery: Path) -> dict[str, Any]:
             return self.blob
 
     recovery.mkdir(parents=True, exist_ok=True)
-    init_db_dir(recovery, 1)
+    init_db_dir(recovery, partitions)
     items = list(_snapshots(snapshot))
     run_main(_resume_flow(TestingSource(items, batch_size=5000), Seed), epoch_interval=None,
              recovery_config=RecoveryConfig(str(recovery)))
-    return {"customers": len(items), "recovery_bytes": sum(p.stat().st_size for p in recovery.iterdir())}
+    return {"customers": len(items), "partitions": partitions,
+            "recovery_bytes": sum(p.stat().st_size for p in recovery.iterdir())}
 
 
 def _resume_flow(source: Any, builder: Any) -> Any:
@@ -193,6 +197,7 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
 
     from connectors.metrics import reset_telemetry
     from flows.bench import _rss
+    from connectors.watermark import Watermarks
     from flows.dataflow import ProfileLogic, profile_rules
     from flows.runtime import engine_gc
     from operators.policy import PolicyConfig
@@ -201,6 +206,7 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
     shutil.copytree(recovery, run)
     settings = load_settings()
     cfg, t = profile_rules(settings, PolicyConfig(settings), live=True), reset_telemetry()
+    watermarks = Watermarks()  # as live: a timer far ahead waits in the frontier's alarms, not in Bytewax
     logics: list = []
     fig: dict[str, Any] = {}
 
@@ -215,7 +221,7 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
             return [], True
 
     def build(resume: Any) -> ProfileLogic:
-        logic = Probe(cfg, True, t, resume, None, "batch", True)
+        logic = Probe(cfg, True, t, resume, None, "batch", True, watermarks)
         if eager and logic.frozen is not None:
             logic._unfreeze()
         elif eager and logic.cold is not None:
@@ -241,15 +247,21 @@ def _child(*args: str) -> dict:
     return orjson.loads(out.splitlines()[-1])
 
 
-def _state(log: Path, away_days: float = 0.0) -> dict[str, Any]:
+def _state(log: Path, away_days: float = 0.0, single: bool = False) -> dict[str, Any]:
+    """The state figures of ``log``, resumed from as many recovery partitions as the engine makes
+    (``recovery_partitions``); ``single``: also from one partition (``single_partition_resume_s``)."""
     snap, recovery = log.with_suffix(f".snap{away_days:g}"), log.with_suffix(f".recovery{away_days:g}")
     fig = _child("state", str(log), str(snap), str(away_days))
-    fig.update(_child("seed", str(snap), str(recovery)))
-    snap.unlink()
+    fig.update(_child("seed", str(snap), str(recovery), str(load_settings().recovery_partitions)))
     fig.update(_child("resume", str(recovery)))
     eager = _child("resume", str(recovery), "eager")  # the older way: every state unpickled at resume
     fig.update(eager_resume_s=eager["resume_s"], woken_bytes_per_customer=eager["rss_bytes_per_customer"])
     shutil.rmtree(recovery)
+    if single:  # Bytewax reads a partition per 1,000 keys with a query over all of it: quadratic
+        _child("seed", str(snap), str(recovery), "1")
+        fig["single_partition_resume_s"] = _child("resume", str(recovery))["resume_s"]
+        shutil.rmtree(recovery)
+    snap.unlink()
     return fig
 
 
@@ -267,7 +279,7 @@ def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: i
         sparse_log(customers, logs["cold"], 0.0)
         sparse_log(customers, logs["active"], 1.0)
     seconds = _child("full", str(logs["mixed"]))["seconds"] if customers <= full_max else None
-    mixed = _state(logs["mixed"])
+    mixed = _state(logs["mixed"], single=split)
     cold, active, dormant = (_state(logs["cold"]), _state(logs["active"]), _state(logs["cold"], 365.0)) if split \
         else ({}, {}, {})
     for log in logs.values():
@@ -287,6 +299,8 @@ def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: i
             "woken_bytes_per_customer": {k: f.get("woken_bytes_per_customer") for k, f in
                                          (("mixed", mixed), ("active", active), ("cold", cold), ("dormant", dormant))},
             "eager_resume_s": mixed["eager_resume_s"],
+            "recovery_partitions": mixed["partitions"],
+            "single_partition_resume_s": mixed.get("single_partition_resume_s"),
             # live: what each customer's pending timer costs per event, in Bytewax's notify_at map or in
             # the frontier's alarms (flows.dataflow.NEAR_S); fewer events at large sizes, same figure
             "timer_us_per_event": {kind: _child("timers", str(customers), flag, str(_timer_events(customers, flag)))
@@ -387,7 +401,7 @@ def timer_cost(customers: int, timers: bool, events: int = 100_000, batch: int =
 
 
 if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHOT AWAY_DAYS | seed SNAPSHOT RECOVERY
-    # | resume RECOVERY [eager] | keycost N SHARDS | timers N 0|1 EVENTS
+    # PARTITIONS | resume RECOVERY [eager] | keycost N SHARDS | timers N 0|1 EVENTS
     from flows.bench import full_run
 
     if sys.argv[1] == "full":
@@ -397,7 +411,7 @@ if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHO
     elif sys.argv[1] == "timers":  # timers CUSTOMERS 0|1 EVENTS
         print(orjson.dumps(timer_cost(int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]))).decode())
     elif sys.argv[1] == "seed":
-        print(orjson.dumps(seed_recovery(Path(sys.argv[2]), Path(sys.argv[3]))).decode())
+        print(orjson.dumps(seed_recovery(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))).decode())
     elif sys.argv[1] == "state":
         print(orjson.dumps(state_figures(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))).decode())
     else:  # resume RECOVERY [eager]

@@ -122,5 +122,11 @@ def test_no_snapshot_is_claimed_before_one_was_taken(tmp_path):
     on = load_settings(recovery_dir=tmp_path / "r")
     assert "snapshot of" not in resume_note(on) and "no snapshot was taken yet" in resume_note(on)
     assert recovery_config(on, 2) is not None  # creates the partitions: still no snapshot in them
-    assert len(list((tmp_path / "r").glob("part-*.sqlite3"))) == 2
+    assert len(list((tmp_path / "r").glob("part-*.sqlite3"))) == 64  # recovery_partitions' default
     assert last_snapshot(tmp_path / "r") is None and "no snapshot was taken yet" in resume_note(on)
+
+
+def test_recovery_has_a_partition_per_worker_at_least(tmp_path):
+    few = load_settings(recovery_dir=tmp_path / "r", recovery_partitions=1)
+    assert recovery_config(few, 3) is not None
+    assert len(list((tmp_path / "r").glob("part-*.sqlite3"))) == 3

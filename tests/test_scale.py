@@ -36,6 +36,7 @@ def test_a_scale_row_reports_every_figure(tmp_path):
     assert row["quiet_share"]["dormant"] >= 0.9  # a year away: nearly everyone packed
     assert 0 < row["snapshot_bytes_per_dormant_customer"] < row["snapshot_bytes_per_customer"]
     assert row["eager_resume_s"] >= 0 and row["bytes_per_customer"] > 0
+    assert row["recovery_partitions"] == 64 and row["single_partition_resume_s"] >= 0
     assert set(row["woken_bytes_per_customer"]) == {"mixed", "active", "cold", "dormant"}
     assert set(row["timer_us_per_event"]) == {"bytewax", "alarms"}
     assert orjson.loads(orjson.dumps(row)) == row
@@ -50,7 +51,8 @@ def test_a_resume_from_a_seeded_recovery_directory_brings_back_every_customer_la
     sparse_log(120, log, 1.0, seed=2)
     state = state_figures(log, tmp_path / "snap", 0.0)
     assert state["customers"] == 120 and state["quiet"] < 120
-    assert seed_recovery(tmp_path / "snap", tmp_path / "rec")["customers"] == 120
+    assert seed_recovery(tmp_path / "snap", tmp_path / "rec", 4)["customers"] == 120
+    assert len(list((tmp_path / "rec").glob("part-*.sqlite3"))) == 4  # each customer back from its own
     for eager in (False, True):
         fig = resume_figures(tmp_path / "rec", eager)
         assert fig["customers"] == 120 and fig["resume_s"] >= 0, fig
