@@ -173,12 +173,12 @@ def seed_recovery(snapshot: Path, recovery: Path, partitions: int) -> dict[str, 
             "recovery_bytes": sum(p.stat().st_size for p in recovery.iterdir())}
 
 
-def _resume_flow(source: Any, builder: Any) -> Any:
+def _resume_flow(source: Any, builder: Any, input_id: str = "input") -> Any:
     import bytewax.operators as bop
     from bytewax.dataflow import Dataflow
 
     flow = Dataflow("scale_resume")  # the same flow and step ids in the seeding and the resuming run
-    stream = bop.input("input", flow, source)
+    stream = bop.input(input_id, flow, source)  # another id: a fresh source (the seed's is at its end)
     bop.inspect("out", bop.stateful_batch("profile", stream, builder), lambda *a: None)
     return flow
 
@@ -242,20 +242,102 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
             "still_pickled": sum(logic.frozen is not None for logic in logics)}
 
 
+def next_events(touched: int, seed: int = 7, base: int = 10_000) -> list[tuple[int, bytes]]:
+    """Fresh visits after every scale log's end, the same at every base size: ``touched`` of the
+    first ``base`` customers (every size has them) each visit once within one minute of event time,
+    all (ts, line) in ts order. A minute holds a base's own timers (labels, rescores) out of the
+    figure: it is the cost of an event, not of the base's passing time."""
+    rnd = random.Random(seed)
+    rows: list[tuple[int, bytes]] = []
+    t0 = START_MS + 183 * DAY  # a day after the logs' last possible event
+    for n, i in enumerate(rnd.sample(range(base), touched)):
+        visit: list[tuple[int, bytes]] = []
+        _session(rnd, f"u{i:07d}", f"n{n}", 0, visit)
+        start = t0 + rnd.randrange(60_000)
+        for step, (_, line) in enumerate(sorted(visit, key=lambda r: r[0])):  # a visit keeps its order
+            obj = orjson.loads(line)
+            obj["ts"] = format_ts(start + step)
+            rows.append((start + step, orjson.dumps(obj)))
+    rows.sort(key=lambda r: r[0])
+    return rows
+
+
+def event_cost(recovery: Path, touched: int = 3000, base: int = 10_000, batch: int = 50) -> dict[str, Any]:
+    """Microseconds per event of the profile step resumed from ``recovery`` (the base), as live
+    (the frontier's watermarks come with each batch): :func:`next_events` for ``touched`` customers
+    of the first ``base`` in batches of ``batch`` events, timed from the first event to the end of input (run in a fresh
+    process; ``cpu_us_per_event`` by the process's CPU time). ``resumed_first``: keys back before
+    the first event (the whole base: the figure is the cost at that base size); ``held``: events
+    still waiting at the end for a timer due before them (live, the frontier's tick releases them;
+    this flow has no tick source)."""
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.testing import TestingSource, run_main
+
+    from connectors.metrics import reset_telemetry
+    from connectors.routing import worker_keys
+    from connectors.watermark import Watermark, Watermarks
+    from flows.dataflow import ProfileLogic, profile_rules, replay_decoder
+    from flows.runtime import engine_gc
+    from operators.policy import PolicyConfig
+
+    run = recovery.with_name(recovery.name + ".run")
+    shutil.copytree(recovery, run)
+    settings = load_settings()
+    cfg, t, decode = profile_rules(settings, PolicyConfig(settings), live=True), reset_telemetry(), \
+        replay_decoder(settings)
+    watermarks, logics, clock = Watermarks(), [], {}
+    inbox = worker_keys(" watermarks/", 1)[0]
+    rows = next_events(touched, base=base)
+    items: list = []
+    for k in range(0, len(rows), batch):  # each batch with its watermark: one activation, all admitted
+        group = [decode(line, "p/0") for _, line in rows[k:k + batch]]
+        items += [(ev.customer_id, ev) for ev in group] + [(inbox, Watermark("p", group[-1].ts, 1))]
+
+    class Probe(ProfileLogic):
+        __slots__ = ()
+
+        def on_batch(self, items: list) -> tuple[list, bool]:
+            if "t0" not in clock and type(items[0]) is not Watermark:
+                clock["t0"], clock["cpu0"], clock["resumed"] = time.perf_counter(), time.process_time(), len(logics)
+            return super().on_batch(items)
+
+        def on_eof(self) -> tuple[list, bool]:
+            if "t1" not in clock:
+                clock["t1"], clock["cpu1"] = time.perf_counter(), time.process_time()
+            return [], True
+
+    def build(resume: Any) -> ProfileLogic:
+        logics.append(Probe(cfg, True, t, resume, None, "batch", True, watermarks))
+        return logics[-1]
+
+    with engine_gc():
+        run_main(_resume_flow(TestingSource(items, batch_size=batch + 1), build, "next"), epoch_interval=None,
+                 recovery_config=RecoveryConfig(str(run)))
+    shutil.rmtree(run)
+    return {"events": len(rows), "touched": touched, "resumed_first": clock["resumed"],
+            "us_per_event": round((clock["t1"] - clock["t0"]) / len(rows) * 1e6, 2),
+            "cpu_us_per_event": round((clock["cpu1"] - clock["cpu0"]) / len(rows) * 1e6, 2),
+            "held": int(t.held._value.get())}
+
+
 def _child(*args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "flows.scale", *args], check=True, stdout=subprocess.PIPE).stdout
     return orjson.loads(out.splitlines()[-1])
 
 
-def _state(log: Path, away_days: float = 0.0, single: bool = False) -> dict[str, Any]:
+def _state(log: Path, away_days: float = 0.0, single: bool = False, mixed: bool = False) -> dict[str, Any]:
     """The state figures of ``log``, resumed from as many recovery partitions as the engine makes
-    (``recovery_partitions``); ``single``: also from one partition (``single_partition_resume_s``)."""
+    (``recovery_partitions``); ``single``: also from one partition (``single_partition_resume_s``);
+    ``mixed``: also :func:`event_cost` on that base (``next_events``)."""
     snap, recovery = log.with_suffix(f".snap{away_days:g}"), log.with_suffix(f".recovery{away_days:g}")
     fig = _child("state", str(log), str(snap), str(away_days))
     fig.update(_child("seed", str(snap), str(recovery), str(load_settings().recovery_partitions)))
     fig.update(_child("resume", str(recovery)))
     eager = _child("resume", str(recovery), "eager")  # the older way: every state unpickled at resume
     fig.update(eager_resume_s=eager["resume_s"], woken_bytes_per_customer=eager["rss_bytes_per_customer"])
+    if mixed:  # what the next visits cost with this base resumed (the same visits at every size)
+        base = min(10_000, fig["customers"])
+        fig["next_events"] = _child("events", str(recovery), str(min(3000, base)), str(base))
     shutil.rmtree(recovery)
     if single:  # Bytewax reads a partition per 1,000 keys with a query over all of it: quadratic
         _child("seed", str(snap), str(recovery), "1")
@@ -279,7 +361,7 @@ def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: i
         sparse_log(customers, logs["cold"], 0.0)
         sparse_log(customers, logs["active"], 1.0)
     seconds = _child("full", str(logs["mixed"]))["seconds"] if customers <= full_max else None
-    mixed = _state(logs["mixed"], single=split)
+    mixed = _state(logs["mixed"], single=split, mixed=True)
     cold, active, dormant = (_state(logs["cold"]), _state(logs["active"]), _state(logs["cold"], 365.0)) if split \
         else ({}, {}, {})
     for log in logs.values():
@@ -301,6 +383,8 @@ def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: i
             "eager_resume_s": mixed["eager_resume_s"],
             "recovery_partitions": mixed["partitions"],
             "single_partition_resume_s": mixed.get("single_partition_resume_s"),
+            # the profile step resumed with the whole base, then the same visits at every size (CPU us)
+            "next_event_cpu_us": mixed["next_events"]["cpu_us_per_event"],
             # live: what each customer's pending timer costs per event, in Bytewax's notify_at map or in
             # the frontier's alarms (flows.dataflow.NEAR_S); fewer events at large sizes, same figure
             "timer_us_per_event": {kind: _child("timers", str(customers), flag, str(_timer_events(customers, flag)))
@@ -401,7 +485,7 @@ def timer_cost(customers: int, timers: bool, events: int = 100_000, batch: int =
 
 
 if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHOT AWAY_DAYS | seed SNAPSHOT RECOVERY
-    # PARTITIONS | resume RECOVERY [eager] | keycost N SHARDS | timers N 0|1 EVENTS
+    # PARTITIONS | resume RECOVERY [eager] | events RECOVERY TOUCHED BASE | keycost N SHARDS | timers N 0|1 EVENTS
     from flows.bench import full_run
 
     if sys.argv[1] == "full":
@@ -410,6 +494,8 @@ if __name__ == "__main__":  # a child of scale_row: full LOG | state LOG SNAPSHO
         print(orjson.dumps(key_cost(int(sys.argv[2]), int(sys.argv[3]))).decode())
     elif sys.argv[1] == "timers":  # timers CUSTOMERS 0|1 EVENTS
         print(orjson.dumps(timer_cost(int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]))).decode())
+    elif sys.argv[1] == "events":  # events RECOVERY TOUCHED BASE
+        print(orjson.dumps(event_cost(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))).decode())
     elif sys.argv[1] == "seed":
         print(orjson.dumps(seed_recovery(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))).decode())
     elif sys.argv[1] == "state":

@@ -37,6 +37,7 @@ def test_a_scale_row_reports_every_figure(tmp_path):
     assert 0 < row["snapshot_bytes_per_dormant_customer"] < row["snapshot_bytes_per_customer"]
     assert row["eager_resume_s"] >= 0 and row["bytes_per_customer"] > 0
     assert row["recovery_partitions"] == 64 and row["single_partition_resume_s"] >= 0
+    assert row["next_event_cpu_us"] > 0
     assert set(row["woken_bytes_per_customer"]) == {"mixed", "active", "cold", "dormant"}
     assert set(row["timer_us_per_event"]) == {"bytewax", "alarms"}
     assert orjson.loads(orjson.dumps(row)) == row
@@ -45,7 +46,7 @@ def test_a_scale_row_reports_every_figure(tmp_path):
 def test_a_resume_from_a_seeded_recovery_directory_brings_back_every_customer_lazily(tmp_path):
     """The resume figure is a real Bytewax resume of the engine's profile step: every customer
     comes back, and a full state stays pickled (lazy) unless ``eager``."""
-    from flows.scale import resume_figures, seed_recovery, state_figures
+    from flows.scale import event_cost, resume_figures, seed_recovery, state_figures
 
     log = tmp_path / "log.jsonl"
     sparse_log(120, log, 1.0, seed=2)
@@ -53,6 +54,9 @@ def test_a_resume_from_a_seeded_recovery_directory_brings_back_every_customer_la
     assert state["customers"] == 120 and state["quiet"] < 120
     assert seed_recovery(tmp_path / "snap", tmp_path / "rec", 4)["customers"] == 120
     assert len(list((tmp_path / "rec").glob("part-*.sqlite3"))) == 4  # each customer back from its own
+    cost = event_cost(tmp_path / "rec", touched=60, base=120)
+    assert cost["resumed_first"] == 121 and cost["events"] > 60 and cost["cpu_us_per_event"] > 0, cost
+    assert cost["held"] <= 5, cost  # only those waiting for a timer due before them (no tick source here)
     for eager in (False, True):
         fig = resume_figures(tmp_path / "rec", eager)
         assert fig["customers"] == 120 and fig["resume_s"] >= 0, fig
