@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,8 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
     """Resume the profile step from ``recovery`` (a :func:`seed_recovery` directory) with the
     engine's own ``ProfileLogic`` in a real Bytewax run (run in a fresh process): ``resume_s``, the
     seconds from start to the moment every key is back (the recovery database read, a logic per
-    key built from its snapshot, its timer asked, as Bytewax resumes), and the RSS growth per
+    key built from its snapshot, its timer asked, as Bytewax resumes; ``resume_cpu_s`` the
+    process's CPU seconds for it: the figure to compare on a busy machine), and the RSS growth per
     customer then (``rss_bytes_per_customer``: Bytewax's per-key objects included; a resumed full
     state stays pickled until the customer's next event or timer, a quiet one packed). ``eager``:
     every customer is woken (its state unpickled, a packed one expanded) as it is resumed, as if
@@ -215,7 +217,7 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
 
         def on_eof(self) -> tuple[list, bool]:  # the first key's end of input: every key is resumed by now
             if not fig:
-                fig["resume_s"] = time.perf_counter() - t0
+                fig["resume_s"], fig["cpu_s"] = time.perf_counter() - t0, time.process_time() - cpu0
                 gc.collect()
                 fig["rss"] = _rss()
             return [], True
@@ -232,12 +234,12 @@ def resume_figures(recovery: Path, eager: bool = False) -> dict[str, Any]:
     gc.collect()
     rss0 = _rss()
     with engine_gc():  # as the engine resumes: inside the run, under its collector settings
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         run_main(_resume_flow(TestingSource([]), build), epoch_interval=None,
                  recovery_config=RecoveryConfig(str(run)))
     shutil.rmtree(run)
     n = max(len(logics), 1)
-    return {"customers": len(logics), "resume_s": round(fig["resume_s"], 2),
+    return {"customers": len(logics), "resume_s": round(fig["resume_s"], 2), "resume_cpu_s": round(fig["cpu_s"], 2),
             "rss_bytes_per_customer": round((fig["rss"] - rss0) / n, 1),
             "still_pickled": sum(logic.frozen is not None for logic in logics)}
 
@@ -310,14 +312,44 @@ def event_cost(recovery: Path, touched: int = 3000, base: int = 10_000, batch: i
         logics.append(Probe(cfg, True, t, resume, None, "batch", True, watermarks))
         return logics[-1]
 
-    with engine_gc():
-        run_main(_resume_flow(TestingSource(items, batch_size=batch + 1), build, "next"), epoch_interval=None,
+    with engine_gc():  # one epoch: a snapshot's commit (commit_gc_s) is a cost per interval, not per event
+        run_main(_resume_flow(TestingSource(items, batch_size=batch + 1), build, "next"), epoch_interval=timedelta(days=1),
                  recovery_config=RecoveryConfig(str(run)))
     shutil.rmtree(run)
     return {"events": len(rows), "touched": touched, "resumed_first": clock["resumed"],
             "us_per_event": round((clock["t1"] - clock["t0"]) / len(rows) * 1e6, 2),
             "cpu_us_per_event": round((clock["cpu1"] - clock["cpu0"]) / len(rows) * 1e6, 2),
             "held": int(t.held._value.get())}
+
+
+# Bytewax 0.21's RecoveryCommitter::commit (src/recovery.rs), run by every partition after every snapshot
+_COMMIT_GC = """WITH max_epoch_snapshots AS (
+    SELECT step_id, state_key, MAX(snap_epoch) AS snap_epoch FROM snaps WHERE snap_epoch <= ?1
+    GROUP BY step_id, state_key),
+  garbage_snapshots AS (
+    SELECT step_id, state_key, snaps.snap_epoch FROM snaps JOIN max_epoch_snapshots USING (step_id, state_key)
+    WHERE snaps.snap_epoch < max_epoch_snapshots.snap_epoch)
+  DELETE FROM snaps WHERE (step_id, state_key, snap_epoch) IN garbage_snapshots"""
+
+
+def commit_gc_s(recovery: Path) -> float:
+    """Seconds the worker waits at each snapshot for Bytewax's clean-up of superseded snapshots, a
+    query over every row of every partition (run here with Python's SQLite on ``recovery``, rolled
+    back): a cost per snapshot interval that grows with the base."""
+    import sqlite3
+
+    took = 0.0
+    for part in sorted(recovery.glob("part-*.sqlite3")):
+        db = sqlite3.connect(part, isolation_level=None)
+        try:
+            t0 = time.perf_counter()
+            db.execute("BEGIN")
+            db.execute(_COMMIT_GC, (2 ** 62,))
+            took += time.perf_counter() - t0
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+    return round(took, 3)
 
 
 def _child(*args: str) -> dict:
@@ -338,6 +370,7 @@ def _state(log: Path, away_days: float = 0.0, single: bool = False, mixed: bool 
     if mixed:  # what the next visits cost with this base resumed (the same visits at every size)
         base = min(10_000, fig["customers"])
         fig["next_events"] = _child("events", str(recovery), str(min(3000, base)), str(base))
+        fig["commit_gc_s"] = commit_gc_s(recovery)
     shutil.rmtree(recovery)
     if single:  # Bytewax reads a partition per 1,000 keys with a query over all of it: quadratic
         _child("seed", str(snap), str(recovery), "1")
@@ -385,6 +418,8 @@ def scale_row(customers: int, work: Path, active_share: float = 0.2, full_max: i
             "single_partition_resume_s": mixed.get("single_partition_resume_s"),
             # the profile step resumed with the whole base, then the same visits at every size (CPU us)
             "next_event_cpu_us": mixed["next_events"]["cpu_us_per_event"],
+            # and what every snapshot interval costs with this base (Bytewax's clean-up query)
+            "snapshot_commit_gc_s": mixed["commit_gc_s"],
             # live: what each customer's pending timer costs per event, in Bytewax's notify_at map or in
             # the frontier's alarms (flows.dataflow.NEAR_S); fewer events at large sizes, same figure
             "timer_us_per_event": {kind: _child("timers", str(customers), flag, str(_timer_events(customers, flag)))
@@ -446,7 +481,7 @@ def timer_cost(customers: int, timers: bool, events: int = 100_000, batch: int =
     timer a day ahead in ``notify_at`` (``timers``) or none (as when the frontier's alarms hold
     them): then ``events`` items for 100 keys in batches of ``batch``, an activation each. Bytewax
     0.21 scans every key's ``notify_at`` twice per activation (run in a fresh process)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
 
     import bytewax.operators as bop
     from bytewax.dataflow import Dataflow

@@ -37,7 +37,7 @@ def test_a_scale_row_reports_every_figure(tmp_path):
     assert 0 < row["snapshot_bytes_per_dormant_customer"] < row["snapshot_bytes_per_customer"]
     assert row["eager_resume_s"] >= 0 and row["bytes_per_customer"] > 0
     assert row["recovery_partitions"] == 64 and row["single_partition_resume_s"] >= 0
-    assert row["next_event_cpu_us"] > 0
+    assert row["next_event_cpu_us"] > 0 and row["snapshot_commit_gc_s"] >= 0
     assert set(row["woken_bytes_per_customer"]) == {"mixed", "active", "cold", "dormant"}
     assert set(row["timer_us_per_event"]) == {"bytewax", "alarms"}
     assert orjson.loads(orjson.dumps(row)) == row
