@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import sqlite3
+import tempfile
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -80,14 +82,47 @@ def recovery_config(settings: Settings, workers: int) -> Optional[RecoveryConfig
         log.warning(RECOVERY_OFF)
         return None
     db_dir = Path(settings.recovery_dir).absolute()
+    if _unfinished(db_dir):  # a first start killed while it made them: nothing was ever written
+        log.warning("recovery partitions in %s were left half made by a stopped first start: made again", db_dir)
+        for part in db_dir.glob("part-*.sqlite3*"):
+            part.unlink()
     if not any(db_dir.glob("part-*.sqlite3")):
-        db_dir.mkdir(parents=True, exist_ok=True)
         partitions = max(settings.recovery_partitions, workers)
-        init_db_dir(db_dir, partitions)
+        _init_partitions(db_dir, partitions)
         log.info("initialised %d recovery partitions in %s", partitions, db_dir)
     else:
         log.info("recovery on: resuming from %s (%s)", db_dir, _snapshot_note(db_dir))
     return RecoveryConfig(db_dir)
+
+
+def _init_partitions(db_dir: Path, partitions: int) -> None:
+    """Bytewax's partitions, made aside and renamed in: a kill while making them (64 take a second
+    or more) leaves no partial set where a restart would take it for a recovery directory."""
+    db_dir.mkdir(parents=True, exist_ok=True)
+    for stale in db_dir.glob(".init-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    aside = Path(tempfile.mkdtemp(prefix=".init-", dir=db_dir))
+    init_db_dir(aside, partitions)
+    for part in sorted(aside.iterdir()):  # renames within one directory: microseconds, whole files
+        part.rename(db_dir / part.name)
+    aside.rmdir()
+
+
+def _unfinished(db_dir: Path) -> bool:
+    """Fewer partition files than their recorded count, and no commit in any: a set whose making was
+    interrupted (Bytewax would stop on it with MissingPartitionsError), not a damaged recovery."""
+    parts = sorted(db_dir.glob("part-*.sqlite3"))
+    if not parts:
+        return False
+    count, commits = 0, 0
+    for part in parts:
+        try:
+            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=1)) as db:
+                count = max(count, db.execute("SELECT max(part_count) FROM parts").fetchone()[0] or 0)
+                commits += db.execute("SELECT count(*) FROM commits").fetchone()[0]
+        except sqlite3.Error:  # not readable as Bytewax's: leave it to Bytewax to say so
+            return False
+    return len(parts) < count and commits == 0
 
 
 def last_snapshot(db_dir: Path) -> Optional[str]:
