@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from config.jsonsafe import dumps, encode_str
 from config.settings import KafkaSettings
 from connectors.metrics import telemetry
-from connectors.watermark import UNKNOWN, PartitionClock, Watermarks
+from connectors.watermark import IDLE, UNKNOWN, PartitionClock, Watermarks
 
 log = logging.getLogger("crm.kafka")
 
@@ -77,6 +77,9 @@ class _Partition(StatefulSourcePartition):
         self.finished = False
         self.event_lag = telemetry().event_lag.observe
         self.watermarks = watermarks if clock is not None else None
+        if clock is not None:  # without watermarks no partition is ever idle: no series
+            self.idle_gauge = telemetry().partition_idle.labels(topic, str(partition))
+            self.idle_gauge.set(1 if clock.idle else 0)
         self.ahead_ms = ahead_ms
         self.paused = False
         self.buffer: deque = deque()  # (offset, kafka timestamp, value, decoded item) read, not yet let through
@@ -91,8 +94,9 @@ class _Partition(StatefulSourcePartition):
         clock = self.clock  # never before its first report: the frontier would wait for it for ever
         ahead = clock.sent is not None and clock.max_ts is not None and clock.max_ts > frontier.value + self.ahead_ms
         self.paused = ahead or frontier.has_ready()
-        if self.paused:
-            clock.quiet_since = time.monotonic()  # a pause is not a quiet partition
+        if ahead:  # held back with (as a rule) unread messages: not a quiet partition. A wait for the
+            # ticks (one tick interval) is not held back: the next poll sees what came meanwhile
+            clock.quiet_since = time.monotonic()
         return self.paused
 
     def next_batch(self) -> list:
@@ -116,6 +120,7 @@ class _Partition(StatefulSourcePartition):
         wm = self.clock.polled(len(out) + len(self.buffer), now)  # a partition with a buffer is not quiet
         if wm is not None:
             out.append(wm)  # after the events it covers, on the same path to every worker
+            self.idle_gauge.set(1 if wm.ts == IDLE else 0)
         self.paused = bool(self.buffer) and not out
         self._maybe_report_lag(now)
         return out
