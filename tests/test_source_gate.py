@@ -82,6 +82,26 @@ def test_two_partitions_with_data_start_together():
     assert seen[:2] == ["a0", "b0"] and sorted(seen) == ["a0", "a1", "a2", "b0", "b1", "b2"]
 
 
+def test_a_wait_for_the_ticks_does_not_restart_the_idle_countdown():
+    """Only a partition held back ahead of the frontier is not quiet; one that paused while released
+    customers waited for their tick turns idle ``idle_after`` after its last message all the same."""
+    import time
+
+    marks, taps = Watermarks(), []
+    clock = PartitionClock("0-chat", 2, idle_after_s=0.3)
+    chat = _Partition(Inner("chat", [0]), lambda *a: taps.append(a), "chat", 0, live_decoder(load_settings()),
+                      clock, marks, LATENESS)
+    read = time.monotonic()
+    deliver(marks, chat.next_batch())
+    marks.here().observe(Watermark("0-clicks", ms_at(10), 2))
+    marks.here().wait("c1", ms_at(0))  # a customer the frontier has released, not yet ticked
+    time.sleep(0.2)
+    assert chat.next_batch() == [] and chat.paused  # the ticks go first
+    assert marks.here().ready() == ["c1"]  # ticked
+    time.sleep(max(0.0, read + 0.35 - time.monotonic()))
+    assert [x.ts for x in chat.next_batch() if type(x) is Watermark] == [IDLE]
+
+
 class Failing(Inner):
     """A partition whose polls carry consumer errors (bytewax passes a KafkaError in the batch)."""
 
