@@ -786,7 +786,8 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
     The offered window starts in the middle of the log (``start``: that line, 0-based): a generated
     log opens with backfilled orders and every customer's consent, which make no trigger at all.
     ``early`` counts triggers written before the moment they became possible: the client's model
-    of the engine is wrong unless it is 0."""
+    of the engine is wrong unless it is 0. ``engine_cpu_s``: the engine's CPU seconds while the load
+    was offered (Linux; ``None`` elsewhere)."""
     infra = _infra()
     settings = load_settings()
     idle_after = parse_duration(os.environ.get("BENCH_IDLE_AFTER", "2")).total_seconds()
@@ -805,7 +806,9 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
         parts = {t: broker.partitions(t) for t in (names["click"], names["orders"], names["chat"], names["profile"])}
         plan = _live_plan(events, int(rate * seconds), names, parts, start)
         _engine_ready(engine, metrics, sum(parts.values()), settings.kafka.watermarks)
+        cpu0 = _cpu_seconds(engine.pid)
         sends, offered = _live_send(broker.bootstrap, plan, rate)
+        cpu = _cpu_seconds(engine.pid) - cpu0 if cpu0 is not None else None
         triggers = _live_triggers(redis_server.client())
     finally:
         engine.kill()
@@ -816,7 +819,7 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
     found = attribute(sends, [t for t, _ in triggers], ms(settings.time.lateness), idle_after,
                       settings.kafka.watermarks)
     return {"broker": kind, "watermarks": settings.kafka.watermarks, "idle_after_s": idle_after,
-            "offered_events_per_s": round(offered, 1),
+            "offered_events_per_s": round(offered, 1), "engine_cpu_s": None if cpu is None else round(cpu, 2),
             **_live_report(sends[0].wall if sends else 0.0, triggers, found, trace)}
 
 
@@ -844,6 +847,16 @@ def _live_report(wall0: float, triggers: list, found: list[Attributed], trace: O
             "customer_event": _spread(old), "frontier_wait_ms": _spread(waits),
             "service_fast_path": {"triggers": fast["triggers"], "p99": fast["p99"]},
             "worst": [(round(w[0]), *w[1:]) for w in worst[:5]]}
+
+
+def _cpu_seconds(pid: int) -> Optional[float]:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``; else None)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _engine_ready(engine: subprocess.Popen, port: int, partitions: int, watermarks: bool,
