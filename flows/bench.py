@@ -528,9 +528,12 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         report["latency_ms"] = live_latency(events, live_rate, live_seconds, broker=broker)
         if console is not None:
             lat = report["latency_ms"]
+            old, wait = lat["customer_event"], lat["frontier_wait_ms"]
             console.print(f"  live         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
                           f"({lat['triggers']} triggers at {lat['offered_events_per_s']:,.0f} events/s offered, "
-                          f"{lat['broker']} broker)")
+                          f"{lat['broker']} broker, watermarks {'on' if lat['watermarks'] else 'off'}); from the "
+                          f"customer's event alone p50 {old['p50']}, p99 {old['p99']}, max {old['max']} ms; "
+                          f"waits for the watermark p99 {wait['p99']} ms")
     if "api" in rows:
         report["api_ms"] = api = api_latency(events, api_rate, api_seconds, broker=broker)
         if console is not None:
