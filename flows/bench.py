@@ -13,7 +13,8 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
    ``reference_2p``: the reference flow likewise, each process reading the lines its worker owns
    (what Bytewax's own scaling is on this machine: the yardstick for ``two_workers_vs_one``);
 5. ``live``: the engine consuming from a Kafka-protocol broker at a fixed offered load and
-   writing to a real redis-server: producer send -> Redis stream entry, p50/p99/max;
+   writing to a real redis-server: each trigger's Redis stream entry against the moment the
+   engine's time semantics allowed it (:func:`attribute`), p50/p99/max;
 6. ``memory``: resident state bytes per customer (snapshot size, and RSS growth);
 7. ``api``: p50/p99 of ``GET /v1/customers/{id}`` at 500 requests/s against ``crm-stream serve``,
    with the engine consuming beside it into the same Redis.
