@@ -809,10 +809,12 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
     try:
         parts = {t: broker.partitions(t) for t in (names["click"], names["orders"], names["chat"], names["profile"])}
         plan = _live_plan(events, int(rate * seconds), names, parts, start)
-        _engine_ready(engine, metrics, sum(parts.values()), settings.kafka.watermarks)
+        _engine_idle(engine, metrics, sum(parts.values()), settings.kafka.watermarks)
         cpu0 = _cpu_seconds(engine.pid)
         sends, offered = _live_send(broker.bootstrap, plan, rate)
         cpu = _cpu_seconds(engine.pid) - cpu0 if cpu0 is not None else None
+        if settings.kafka.watermarks:  # the last triggers wait for every partition to turn idle
+            _engine_idle(engine, metrics, sum(parts.values()), True)
         triggers = _live_triggers(redis_server.client())
     finally:
         engine.kill()
@@ -863,12 +865,13 @@ def _cpu_seconds(pid: int) -> Optional[float]:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _engine_ready(engine: subprocess.Popen, port: int, partitions: int, watermarks: bool,
-                  timeout: float = 120.0) -> None:
-    """Return once the engine reads its input: with watermarks, once its metrics show at least
-    ``partitions`` input partitions, every one idle (``crm_kafka_partition_idle``): a first start
-    holds everything until then, which is start-up, not reaction; without, 3 s after its metrics
-    answer (its consumers connect and are assigned). RuntimeError if it does not get there."""
+def _engine_idle(engine: subprocess.Popen, port: int, partitions: int, watermarks: bool,
+                 timeout: float = 120.0) -> None:
+    """Return once every input partition of the engine is idle: with watermarks, once its metrics
+    show at least ``partitions`` of them, every one idle (``crm_kafka_partition_idle``). Before the
+    window a first start holds everything until then (start-up, not reaction); after it, the
+    watermark has then passed all that was sent. Without watermarks, 3 s after its metrics answer
+    (its consumers connect and are assigned). RuntimeError if it does not get there in time."""
     import re
     import urllib.request
 
@@ -887,7 +890,8 @@ def _engine_ready(engine: subprocess.Popen, port: int, partitions: int, watermar
         if len(idle) >= partitions and all(v == 1.0 for v in idle):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"the engine did not start reading within {timeout:.0f} s (exit code {engine.poll()})")
+    raise RuntimeError(f"the engine's input partitions were not all idle within {timeout:.0f} s "
+                       f"(exit code {engine.poll()})")
 
 
 def _live_plan(events: Path, total: int, names: dict[str, str], partitions: dict[str, int],
@@ -931,7 +935,9 @@ def _live_send(bootstrap: str, plan: list[tuple], rate: int) -> tuple[list[Sent]
 
 
 def _live_triggers(client: Any) -> list[tuple[Trigger, dict]]:
-    """Every trigger of ``crm:triggers`` once the stream has stopped growing for 3 s, with its record."""
+    """Every trigger of ``crm:triggers`` once the stream has stopped growing for 3 s, with its record
+    (with watermarks, the caller first waits for every input partition to turn idle: a 3 s lull
+    alone ended a short row before its triggers, all due after its last events, came)."""
     from operators.events import parse_ts
 
     last, still = -1, time.monotonic()

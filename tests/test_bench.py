@@ -28,6 +28,8 @@ def test_every_row_runs_and_reports_its_ratios(tmp_path):
     lat = report["latency_ms"]
     assert lat["broker"] == "mock" or lat["broker"] == "external"
     assert lat["triggers"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    # every trigger attributed, none written before the moment the yardstick gives it
+    assert lat["unattributed"] == 0 and lat["early"] == 0 and lat["customer_event"]["triggers"] == lat["triggers"]
     assert report["memory"]["customers"] > 200
     assert 0 < report["bytes_per_customer"] < 100_000
 
