@@ -67,6 +67,9 @@ class Telemetry:
                             "interval (Newcombe), from this process's ended windows", ["type", "stat"], registry=r)
         self.consumer_lag = Gauge("crm_kafka_consumer_lag_messages", "High watermark minus next offset",
                                   ["topic", "partition"], registry=r)
+        self.partition_idle = Gauge("crm_kafka_partition_idle", "1 while an input partition is idle (nothing for "
+                                    "kafka.idle_after: it holds no timer back), 0 otherwise (watermarks on)",
+                                    ["topic", "partition"], registry=r)
 
     # The replay summary reads ``counts``; Prometheus reads the metrics. Both move together.
     def read(self, source: str, type: str, n: int = 1) -> None:

@@ -13,7 +13,8 @@ Only ratios measured in the same run mean anything on a shared, noisy machine. R
    ``reference_2p``: the reference flow likewise, each process reading the lines its worker owns
    (what Bytewax's own scaling is on this machine: the yardstick for ``two_workers_vs_one``);
 5. ``live``: the engine consuming from a Kafka-protocol broker at a fixed offered load and
-   writing to a real redis-server: producer send -> Redis stream entry, p50/p99/max;
+   writing to a real redis-server: each trigger's Redis stream entry against the moment the
+   engine's time semantics allowed it (:func:`attribute`), p50/p99/max;
 6. ``memory``: resident state bytes per customer (snapshot size, and RSS growth);
 7. ``api``: p50/p99 of ``GET /v1/customers/{id}`` at 500 requests/s against ``crm-stream serve``,
    with the engine consuming beside it into the same Redis.
@@ -26,8 +27,11 @@ own ratios), among others; ``scale`` (``run_bench(scale=[...])``): one object pe
 
 from __future__ import annotations
 
+import bisect
 import gc
+import heapq
 import itertools
+import math
 import os
 import pickle
 import shutil
@@ -36,8 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import bytewax.operators as op
 import orjson
@@ -46,9 +51,10 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from config.settings import Settings, load_settings, ms
+from config.settings import Settings, load_settings, ms, parse_duration
 from connectors.files import LogSource, Owners
 from connectors.metrics import reset_telemetry
+from connectors.watermark import IDLE, UNKNOWN
 from flows.runtime import engine_gc
 from flows.dataflow import Edges, build_flow, future_guard, replay_decoder
 from operators.customer import FAST_REASONS
@@ -523,9 +529,12 @@ def run_bench(events: Path, rows: set[str], console: Any = None, broker: str = "
         report["latency_ms"] = live_latency(events, live_rate, live_seconds, broker=broker)
         if console is not None:
             lat = report["latency_ms"]
+            old, wait = lat["customer_event"], lat["frontier_wait_ms"]
             console.print(f"  live         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
                           f"({lat['triggers']} triggers at {lat['offered_events_per_s']:,.0f} events/s offered, "
-                          f"{lat['broker']} broker)")
+                          f"{lat['broker']} broker, watermarks {'on' if lat['watermarks'] else 'off'}); from the "
+                          f"customer's event alone p50 {old['p50']}, p99 {old['p99']}, max {old['max']} ms; "
+                          f"waits for the watermark p99 {wait['p99']} ms")
     if "api" in rows:
         report["api_ms"] = api = api_latency(events, api_rate, api_seconds, broker=broker)
         if console is not None:
@@ -574,9 +583,204 @@ def _infra():
     return infra
 
 
+class Sent(NamedTuple):
+    """One message of the live row: ``wall`` (``time.time()`` once produced), its input partition
+    (``"topic/partition"``), and the event time (ms) and customer of a valid event (``None`` for a
+    line the engine dead-letters: it moves no clock and no watermark)."""
+
+    wall: float
+    part: str
+    ts: Optional[int]
+    customer: Optional[str]
+
+
+class Trigger(NamedTuple):
+    """A trigger as the live row reads it back: its customer, ``event_ts`` (ms: the due time of a
+    timer, the event's time otherwise), whether the service fast path may have sent it (its reasons),
+    and ``written`` (s, the Redis stream entry's time)."""
+
+    customer: str
+    due: int
+    fast: bool
+    written: float
+
+
+class Attributed(NamedTuple):
+    """When a trigger became possible (s, ``None``: never, by the sends), which path (fast or
+    exact), when the customer's clock alone allowed it on that path (``at`` minus this: the wait for
+    the watermark), and the older yardstick: the send of the customer's causal event alone."""
+
+    at: Optional[float]
+    fast: bool
+    clock_at: Optional[float]
+    customer_event: Optional[float]
+
+
+def kafka_partition(key: Optional[bytes], value: bytes, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (``consistent_random``) gives a keyed message:
+    CRC-32 of the key modulo the partition count. It would place a keyless message (a bad line) at
+    random; the row takes the value's CRC-32 instead, so the client knows every message's partition."""
+    return zlib.crc32(key if key is not None else value) % partitions
+
+
+def frontier_timeline(sends: list[Sent], idle_after_s: float) -> tuple[list[float], list[int]]:
+    """The engine's input watermark over wall time as the sends imply it: ``values[k]`` from
+    ``walls[k]`` until ``walls[k + 1]`` (the last one on); :data:`~connectors.watermark.IDLE` before.
+
+    The rule of :mod:`connectors.watermark` (``PartitionClock``, ``Frontier.value``) applied to what
+    was sent, as if the engine read each message the moment it was sent: a partition's watermark is
+    the greatest event time sent to it (``UNKNOWN`` while it got only lines without one), ``IDLE``
+    from ``idle_after_s`` after its latest message until its next; the frontier is their minimum.
+    A partition never sent to is idle throughout (the row sends once the engine's partitions have
+    had ``idle_after`` to turn idle). The engine reads later, and counts a partition's quiet time
+    from the poll that returned its message, so this frontier passes a time no later than the
+    engine's can."""
+    walls: list[float] = []
+    values: list[int] = []
+    best: dict[str, int] = {}
+    last: dict[str, float] = {}
+    idle: set[str] = set()
+    quiet: list[tuple[float, str]] = []  # (when a partition turns idle unless more comes, partition)
+
+    def note(at: float) -> None:
+        value = min((IDLE if p in idle else v for p, v in best.items()), default=IDLE)
+        if walls and walls[-1] == at:
+            walls.pop()
+            values.pop()
+        if not values or values[-1] != value:
+            walls.append(at)
+            values.append(value)
+
+    def turn_idle(until: float) -> None:
+        while quiet and quiet[0][0] <= until:
+            at, part = heapq.heappop(quiet)
+            if last[part] + idle_after_s == at and part not in idle:
+                idle.add(part)
+                note(at)
+
+    for s in sends:
+        turn_idle(s.wall)
+        idle.discard(s.part)
+        last[s.part] = s.wall
+        known = best.get(s.part, UNKNOWN)
+        best[s.part] = s.ts if s.ts is not None and s.ts > known else known
+        heapq.heappush(quiet, (s.wall + idle_after_s, s.part))
+        note(s.wall)
+    turn_idle(math.inf)
+    return walls, values
+
+
+def _reached(timeline: tuple[list[float], list[int]], need: int, start: float, end: float) -> Optional[float]:
+    """The earliest wall time in ``[start, end)`` at which the timeline is at least ``need``."""
+    walls, values = timeline
+    k = bisect.bisect_right(walls, start) - 1
+    if k < 0:
+        return start  # before the first message nothing holds the frontier back
+    while k < len(walls):
+        at = walls[k] if walls[k] > start else start
+        if at >= end:
+            return None
+        if values[k] >= need:
+            return at
+        k += 1
+    return None
+
+
+def _clock_spans(stamps: list[tuple[float, int]], need: int):
+    """Wall-time spans ``(start, end)`` in which the customer's clock has reached ``need`` (ms): its
+    latest event time so far (``stamps``: ``(wall, ts)`` in send order), advanced by the wall time
+    since its latest event, as ``ProfileLogic.on_notify`` advances it (a later event restarts that)."""
+    clock = UNKNOWN
+    for i, (wall, ts) in enumerate(stamps):
+        clock = ts if ts > clock else clock
+        end = stamps[i + 1][0] if i + 1 < len(stamps) else math.inf
+        start = wall + max(0, need - clock) / 1000.0
+        if start < end:
+            yield start, end
+
+
+def _ready_at(stamps: list[tuple[float, int]], need: int, timeline: Optional[tuple]) -> Optional[float]:
+    """The earliest wall time at which both the customer's clock and (with a ``timeline``) the
+    input watermark have reached ``need``."""
+    for start, end in _clock_spans(stamps, need):
+        at = start if timeline is None else _reached(timeline, need, start, end)
+        if at is not None:
+            return at
+    return None
+
+
+def attribute(sends: list[Sent], triggers: list[Trigger], lateness_ms: int, idle_after_s: float,
+              watermarks: bool) -> list[Attributed]:
+    """When each trigger became possible under the engine's own time semantics (CONTRACT.md, Time
+    and time across topics), from what the client sent alone.
+
+    A trigger due at ``d`` (a timer's due time, or the time of the event whose rule fired) goes out
+    once the customer's ``now`` is ``lateness`` past ``d`` (``CustomerState.advance``; the engine
+    needs ``d + lateness + 1`` for a timer, ``d + lateness`` for an event: the earlier is taken, so
+    no trigger is credited with a wait it did not have); ``now`` is the customer's clock (see
+    :func:`_clock_spans`) and, with ``watermarks``, at most the input watermark
+    (:func:`frontier_timeline`). A fast-path service trigger (``FAST_REASONS``) goes out when its
+    own event (the customer's first sent with ``ts >= d``) is let into the customer's step: at once
+    without watermarks, with them once the watermark is within ``lateness`` of ``d``
+    (``ProfileLogic._admit``; a customer with an earlier timer or held event not yet due by the
+    watermark waits longer, and that wait counts as latency). A fast-reason trigger written after
+    its exact-path moment is taken to be the exact path's (an order the fast path did not know).
+
+    ``clock_at``: the same path's moment by the customer's clock alone (``at - clock_at``: the wait
+    for the watermark). ``customer_event``: the older yardstick, the send of the customer's first
+    event at or past ``d + lateness`` (fast path: ``d``), blind to the watermark and to the
+    wall-clock advance."""
+    timeline = frontier_timeline(sends, idle_after_s) if watermarks else None
+    by_customer: dict[str, list[tuple[float, int]]] = {}
+    for s in sends:
+        if s.customer is not None and s.ts is not None:
+            by_customer.setdefault(s.customer, []).append((s.wall, s.ts))
+    out = []
+    for trig in triggers:
+        stamps = by_customer.get(trig.customer, [])
+        exact = _ready_at(stamps, trig.due + lateness_ms, timeline)
+        own = next((w for w, ts in stamps if ts >= trig.due), None) if trig.fast else None
+        fast_at = own if own is None or timeline is None else _reached(timeline, trig.due - lateness_ms, own, math.inf)
+        fast = fast_at is not None and (exact is None or trig.written < exact)
+        clock_at = own if fast else _ready_at(stamps, trig.due + lateness_ms, None)
+        out.append(Attributed(fast_at if fast else exact, fast, clock_at, _customer_event(stamps, trig, lateness_ms)))
+    return out
+
+
+def _customer_event(stamps: list[tuple[float, int]], trig: Trigger, lateness_ms: int) -> Optional[float]:
+    """The row's first yardstick: the send of the customer's first event (in send order: logs hold
+    late lines) at or past ``due + lateness``; a fast-path service trigger at its own event, unless
+    the exact path sent it (written after that first event)."""
+    j = next((i for i, (_, ts) in enumerate(stamps) if ts >= trig.due + lateness_ms), None)
+    if trig.fast and (j is None or trig.written < stamps[j][0]):
+        j = next((i for i, (_, ts) in enumerate(stamps) if ts >= trig.due), None)
+    return None if j is None else stamps[j][0]
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """``triggers`` (how many), ``p50``, ``p99`` and ``max`` of ``values`` (ms), rounded to 0.1."""
+    values = sorted(values)
+
+    def pct(q: float) -> Optional[float]:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
+
+    return {"triggers": len(values), "p50": pct(0.5), "p99": pct(0.99),
+            "max": round(values[-1], 1) if values else None}
+
+
 def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: str = "mock",
                  trace: Optional[list] = None, start: Optional[int] = None) -> dict[str, Any]:
-    """Offered load ``rate`` events/s into the broker; per trigger, producer send -> Redis stream entry.
+    """Offered load ``rate`` events/s into the broker; per trigger, the engine's reaction time (ms):
+    Redis stream entry minus the moment the trigger became possible (:func:`attribute`).
+
+    That moment is the later of the customer's own causal event (its clock ``lateness`` past the
+    due time) and, with the input watermarks on (``kafka.watermarks``), the moment every input
+    partition had passed that time or turned idle (``kafka.idle_after``), computed from what was
+    sent where: the row produces to explicit partitions (:func:`kafka_partition`). The log is
+    replayed ~2,400x faster than its event time, so a sparse partition is minutes of event time
+    behind: that wait is the contract's (CONTRACT.md, time across topics), not the engine's
+    reaction, and ``frontier_wait_ms`` reports it apart. ``customer_event``: the same figures
+    against the customer's causal event alone (the row's first yardstick).
 
     ``broker``: ``mock`` (librdkafka's mock cluster, default), ``tansu``, or the one in
     ``KAFKA_BOOTSTRAP_SERVERS`` when that is set. Tansu keeps topics in memory and, on this 2-core
@@ -584,104 +788,171 @@ def live_latency(events: Path, rate: int = 2000, seconds: float = 20.0, broker: 
     latency, not the engine's, is then what the row measures (see README, Performance).
     ``trace`` (a list) receives ``(seconds after the first send, latency ms, trigger type)`` per trigger.
     The offered window starts in the middle of the log (``start``: that line, 0-based): a generated
-    log opens with backfilled orders and every customer's consent, which make no trigger at all."""
-    from confluent_kafka import Producer
-
-    from operators.events import CHAT_TYPES, CLICKSTREAM_TYPES, Event, decode, parse_ts
-
+    log opens with backfilled orders and every customer's consent, which make no trigger at all.
+    ``early`` counts triggers written before the moment they became possible: the client's model
+    of the engine is wrong unless it is 0. ``engine_cpu_s``: the engine's CPU seconds while the load
+    was offered (Linux; ``None`` elsewhere)."""
     infra = _infra()
+    settings = load_settings()
+    idle_after = parse_duration(os.environ.get("BENCH_IDLE_AFTER", "2")).total_seconds()
     redis_server, broker, names, env = _engine_env(infra, broker, click_partitions=2, prefix="crm-bench-recovery-")
     kind = broker.kind
+    metrics = free_tcp_port()
     env.update({"CRM_KAFKA__BATCH_SIZE": os.environ.get("BENCH_BATCH", "500"),
-                # with watermarks on, a first start holds everything until each of the 12 input partitions
+                # with watermarks on, a first start holds everything until each of the input partitions
                 # has delivered an event or been quiet this long; the row measures the running engine
-                "CRM_KAFKA__IDLE_AFTER": os.environ.get("BENCH_IDLE_AFTER", "2"),
+                "CRM_KAFKA__IDLE_AFTER": str(idle_after), "CRM_METRICS_PORT": str(metrics),
                 # the simulated events are in the past
                 "CRM_POLICY__MAX_TRIGGER_AGE": str(100 * 365 * 86400)})
     engine = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    client = redis_server.client()
-    sent: dict[str, tuple[list[int], list[float]]] = {}
     try:
-        time.sleep(3.0)  # the engine connects and assigns its partitions
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": "2"})
-        total = int(rate * seconds)
-        plan = []  # decided before the clock starts, so the load generator itself stays light
-        skip = count_lines(events) // 2 if start is None else start
-        with open(events, "rb") as f:
-            for _, line in zip(range(total), itertools.islice(f, skip, None)):
-                line = line.rstrip(b"\n")
-                ev = decode(line)
-                obj = _loads(line)
-                t = obj.get("type") if isinstance(obj, dict) else None
-                topic = _topic_of(t, names)
-                key = obj["customer_id"].encode() if isinstance(obj, dict) and \
-                    isinstance(obj.get("customer_id"), str) else None
-                # bad lines are part of the load but cause nothing
-                plan.append((topic, key, line, ev if isinstance(ev, Event) else None))
-        t0, wall0 = time.perf_counter(), time.time()
-        for i, (topic, key, line, ev) in enumerate(plan):
-            wait = t0 + i / rate - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            producer.produce(topic, line, key=key)
-            producer.poll(0)
-            if ev is not None:
-                stamps, walls = sent.setdefault(ev.customer_id, ([], []))
-                stamps.append(ev.ts)
-                walls.append(time.time())
-        producer.flush()
-        offered = len(plan) / (time.perf_counter() - t0)
-        last, still = -1, time.monotonic()
-        while time.monotonic() - still < 3.0:  # wait until the stream stops growing
-            n = client.xlen("crm:triggers")
-            if n != last:
-                last, still = n, time.monotonic()
-            time.sleep(0.2)
-        latencies = []
-        worst: list = []
-        lateness = ms(load_settings().time.lateness)
-        service: list[float] = []
-        for entry_id, fields in client.xrange("crm:triggers"):
-            trig = orjson.loads(fields[b"trigger"])
-            stamps, walls = sent.get(trig["customer_id"], ([], []))
-            due = parse_ts(trig["event_ts"])
-            fast = bool(FAST_REASONS.intersection(trig["reasons"]))
-            # the first event sent (in send order: logs hold late lines) that let the engine send it:
-            # a fast-path service trigger at its own event; the rest once the customer's clock is
-            # `lateness` past the due time (the reorder buffer's cost, stated in the README)
-            j = next((i for i, s in enumerate(stamps) if s >= due + lateness), len(stamps))
-            written = int(entry_id.split(b"-")[0]) / 1000.0
-            if fast:  # unless the exact path sent it (an order the engine did not know yet)
-                j_fast = next((i for i, s in enumerate(stamps) if s >= due), len(stamps))
-                fast = j >= len(walls) or written < walls[j]
-                j = j_fast if fast else j
-            if j < len(walls):
-                latencies.append((written - walls[j]) * 1000.0)
-                if fast:
-                    service.append((written - walls[j]) * 1000.0)
-                worst.append(((written - walls[j]) * 1000.0, trig["type"], trig["reasons"], trig["event_ts"]))
-                if trace is not None:
-                    trace.append((round(walls[j] - wall0, 3), round((written - walls[j]) * 1000.0, 1), trig["type"]))
+        parts = {t: broker.partitions(t) for t in (names["click"], names["orders"], names["chat"], names["profile"])}
+        plan = _live_plan(events, int(rate * seconds), names, parts, start)
+        _engine_idle(engine, metrics, sum(parts.values()), settings.kafka.watermarks)
+        cpu0 = _cpu_seconds(engine.pid)
+        sends, offered = _live_send(broker.bootstrap, plan, rate)
+        cpu = _cpu_seconds(engine.pid) - cpu0 if cpu0 is not None else None
+        if settings.kafka.watermarks:  # the last triggers wait for every partition to turn idle
+            _engine_idle(engine, metrics, sum(parts.values()), True)
+        triggers = _live_triggers(redis_server.client())
     finally:
         engine.kill()
         engine.wait()
         broker.stop()
         redis_server.close()
         shutil.rmtree(env["CRM_RECOVERY_DIR"], ignore_errors=True)
-    latencies.sort()
+    found = attribute(sends, [t for t, _ in triggers], ms(settings.time.lateness), idle_after,
+                      settings.kafka.watermarks)
+    return {"broker": kind, "watermarks": settings.kafka.watermarks, "idle_after_s": idle_after,
+            "offered_events_per_s": round(offered, 1), "engine_cpu_s": None if cpu is None else round(cpu, 2),
+            **_live_report(sends[0].wall if sends else 0.0, triggers, found, trace)}
 
-    def pct(q: float) -> Optional[float]:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
 
+def _live_report(wall0: float, triggers: list, found: list[Attributed], trace: Optional[list]) -> dict[str, Any]:
+    """The live row's figures from the triggers (with their records) and their attributions."""
+    latencies, old, waits, service, worst = [], [], [], [], []
+    early = 0
+    for (trig, record), a in zip(triggers, found):
+        if a.customer_event is not None:
+            old.append((trig.written - a.customer_event) * 1000.0)
+        if a.at is None:
+            continue
+        lat = (trig.written - a.at) * 1000.0
+        early += lat < -1.0  # a stream id counts whole milliseconds
+        latencies.append(lat)
+        if a.fast:
+            service.append(lat)
+        waits.append((a.at - a.clock_at) * 1000.0)
+        worst.append((lat, record["type"], record["reasons"], record["event_ts"]))
+        if trace is not None:
+            trace.append((round(a.at - wall0, 3), round(lat, 1), record["type"]))
     worst.sort(reverse=True)
-    service.sort()
-    return {"broker": kind, "worst": [(round(w[0]), *w[1:]) for w in worst[:5]],
-            "service_fast_path": {"triggers": len(service),
-                                  "p99": round(service[min(len(service) - 1, int(0.99 * len(service)))], 1)
-                                  if service else None},
-            "offered_events_per_s": round(offered, 1), "triggers": len(latencies), "p50": pct(0.5),
-            "p99": pct(0.99), "max": round(latencies[-1], 1) if latencies else None}
+    fast = _spread(service)
+    return {**_spread(latencies), "unattributed": len(triggers) - len(latencies), "early": early,
+            "customer_event": _spread(old), "frontier_wait_ms": _spread(waits),
+            "service_fast_path": {"triggers": fast["triggers"], "p99": fast["p99"]},
+            "worst": [(round(w[0]), *w[1:]) for w in worst[:5]]}
+
+
+def _cpu_seconds(pid: int) -> Optional[float]:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``; else None)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _engine_idle(engine: subprocess.Popen, port: int, partitions: int, watermarks: bool,
+                 timeout: float = 120.0) -> None:
+    """Return once every input partition of the engine is idle: with watermarks, once its metrics
+    show at least ``partitions`` of them, every one idle (``crm_kafka_partition_idle``). Before the
+    window a first start holds everything until then (start-up, not reaction); after it, the
+    watermark has then passed all that was sent. Without watermarks, 3 s after its metrics answer
+    (its consumers connect and are assigned). RuntimeError if it does not get there in time."""
+    import re
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    series = re.compile(rb"^crm_kafka_partition_idle\{[^}]*\} (\S+)$", re.M)
+    while time.monotonic() < deadline and engine.poll() is None:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+        except OSError:
+            time.sleep(0.2)
+            continue
+        if not watermarks:
+            time.sleep(3.0)
+            return
+        idle = [float(v) for v in series.findall(text)]
+        if len(idle) >= partitions and all(v == 1.0 for v in idle):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the engine's input partitions were not all idle within {timeout:.0f} s "
+                       f"(exit code {engine.poll()})")
+
+
+def _live_plan(events: Path, total: int, names: dict[str, str], partitions: dict[str, int],
+               start: Optional[int]) -> list[tuple]:
+    """``(topic, partition, key, line, ts, customer)`` for ``total`` lines from ``start`` (default:
+    the middle of the log), decided before the clock starts, so the load generator stays light."""
+    from operators.events import Event, decode
+
+    plan = []
+    skip = count_lines(events) // 2 if start is None else start
+    with open(events, "rb") as f:
+        for line in itertools.islice(f, skip, skip + total):
+            line = line.rstrip(b"\n")
+            ev = decode(line)
+            obj = _loads(line)
+            topic = _topic_of(obj.get("type") if isinstance(obj, dict) else None, names)
+            key = obj["customer_id"].encode() if isinstance(obj, dict) and \
+                isinstance(obj.get("customer_id"), str) else None
+            valid = isinstance(ev, Event)  # bad lines are part of the load but cause nothing
+            plan.append((topic, kafka_partition(key, line, partitions[topic]), key, line,
+                         ev.ts if valid else None, ev.customer_id if valid else None))
+    return plan
+
+
+def _live_send(bootstrap: str, plan: list[tuple], rate: int) -> tuple[list[Sent], float]:
+    """Produce the plan at ``rate`` messages/s, each to its partition; the sends and the rate offered."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": "2"})
+    sends = []
+    t0 = time.perf_counter()
+    for i, (topic, part, key, line, ts, customer) in enumerate(plan):
+        wait = t0 + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        producer.produce(topic, line, key=key, partition=part)
+        producer.poll(0)
+        sends.append(Sent(time.time(), f"{topic}/{part}", ts, customer))
+    producer.flush()
+    return sends, len(plan) / (time.perf_counter() - t0)
+
+
+def _live_triggers(client: Any) -> list[tuple[Trigger, dict]]:
+    """Every trigger of ``crm:triggers`` once the stream has stopped growing for 3 s, with its record
+    (with watermarks, the caller first waits for every input partition to turn idle: a 3 s lull
+    alone ended a short row before its triggers, all due after its last events, came)."""
+    from operators.events import parse_ts
+
+    last, still = -1, time.monotonic()
+    while time.monotonic() - still < 3.0:
+        n = client.xlen("crm:triggers")
+        if n != last:
+            last, still = n, time.monotonic()
+        time.sleep(0.2)
+    out = []
+    for entry_id, fields in client.xrange("crm:triggers"):
+        record = orjson.loads(fields[b"trigger"])
+        written = int(entry_id.split(b"-")[0]) / 1000.0
+        out.append((Trigger(record["customer_id"], parse_ts(record["event_ts"]),
+                            bool(FAST_REASONS.intersection(record["reasons"])), written), record))
+    return out
 
 
 def api_latency(events: Path, rate: int = 500, seconds: float = 20.0, broker: str = "mock",

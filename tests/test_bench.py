@@ -28,6 +28,8 @@ def test_every_row_runs_and_reports_its_ratios(tmp_path):
     lat = report["latency_ms"]
     assert lat["broker"] == "mock" or lat["broker"] == "external"
     assert lat["triggers"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    # every trigger attributed, none written before the moment the yardstick gives it
+    assert lat["unattributed"] == 0 and lat["early"] == 0 and lat["customer_event"]["triggers"] == lat["triggers"]
     assert report["memory"]["customers"] > 200
     assert 0 < report["bytes_per_customer"] < 100_000
 
@@ -77,3 +79,82 @@ def test_the_api_row_runs_beside_the_engine(tmp_path):
     api = report["api_ms"]
     assert api["requests"] == 150 and api["statuses"].get("200", 0) > 0 and "0" not in api["statuses"]
     assert 0 < api["p50"] <= api["p99"] <= api["max"]
+
+
+# The live row's yardstick (flows.bench.attribute): a send log with partitions and triggers whose
+# answers are worked out by hand. lateness 10 s of event time; idle after 2 s of wall clock.
+LATENESS = 10_000
+
+
+def _log():
+    from flows.bench import Sent
+
+    return [Sent(0.0, "a/0", 100_000, "x"),
+            Sent(0.1, "b/0", 90_000, "y"),
+            Sent(0.2, "a/0", 110_500, "x"),   # x's clock passes 100_000 + lateness; b holds the watermark
+            Sent(0.5, "b/0", 111_000, "y"),   # ... until b moves: watermark 110_500
+            Sent(0.6, "c/0", 200_000, "z"),
+            Sent(0.7, "a/0", 210_500, "z"),   # z's clock passes 200_000 + lateness; b (111_000) holds
+            Sent(0.8, "a/0", 220_000, "w")]   # b idle at 2.5 -> c (200_000) holds; c idle at 2.6; a idle at 2.8
+
+
+def test_the_watermark_timeline_follows_the_sends_and_the_idle_rule():
+    import pytest
+
+    from connectors.watermark import IDLE
+    from flows.bench import frontier_timeline
+
+    walls, values = frontier_timeline(_log(), idle_after_s=2.0)
+    assert walls == pytest.approx([0.0, 0.1, 0.5, 0.7, 2.5, 2.6, 2.8])
+    assert values == [100_000, 90_000, 110_500, 111_000, 200_000, 220_000, IDLE]
+
+
+def test_a_trigger_is_attributed_to_when_the_customer_and_the_watermark_both_allowed_it():
+    import pytest
+
+    from flows.bench import Trigger, attribute
+
+    triggers = [Trigger("x", 100_000, False, 0.6),   # customer at 0.2, watermark at 0.5
+                Trigger("z", 200_000, False, 2.7),   # customer at 0.7, watermark once b and c are idle: 2.6
+                Trigger("w", 220_000, True, 2.65),   # fast path: watermark within lateness of 220_000 at 2.6
+                Trigger("w", 220_000, True, 11.0),   # written after the exact path's moment: w has no later
+                # event, so its clock reaches 230_000 by the wall clock, 10 s after its event (0.8 + 10)
+                Trigger("q", 5_000, False, 1.0)]     # a customer never sent: not attributed
+    found = attribute(_log(), triggers, LATENESS, idle_after_s=2.0, watermarks=True)
+    assert [a.at for a in found] == pytest.approx([0.5, 2.6, 2.6, 10.8, None])
+    assert [a.fast for a in found] == [False, False, True, False, False]
+    # by the customer's clock alone: the wait for the watermark is at - clock_at
+    assert [a.clock_at for a in found] == pytest.approx([0.2, 0.7, 0.8, 10.8, None])
+    # the older yardstick: the customer's own first event at or past due + lateness (fast: due)
+    assert [a.customer_event for a in found] == pytest.approx([0.2, 0.7, 0.8, 0.8, None])
+    # without watermarks only the customer's clock counts
+    off = attribute(_log(), triggers, LATENESS, idle_after_s=2.0, watermarks=False)
+    assert [a.at for a in off] == pytest.approx([0.2, 0.7, 0.8, 10.8, None])
+
+
+def test_a_partition_with_no_event_time_yet_holds_everything_until_it_is_idle():
+    import pytest
+
+    from flows.bench import Sent, Trigger, attribute
+
+    sends = [Sent(0.0, "a/0", 100_000, "x"), Sent(0.1, "d/0", None, None), Sent(0.2, "a/0", 120_000, "x")]
+    (found,) = attribute(sends, [Trigger("x", 100_000, False, 3.0)], LATENESS, idle_after_s=2.0, watermarks=True)
+    assert found.at == pytest.approx(2.1) and found.customer_event == pytest.approx(0.2)
+
+
+def test_the_row_partitions_keys_as_the_producer_does(kafka_broker):
+    from confluent_kafka import Producer
+
+    from flows.bench import kafka_partition
+    from infra import unique_topic
+
+    topic = unique_topic("partitioner")
+    n = kafka_broker.create_topics([topic], partitions=4)[topic]
+    producer = Producer(kafka_broker.client_config())
+    placed: list = []
+    for i in range(64):
+        key = f"c-{i}".encode()
+        producer.produce(topic, b"{}", key=key, on_delivery=lambda err, msg, key=key: placed.append((key, msg.partition())))
+    producer.flush(10)
+    assert len(placed) == 64 and len({p for _, p in placed}) > 1
+    assert all(kafka_partition(key, b"{}", n) == p for key, p in placed)

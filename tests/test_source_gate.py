@@ -37,6 +37,9 @@ class Inner:
     def snapshot(self):
         return self.offset
 
+    def next_awake(self):
+        return None
+
 
 def partition(topic: str, minutes: list[float], marks: Watermarks, taps: list):
     clock = PartitionClock(f"0-{topic}", 2, idle_after_s=30.0, now=0.0)
@@ -80,6 +83,47 @@ def test_two_partitions_with_data_start_together():
             seen += events(batch)
             deliver(marks, batch)
     assert seen[:2] == ["a0", "b0"] and sorted(seen) == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+def test_a_wait_for_the_ticks_does_not_restart_the_idle_countdown():
+    """Only a partition held back ahead of the frontier is not quiet; one that paused while released
+    customers waited for their tick turns idle ``idle_after`` after its last message all the same."""
+    import time
+
+    marks, taps = Watermarks(), []
+    clock = PartitionClock("0-chat", 2, idle_after_s=0.3)
+    chat = _Partition(Inner("chat", [0]), lambda *a: taps.append(a), "chat", 0, live_decoder(load_settings()),
+                      clock, marks, LATENESS)
+    read = time.monotonic()
+    deliver(marks, chat.next_batch())
+    marks.here().observe(Watermark("0-clicks", ms_at(10), 2))
+    marks.here().wait("c1", ms_at(0))  # a customer the frontier has released, not yet ticked
+    time.sleep(0.2)
+    assert chat.next_batch() == [] and chat.paused  # the ticks go first
+    assert marks.here().ready() == ["c1"]  # ticked
+    time.sleep(max(0.0, read + 0.35 - time.monotonic()))
+    assert [x.ts for x in chat.next_batch() if type(x) is Watermark] == [IDLE]
+
+
+def test_a_partition_polls_again_at_once_after_a_full_batch_and_5_ms_after_a_short_one():
+    from datetime import datetime, timezone
+
+    from connectors.kafka import _NoWait
+
+    marks, taps = Watermarks(), []
+    clock = PartitionClock("0-clicks", 1, idle_after_s=30.0, now=0.0)
+    clicks = _Partition(Inner("clicks", [0, 1, 2]), None, "clicks", 0, live_decoder(load_settings()), clock,
+                        marks, LATENESS, batch_size=3)
+    first = clicks.next_batch()  # the poll read all three (a full batch); a first start lets one through
+    deliver(marks, first)
+    assert events(first) == ["clicks0"] and clicks.next_awake() is None
+    assert events(clicks.next_batch()) == ["clicks1", "clicks2"]
+    assert events(clicks.next_batch()) == []  # a poll that found nothing
+    wait = (clicks.next_awake() - datetime.now(timezone.utc)).total_seconds()
+    assert 0 < wait <= 0.005
+    asked: list = []  # Bytewax's partition asks its consumer to wait 1 ms: it does not
+    consumer = _NoWait(SimpleNamespace(consume=lambda n, timeout: asked.append((n, timeout)) or [], name="c"))
+    assert consumer.consume(500, 0.001) == [] and asked == [(500, 0)] and consumer.name == "c"
 
 
 class Failing(Inner):
