@@ -216,6 +216,35 @@ class RecentItems:
                     del seen[0]
         return out
 
+    def observe_one(self, event_type: str, product_id: object, session_key: Optional[str], ts: int) -> list[Block]:
+        """:meth:`observe` of a ``product_view`` or ``add_to_cart`` naming ``product_id`` (touched
+        only if a str): the same state and blocks, without the sequence (one event in two)."""
+        if session_key != self.session:
+            out = self.flush()
+            self.session = session_key
+        elif self.last_ts is not None and ts - self.last_ts > self.cfg.session_gap:
+            out = self.flush()
+        else:
+            out = []
+        if event_type == "product_view":
+            seen = self.views = self.views or []  # (after the flush: it empties them)
+        else:
+            seen = self.carts = self.carts or []
+        last = self.last_ts
+        self.last_ts = ts if last is None or ts > last else last
+        if type(product_id) is str:
+            a = intern(product_id)
+            recent = self.recent
+            if recent and recent[-1] is a:  # touched again: only its time moves (as _touch does it)
+                self.recent_ts[-1] = ts
+            else:
+                self._touch(a, ts)
+            if a not in seen:
+                seen.append(a)
+                if len(seen) > self.cfg.max_session_items:
+                    del seen[0]
+        return out
+
     def _close_if_idle(self, ts: int) -> list[Block]:
         if self.last_ts is not None and ts - self.last_ts > self.cfg.session_gap:
             return self.flush()
