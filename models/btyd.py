@@ -80,12 +80,13 @@ def p_alive(params, x: float, t_x: float, T: float) -> float:
     return 1.0 / (1.0 + odds)
 
 
-def p_buy_within(params, x: float, t_x: float, T: float, t: float) -> float:
+def p_buy_within(params, x: float, t_x: float, T: float, t: float, alive: Optional[float] = None) -> float:
     """P(at least one purchase in (T, T + t] | x, t_x, T): alive, and the gamma-posterior
-    Poisson rate (shape r + x, rate alpha + T) gives a purchase within t days."""
+    Poisson rate (shape r + x, rate alpha + T) gives a purchase within t days. ``alive``: the
+    caller's ``p_alive(params, x, t_x, T)``, if it has it."""
     r, alpha = params[0], params[1]
     quiet = math.exp((r + x) * math.log((alpha + T) / (alpha + T + t)))
-    return p_alive(params, x, t_x, T) * (1.0 - quiet)
+    return (p_alive(params, x, t_x, T) if alive is None else alive) * (1.0 - quiet)
 
 
 def expected_purchases(params, x: float, t_x: float, T: float, t: float) -> float:

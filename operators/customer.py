@@ -226,6 +226,8 @@ class CustomerState:
         if not self.slices:
             return
         named = cfg.named
+        if not any(k in named and named[k].quiet(self, s) for k, s in self.slices.items()):
+            return  # (most calls: nothing to drop, the dict stays)
         keep = {k: s for k, s in self.slices.items() if k not in named or not named[k].quiet(self, s)}
         if len(keep) < len(self.slices):
             self.slices = keep or EMPTY
@@ -840,7 +842,8 @@ class CustomerState:
         horizon = self.clock - cfg.dedup_window
         self.seen.prune(horizon)
         closed_horizon = self.clock - cfg.closed_memory
-        self.closed = {k: t for k, t in self.closed.items() if t >= closed_horizon}
+        if self.closed and min(self.closed.values()) < closed_horizon:  # (hourly: mostly nothing to drop)
+            self.closed = {k: t for k, t in self.closed.items() if t >= closed_horizon}
         if self.fast:  # (type, key) -> ts, and ("message", "cid|ts") -> the key sent under
             self.fast = {k: v for k, v in self.fast.items()
                          if (v if k[0] != "message" else int(k[1].rsplit("|", 1)[1])) >= closed_horizon} or EMPTY
