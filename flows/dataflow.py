@@ -427,7 +427,10 @@ class ProfileLogic(StatefulBatchLogic):
         try:
             cap = self.frontier.value if self.frontier is not None else None
             res, status = self.state.process(item, self.cfg, cap)
-            if self.contact is not None:  # consent, zones, night clicks: the contact policy's view (operators.contact)
+            if self.contact is not None and (self.tracker is not None or res
+                                             or not ContactTracker.ignores(item, self.contact)):
+                # consent, zones, night clicks: the contact policy's view (operators.contact); with no
+                # tracker, nothing to register and nothing to note, the tracker would be made and dropped
                 tracker = self.tracker
                 if tracker is None:
                     tracker = self.tracker = ContactTracker()

@@ -238,6 +238,17 @@ class ContactTracker:
                 cfg.quiet.is_quiet(ev.ts, self.zones.at(ev.ts, cfg.quiet.default_zone)):
             self.nights.append(ev.ts)
 
+    @staticmethod
+    def ignores(ev: Event, cfg: ContactConfig) -> bool:
+        """True when a tracker holding nothing would take nothing from ``ev`` (:meth:`observe`):
+        not a consent change, no zone hint, not a click in the quiet hours of the default zone.
+        Most events: the customer step then needs no tracker for them at all."""
+        t = ev.type
+        if t == "consent_updated" or zone_hint(ev) is not None:
+            return False
+        quiet = cfg.quiet
+        return not (t in CLICKSTREAM_TYPES and quiet.enabled and quiet.is_quiet(ev.ts, quiet.default_zone))
+
     def register(self, candidate: Any, cfg: ContactConfig) -> None:
         """A candidate the rules raised: its release time (quiet hours) and the end of its
         attribution window are clock notes policy will need."""
