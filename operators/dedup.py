@@ -87,7 +87,17 @@ class SeenIds:
     def prune(self, horizon: int) -> None:
         """Forget the ids seen with a ``ts`` before ``horizon``."""
         blob = self.blob
-        if not blob or (_LITTLE and min(memoryview(blob).cast("q")[1::2]) >= horizon):
-            return  # the usual case, read in place: nothing to drop
+        if not blob:
+            return
+        if _LITTLE:
+            stamps = memoryview(blob).cast("q")[1::2]
+            if min(stamps) >= horizon:
+                return  # the usual case, read in place: nothing to drop
+            k, n = 0, len(stamps)  # ids arrive in about ts order: usually the ones to drop are the oldest, a prefix
+            while k < n and stamps[k] < horizon:
+                k += 1
+            if k == n or min(stamps[k:]) >= horizon:
+                self.blob = blob[k * _ENTRY:]
+                return
         entries = [blob[i:i + _ENTRY] for i in range(0, len(blob), _ENTRY)]
         self.blob = b"".join(e for e in entries if int.from_bytes(e[8:], "little", signed=True) >= horizon)

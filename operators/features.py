@@ -551,10 +551,28 @@ def message_features(text: str, ctx: dict) -> dict:
     """The frustration model's view of one customer message in its conversation: numbers, and
     under ``TEXT_KEY`` the text for the model's hashed n-grams (the customer's earlier lines that
     the state still holds, ``ctx["earlier_lines"]``, then this one)."""
-    feats: dict = sentiment(text)
-    feats.update(shape_features(text))
-    feats.update(word_features(text))
+    feats: dict = dict(_text_features(text))
     feats.update(context_features(ctx))
     earlier = ctx.get("earlier_lines")
     feats[TEXT_KEY] = " ".join((*earlier, text)) if earlier else text
     return feats
+
+
+_TEXTS: dict[str, tuple] = {}  # text -> its own features (_text_features), the latest few hundred texts
+TEXTS_KEPT = 512
+
+
+def _text_features(text: str) -> tuple:
+    """``(name, value)`` pairs of :func:`sentiment`, :func:`shape_features` and :func:`word_features`
+    of ``text``, in that order. They read the text alone, and a customer message is read twice (the
+    service fast path at arrival, the exact path ``lateness`` later): VADER runs once."""
+    found = _TEXTS.get(text)
+    if found is None:
+        feats = sentiment(text)
+        feats.update(shape_features(text))
+        feats.update(word_features(text))
+        if len(_TEXTS) >= TEXTS_KEPT:
+            _TEXTS.clear()
+        found = _TEXTS[text] = tuple(feats.items())
+    return found
+
