@@ -542,14 +542,14 @@ class ProductNeighbours:
         sketch = self.sketch
         m = self.cfg.neighbours
         best = sketch.ranked(m)
-        self.pub = frozenset(b for b, _c in best)
+        self.pub = frozenset([b for b, _c in best])
         # below M neighbours any newcomer changes the set
         floor = self.cfg.rel_change * self.n
         self.pub_min = max(best[-1][1], floor) if len(best) >= m else floor
         self.n_pub = self.n
         self.dirty = self.changed = False
         f = 2.0 ** (-(ts - sketch.ref) / sketch.half_life) if sketch.ref is not None else 1.0
-        return NeighbourUpdate(self.product_id, ts, self.n * f, tuple((b, c * f) for b, c in best))
+        return NeighbourUpdate(self.product_id, ts, self.n * f, tuple([(b, c * f) for b, c in best]))
 
 
 def observe_blocks(products: dict[str, ProductNeighbours], blocks: Iterable[tuple], cfg: RecsConfig,
@@ -700,6 +700,20 @@ def recency_weights(n: int, recency: float) -> list[float]:
     return [recency ** r for r in range(n)]
 
 
+def _insert_ranked(ranked: list, p: str, totals: dict) -> None:
+    """Insert ``p`` into ``ranked`` (descending by ``(totals[q], q)``, no ties) at its place."""
+    key = (totals[p], p)
+    lo, hi = 0, len(ranked)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        q = ranked[mid]
+        if (totals[q], q) > key:
+            lo = mid + 1
+        else:
+            hi = mid
+    ranked.insert(lo, p)
+
+
 class PopularityBaseline:
     """Top sellers of the last ``window`` of event time (orders containing the product),
     in ``bucket``-sized steps. Memory: one counter per sold product plus one per bucket."""
@@ -741,15 +755,20 @@ class PopularityBaseline:
         counts = self.buckets[-1][1]  # a late order counts in the newest bucket
         totals = self.totals
         cache = self._cache
-        for p in dict.fromkeys(product_ids):
+        gained = list(dict.fromkeys(product_ids))
+        for p in gained:
             counts[p] = counts.get(p, 0) + 1
             totals[p] = totals.get(p, 0) + 1
-            if cache is not None and p not in cache:
-                cache.append(p)
         if cache is not None:
             # Only these products gained, so the new top-N is within the old top-N and them: the
             # ranking stays exact without a pass over every product (one per order, otherwise).
-            cache.sort(key=lambda q: (totals[q], q), reverse=True)
+            # The order (total, id), descending, is strict: each gainer moves to its place, the
+            # others keep theirs (the same list as sorting them all again).
+            for p in gained:
+                if p in cache:
+                    cache.remove(p)
+            for p in gained:  # (into a list in order again: every gainer out first)
+                _insert_ranked(cache, p, totals)
             del cache[self._size:]
 
     def recommend(self, exclude: Collection[str] = (), k: int = 5, ts: Optional[int] = None) -> list[str]:
