@@ -56,13 +56,13 @@ class SeenIds:
         key = blake2b(event_id.encode(), digest_size=8).digest()
         blob = self.blob
         i = blob.rfind(key)
-        if i < 0:  # the usual case: a new id
-            self.blob = blob + key + ts.to_bytes(8, "little", signed=True)
+        if i < 0:  # the usual case: a new id (one copy of the blob, not two)
+            self.blob = b"".join((blob, key, ts.to_bytes(8, "little", signed=True)))
             return True
         if i % _ENTRY:
             i = self._find(key)
             if i < 0:
-                self.blob = blob + key + ts.to_bytes(8, "little", signed=True)
+                self.blob = b"".join((blob, key, ts.to_bytes(8, "little", signed=True)))
                 return True
         seen = int.from_bytes(blob[i + 8:i + _ENTRY], "little", signed=True)
         if abs(ts - seen) <= window:

@@ -127,8 +127,10 @@ class History:
             # of the event. Late events likewise count at the current decay time.
             return
         dt = (ts - self.decay_ts) / DAY
-        self.ew_visits = array("d", [v * math.exp(-dt / h) for v, h in zip(self.ew_visits, HORIZONS)])
-        self.ew_events = array("d", [v * math.exp(-dt / h) for v, h in zip(self.ew_events, HORIZONS)])
+        f0, f1, f2 = math.exp(-dt / HORIZONS[0]), math.exp(-dt / HORIZONS[1]), math.exp(-dt / HORIZONS[2])
+        v, e = self.ew_visits, self.ew_events  # (the same three factors for both)
+        self.ew_visits = array("d", (v[0] * f0, v[1] * f1, v[2] * f2))
+        self.ew_events = array("d", (e[0] * f0, e[1] * f1, e[2] * f2))
         self.ew_bad *= math.exp(-dt / BAD_TAU)
         self.decay_ts = ts
 
