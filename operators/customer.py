@@ -21,10 +21,10 @@ timers. State is pickled with :data:`STATE_VERSION`; older versions are upgraded
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 from array import array
+from bisect import insort
 from sys import intern
 from typing import Any, Optional
 
@@ -184,7 +184,9 @@ class CustomerState:
         self.dirty = False
         self.due = NEVER  # the next timer's due time, kept by advance() (saves a scan per event)
         self.recent = RecentItems(cfg_recs)  # products of the open session and recent purchases
-        self.held: list = EMPTY_HEAP  # reorder buffer: heap of (ts, event_id, Event) not yet applied (shared when empty)
+        # reorder buffer: (ts, event_id, Event) not yet applied, sorted by (ts, event_id) (so also a heap, as
+        # it was; ids are unique within the duplicate window, so the order is strict); shared when empty
+        self.held: list = EMPTY_HEAP
         self.fast: dict = EMPTY  # (type, key) -> event ts of service triggers sent by the fast path
         self.last_order: Optional[int] = None  # ts of the latest order_placed (purchase quiet period)
         self.cart_currency: dict = EMPTY  # product_id -> currency code of its cart line, when known
@@ -204,7 +206,7 @@ class CustomerState:
         _, facts, self.slices = state
         for s, v in zip(self.__slots__, facts):
             setattr(self, s, v)
-        self.held = self.held or EMPTY_HEAP
+        self.held = sorted(self.held, key=_held_order) if self.held else EMPTY_HEAP  # (older snapshots: a heap)
         if self.churn_pending:  # the worker's layout indexes (and entries packed, if the snapshot is older)
             self.churn_pending = pending.resume(self.churn_pending, self.customer_id)
 
@@ -261,9 +263,13 @@ class CustomerState:
                     self._release(now - cfg.lateness, False, cfg, out)
             if cfg.fast_service and ev.type in _FAST_TYPES:
                 self._fast_service(ev, cfg, out)
-            if not self.held:
-                self.held = []
-            heapq.heappush(self.held, (ts, ev.event_id, ev))
+            held, item = self.held, (ts, ev.event_id, ev)
+            if not held:
+                self.held = [item]
+            elif held[-1][0] < ts or (held[-1][0] == ts and held[-1][1] < ev.event_id):
+                held.append(item)  # the usual case: after everything held
+            else:
+                insort(held, item, key=_held_order)
             if ts + cfg.lateness < self.due:
                 self.due = ts + cfg.lateness
         clock = self.clock
@@ -304,7 +310,7 @@ class CustomerState:
         while True:
             due, fire = self._next_timer(cfg)
             if held and held[0][0] <= frontier and due >= held[0][0]:
-                ev = heapq.heappop(held)[2]
+                ev = held.pop(0)[2]  # (sorted: the heap's least, without the sift)
                 try:  # (_apply_safely, inline: once per event)
                     self._apply(ev, False, cfg, out)
                 except Exception as exc:
