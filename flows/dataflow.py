@@ -427,7 +427,10 @@ class ProfileLogic(StatefulBatchLogic):
         try:
             cap = self.frontier.value if self.frontier is not None else None
             res, status = self.state.process(item, self.cfg, cap)
-            if self.contact is not None:  # consent, zones, night clicks: the contact policy's view (operators.contact)
+            if self.contact is not None and (self.tracker is not None or res
+                                             or not ContactTracker.ignores(item, self.contact)):
+                # consent, zones, night clicks: the contact policy's view (operators.contact); with no
+                # tracker, nothing to register and nothing to note, the tracker would be made and dropped
                 tracker = self.tracker
                 if tracker is None:
                     tracker = self.tracker = ContactTracker()
@@ -785,7 +788,10 @@ class ModelLogic(StatefulBatchLogic):
 
     def _score(self, req: ScoreRequest, out: list) -> None:
         p = self.shard.score(req)
-        clv = self.shard.clv(req) if req.model == "churn" else None
+        c = req.candidate
+        # predicted_clv (pure) fills the profile and an outreach that goes on: not computed for the rest
+        goes_on = c is not None and (c.threshold is None or (p is not None and p >= c.threshold))
+        clv = self.shard.clv(req) if req.model == "churn" and (self.profiles or goes_on) else None
         if p is not None:
             self.t.predictions.labels(req.model).inc()
         if self.profiles and (p is not None or clv is not None):
@@ -795,7 +801,6 @@ class ModelLogic(StatefulBatchLogic):
             if clv is not None:
                 fields["predicted_clv"] = clv
             out.append(ProfileUpdate(req.customer_id, fields))
-        c = req.candidate
         if self.profiles and c is not None and c.recs is not None and req.features.get(SESSION_END):
             # a session ended: the profile's next-product list, from the outreach candidate's query
             out.append(ProfileUpdate(req.customer_id, {"recommendations": self.recs.for_customer(c.recs, req.ts)}))
@@ -811,7 +816,7 @@ class ModelLogic(StatefulBatchLogic):
             c.payload["predicted_clv"] = clv
             if clv is not None and self.cfg.vip_clv is not None and clv >= self.cfg.vip_clv:
                 c.tier = "vip"  # priority as for a vip: their expected spend says so
-        if c.threshold is None or (p is not None and p >= c.threshold):
+        if goes_on:
             if c.recs is not None:  # only for candidates that go on: a recommendation costs ~100 us
                 c.payload["recommendations"] = self.recs.recommend(c.recs, c.event_ts)
             out.append(c)

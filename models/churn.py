@@ -49,13 +49,14 @@ def btyd_features(population: Population, features: dict) -> dict:
         return out
     x, t_x, T, _ = stats
     r, alpha = params[0], params[1]
+    alive = p_alive(params, x, t_x, T)  # (p_buy_within's first factor, computed once for the three)
     out["btyd_known"] = 1.0
-    out["bgnbd_palive"] = p_alive(params, x, t_x, T)
-    out["bgnbd_buy_30d"] = p_buy_within(params, x, t_x, T, 30.0)
-    out["bgnbd_buy_90d"] = p_buy_within(params, x, t_x, T, 90.0)
+    out["bgnbd_palive"] = alive
+    out["bgnbd_buy_30d"] = p_buy_within(params, x, t_x, T, 30.0, alive)
+    out["bgnbd_buy_90d"] = p_buy_within(params, x, t_x, T, 90.0, alive)
     out["bgnbd_rate_log"] = math.log((r + x) / (alpha + T))
     # BG/NBD's own answer to the label: no purchase within this decision's horizon
-    out["bgnbd_quiet_horizon"] = 1.0 - p_buy_within(params, x, t_x, T, features.get("_horizon_days", 30.0))
+    out["bgnbd_quiet_horizon"] = 1.0 - p_buy_within(params, x, t_x, T, features.get("_horizon_days", 30.0), alive)
     return out
 
 

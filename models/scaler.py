@@ -59,8 +59,22 @@ class StandardScaler(preprocessing.StandardScaler):
         self._layouts[keys] = layout
         return layout
 
+    _last = None  # (x, keys, columns, values) of the dict learn_one just read (see _columns)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_last", None)  # a reference held between two calls, never state
+        return state
+
     def _columns(self, x: dict) -> tuple[tuple, object, np.ndarray]:
-        """(keys, their columns, values as an array) of a non-empty feature dict."""
+        """(keys, their columns, values as an array) of a non-empty feature dict. River's pipeline
+        calls ``transform_one(x)`` right after ``learn_one(x)`` with the same dict: that second
+        read reuses the first (the dict is not changed in between: both only read it)."""
+        last = self._last
+        if last is not None:
+            del self._last  # (back to the class's None: the next call reads afresh)
+            if last[0] is x:
+                return last[1], last[2], last[3]
         keys = tuple(x)
         cols = self._layouts.get(keys)
         if cols is None:
@@ -70,7 +84,8 @@ class StandardScaler(preprocessing.StandardScaler):
     def learn_one(self, x: dict) -> None:
         if not x:
             return
-        _keys, cols, xv = self._columns(x)
+        keys, cols, xv = self._columns(x)
+        self._last = (x, keys, cols, xv)  # for the transform_one(x) that follows in a pipeline
         n = self._n[cols] + 1.0
         old = self._mean[cols]  # a view when cols is a slice: read everything before writing
         delta = xv - old

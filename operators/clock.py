@@ -67,6 +67,11 @@ class FutureGuard:
         times = self.times
         times.popleft()  # the judged event's own: the first event in the window
         n = len(times)
+        frontier = self.frontier
+        if frontier is not None and item.ts <= frontier + self.skew:  # the reference is at least the frontier
+            if item.ts > frontier:
+                self.frontier = item.ts
+            return item, raw
         if n >= MIN_FOLLOWING:  # too few after it (a file's end, a tiny log): accepted
             ref = sorted(times)[(n - 1) // 2]  # the low median of the events that follow it
             if self.frontier is not None and self.frontier > ref:

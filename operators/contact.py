@@ -26,6 +26,9 @@ from operators.events import CLICKSTREAM_TYPES, Event
 from operators.units import DAY, MINUTE
 
 ZONE_CHANGES_KEPT = 8  # per kind of source: a customer who travels a lot keeps their latest zones
+HOUR_MS = 3_600_000
+OFFSETS_KEPT = 1 << 16  # (zone, hour) offsets QuietHours caches (then it starts over)
+_UNKNOWN = object()
 
 
 @lru_cache(maxsize=4096)
@@ -89,6 +92,8 @@ class ZoneBook:
     def at(self, ts: int, default: str) -> str:
         """The IANA zone at ``ts``, else the clickstream offset at ``ts``, else ``default``; before a
         kind's first change, its first zone (where the customer is now is the best guess)."""
+        if not self.changes:  # (most customers: no zone known)
+            return default
         for kind in (2, 1):
             entries = self.changes.get(kind)
             if entries:
@@ -109,6 +114,7 @@ class QuietHours:
         self.end = _minutes(end)
         self.default_zone = default_zone
         self.enabled = enabled and self.start != self.end
+        self._offsets: dict[tuple[str, int], Optional[int]] = {}  # (zone, UTC hour) -> offset (_local_minute)
 
     def _quiet_minute(self, m: int) -> bool:
         if self.start < self.end:
@@ -118,19 +124,41 @@ class QuietHours:
     def is_quiet(self, ts: int, zone: str) -> bool:
         if not self.enabled:
             return False
+        return self._quiet_minute(self._local_minute(ts, zone))
+
+    def _local_minute(self, ts: int, zone: str) -> int:
+        """The minute of the day at ``ts`` in ``zone`` (else the default zone): from the zone's UTC
+        offset in ``ts``'s UTC hour, cached per zone and hour (a night check runs for every click),
+        where that offset is whole minutes and holds all hour; else from the local time itself."""
+        key = (zone, ts // HOUR_MS)
+        offset = self._offsets.get(key, _UNKNOWN)
+        if offset is _UNKNOWN:
+            if len(self._offsets) >= OFFSETS_KEPT:
+                self._offsets.clear()
+            offset = self._offsets[key] = self._hour_offset(key[1] * HOUR_MS, zone)
+        if offset is None:  # an offset change within the hour, or one in seconds
+            local = datetime.fromtimestamp(ts / 1000, zone_info(zone) or zone_info(self.default_zone))
+            return local.hour * 60 + local.minute
+        return (ts // MINUTE + offset) % 1440
+
+    def _hour_offset(self, start: int, zone: str) -> Optional[int]:
+        """The UTC offset (minutes) of ``zone`` through the UTC hour from ``start`` (ms), or None."""
         tz = zone_info(zone) or zone_info(self.default_zone)
-        local = datetime.fromtimestamp(ts / 1000, tz)
-        return self._quiet_minute(local.hour * 60 + local.minute)
+        first = datetime.fromtimestamp(start / 1000, tz).utcoffset()
+        last = datetime.fromtimestamp((start + HOUR_MS - 1) / 1000, tz).utcoffset()
+        if first != last or first % timedelta(minutes=1):
+            return None
+        return first // timedelta(minutes=1)
 
     def release(self, ts: int, zone: str) -> Optional[int]:
         """When quiet hours holding ``ts`` end (epoch ms), or ``None`` when ``ts`` is not in them."""
         if not self.enabled:
             return None
+        if not self._quiet_minute(self._local_minute(ts, zone)):
+            return None
         tz = zone_info(zone) or zone_info(self.default_zone)
         local = datetime.fromtimestamp(ts / 1000, tz)
         m = local.hour * 60 + local.minute
-        if not self._quiet_minute(m):
-            return None
         day: date = local.date()
         if m >= self.end:  # the end is tomorrow's (a night that wraps midnight, before midnight)
             day += timedelta(days=1)
@@ -209,6 +237,17 @@ class ContactTracker:
         if ev.type in CLICKSTREAM_TYPES and cfg.quiet.enabled and \
                 cfg.quiet.is_quiet(ev.ts, self.zones.at(ev.ts, cfg.quiet.default_zone)):
             self.nights.append(ev.ts)
+
+    @staticmethod
+    def ignores(ev: Event, cfg: ContactConfig) -> bool:
+        """True when a tracker holding nothing would take nothing from ``ev`` (:meth:`observe`):
+        not a consent change, no zone hint, not a click in the quiet hours of the default zone.
+        Most events: the customer step then needs no tracker for them at all."""
+        t = ev.type
+        if t == "consent_updated" or zone_hint(ev) is not None:
+            return False
+        quiet = cfg.quiet
+        return not (t in CLICKSTREAM_TYPES and quiet.enabled and quiet.is_quiet(ev.ts, quiet.default_zone))
 
     def register(self, candidate: Any, cfg: ContactConfig) -> None:
         """A candidate the rules raised: its release time (quiet hours) and the end of its

@@ -46,6 +46,13 @@ class AbandonedCart(Rule):
     def next_due(self, ctx, s: Optional[CartEpisode], cfg) -> int:
         return ctx.cart_last + cfg.cart_idle if s is not None and s.armed else NEVER
 
+    def quiet(self, ctx, s: Optional[CartEpisode]) -> bool:
+        """:meth:`Rule.quiet` without making a fresh slice to compare with (it asks this at every
+        session end): a fresh episode is unarmed."""
+        if type(s) is CartEpisode and type(self).new_slice is AbandonedCart.new_slice:
+            return s.armed == False  # noqa: E712 (the default compares field values: == False)
+        return super().quiet(ctx, s)
+
     def on_timer(self, ctx, s: CartEpisode, due: int, cfg, out: list) -> None:
         s.armed = False
         ctx.history.carts_abandoned += 1
@@ -145,6 +152,12 @@ class ProactiveOutreach(Rule):
     def new_slice(self) -> HelpViews:
         return HelpViews()
 
+    def quiet(self, ctx, s: Optional[HelpViews]) -> bool:
+        """:meth:`Rule.quiet` without making a fresh slice: a fresh one has no help views."""
+        if type(s) is HelpViews and type(self).new_slice is ProactiveOutreach.new_slice:
+            return s.views == []
+        return super().quiet(ctx, s)
+
     def on_event(self, ctx, s: HelpViews, ev, late: bool, cfg, out: list) -> None:
         if late:
             return
@@ -167,14 +180,15 @@ class ProactiveOutreach(Rule):
 
     def candidate(self, ctx, ts: int, reason: str, cfg, threshold: Optional[float] = None) -> Candidate:
         signals = [reason]
-        if any(o.apologized for o in ctx.orders.values()) or ctx.history.late_orders:
+        h = ctx.history
+        if h.late_orders or (ctx.orders and any(o.apologized for o in ctx.orders.values())):
             signals.append("late_delivery")
-        if ctx.history.returns or ctx.history.refunds:
+        if h.returns or h.refunds:
             signals.append("returns")
-        if ctx.history.carts_abandoned:
+        if h.carts_abandoned:
             signals.append("abandoned_carts")
         tier = ctx.tier(cfg)
-        offer = {"vip": "personal_shopper_call", "regular": "discount_10_percent"}.get(tier, "free_shipping")
+        offer = _OFFERS.get(tier, "free_shipping")
         payload = {"churn_probability": None, "signals": signals, "suggested_offer": offer, "recommendations": []}
         cand = Candidate("proactive_outreach", ctx.customer_id, ts, [reason], payload, key=f"{reason}|{ts}",
                          tier=tier, threshold=threshold, policy_class=MARKETING)
@@ -182,4 +196,5 @@ class ProactiveOutreach(Rule):
         return cand
 
 
+_OFFERS = {"vip": "personal_shopper_call", "regular": "discount_10_percent"}  # by tier (else free_shipping)
 CONTRACT_RULES = (AbandonedCart, DelayApology, Escalation, ProactiveOutreach)

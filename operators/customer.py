@@ -21,10 +21,10 @@ timers. State is pickled with :data:`STATE_VERSION`; older versions are upgraded
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 from array import array
+from bisect import insort
 from sys import intern
 from typing import Any, Optional
 
@@ -37,7 +37,7 @@ from operators.events import (CART_ACTIVITY, CHAT_TYPES, CLICKSTREAM_TYPES, ORDE
 from operators.features import History, churn_features, churn_horizon, message_features, support_context
 from operators.rules import RuleConfig
 from operators.ruleset import NEVER
-from operators.messages import Label, Notice, pair_messages, ProfileUpdate, RecsEval, ScoreRequest
+from operators.messages import Label, Notice, PairMsg, pair_messages, ProfileUpdate, RecsEval, ScoreRequest
 from operators import pending
 from operators.pending import Names, _names, pack_features, unpack_features  # noqa: F401 (older pickles name _names here)
 from operators.recs import DEFAULT as RECS_DEFAULT, RecentItems, RecsConfig
@@ -48,6 +48,7 @@ STATE_VERSION = 2  # 1: a positional tuple of the slots below as they were befor
 
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
 FAST_REASONS = frozenset({"human_requested", "carrier_reported"})  # what the service fast path sends
+_FAST_TYPES = frozenset({"chat_message", "order_delayed"})  # the only types the fast path reads
 log = logging.getLogger("crm.customer")
 MAX_MONEY = 1e30  # a bound on sums of money: past any bounded amount x quantity, far from overflow
 
@@ -183,7 +184,9 @@ class CustomerState:
         self.dirty = False
         self.due = NEVER  # the next timer's due time, kept by advance() (saves a scan per event)
         self.recent = RecentItems(cfg_recs)  # products of the open session and recent purchases
-        self.held: list = EMPTY_HEAP  # reorder buffer: heap of (ts, event_id, Event) not yet applied (shared when empty)
+        # reorder buffer: (ts, event_id, Event) not yet applied, sorted by (ts, event_id) (so also a heap, as
+        # it was; ids are unique within the duplicate window, so the order is strict); shared when empty
+        self.held: list = EMPTY_HEAP
         self.fast: dict = EMPTY  # (type, key) -> event ts of service triggers sent by the fast path
         self.last_order: Optional[int] = None  # ts of the latest order_placed (purchase quiet period)
         self.cart_currency: dict = EMPTY  # product_id -> currency code of its cart line, when known
@@ -203,7 +206,7 @@ class CustomerState:
         _, facts, self.slices = state
         for s, v in zip(self.__slots__, facts):
             setattr(self, s, v)
-        self.held = self.held or EMPTY_HEAP
+        self.held = sorted(self.held, key=_held_order) if self.held else EMPTY_HEAP  # (older snapshots: a heap)
         if self.churn_pending:  # the worker's layout indexes (and entries packed, if the snapshot is older)
             self.churn_pending = pending.resume(self.churn_pending, self.customer_id)
 
@@ -225,6 +228,8 @@ class CustomerState:
         if not self.slices:
             return
         named = cfg.named
+        if not any(k in named and named[k].quiet(self, s) for k, s in self.slices.items()):
+            return  # (most calls: nothing to drop, the dict stays)
         keep = {k: s for k, s in self.slices.items() if k not in named or not named[k].quiet(self, s)}
         if len(keep) < len(self.slices):
             self.slices = keep or EMPTY
@@ -239,31 +244,39 @@ class CustomerState:
         the input watermark: no input can still bring anything much older) bounds the clock the
         frontier follows, so an event a lagging input still brings is not late."""
         ts = ev.ts
-        seen_key, seen_at, seen_ts = self.seen.lookup(ev.event_id)
-        if seen_ts is not None and abs(ts - seen_ts) <= cfg.dedup_window:
+        if not self.seen.admit(ev.event_id, ts, cfg.dedup_window):
             return [], DUPLICATE
         out: list = []
-        if self.clock is None:
-            self.clock = ts
-        late = ts < _capped(self.clock, cap) - cfg.lateness
-        # an id reused 7+ days apart keeps its latest ts: an older reuse must not make a repeat of the newer one new
-        self.seen.put(seen_key, seen_at, ts if seen_ts is None or ts > seen_ts else seen_ts)
+        clock = self.clock
+        if clock is None:
+            clock = self.clock = ts
+        # an id reused 7+ days apart keeps its latest ts (admit): an older reuse must not make a repeat of the newer one new
+        late = ts < (clock if cap is None or clock < cap else cap) - cfg.lateness
         if late:
             self._apply(ev, True, cfg, out)
             self.due = -NEVER  # it may have changed a timer: the next advance recomputes
         else:
-            if ts > self.clock:
-                self.clock = ts
-                self.advance(_capped(ts, cap), cfg, out)  # what the new clock lets out comes before this event
-            if cfg.fast_service:
+            if ts > clock:
+                clock = self.clock = ts
+                now = ts if cap is None or ts < cap else cap
+                if now >= self.due:  # what the new clock lets out comes before this event
+                    self._release(now - cfg.lateness, False, cfg, out)
+            if cfg.fast_service and ev.type in _FAST_TYPES:
                 self._fast_service(ev, cfg, out)
-            if not self.held:
-                self.held = []
-            heapq.heappush(self.held, (ts, ev.event_id, ev))
+            held, item = self.held, (ts, ev.event_id, ev)
+            if not held:
+                self.held = [item]
+            elif held[-1][0] < ts or (held[-1][0] == ts and held[-1][1] < ev.event_id):
+                held.append(item)  # the usual case: after everything held
+            else:
+                insort(held, item, key=_held_order)
             if ts + cfg.lateness < self.due:
                 self.due = ts + cfg.lateness
-        self.advance(_capped(self.clock, cap), cfg, out)
-        if self.clock >= self.prune_at:
+        clock = self.clock
+        now = clock if cap is None or clock < cap else cap
+        if now >= self.due:  # (advance, inline: most events find nothing due)
+            self._release(now - cfg.lateness, False, cfg, out)
+        if clock >= self.prune_at:
             self._prune(cfg)
         self.dirty = True
         return out, LATE if late else OK
@@ -297,13 +310,17 @@ class CustomerState:
         while True:
             due, fire = self._next_timer(cfg)
             if held and held[0][0] <= frontier and due >= held[0][0]:
-                self._apply_safely(heapq.heappop(held)[2], cfg, out)
+                ev = held.pop(0)[2]  # (sorted: the heap's least, without the sift)
+                try:  # (_apply_safely, inline: once per event)
+                    self._apply(ev, False, cfg, out)
+                except Exception as exc:
+                    self._failed(ev, exc, out)
             elif due < frontier or (inclusive and due == frontier):
                 if type(fire) is tuple:  # a rule's timer: (rule, its slice)
                     fire[0].on_timer(self, fire[1], due, cfg, out)
                     self._drop_quiet_slices(cfg)
-                else:
-                    fire(due, cfg, out)
+                else:  # one of this class's _fire_* functions
+                    fire(self, due, cfg, out)
             else:
                 break
             self.dirty = True
@@ -320,8 +337,12 @@ class CustomerState:
         try:
             self._apply(ev, False, cfg, out)
         except Exception as exc:
-            log.exception("processing %s failed", ev.source)
-            out.append(DeadLetter(_raw(ev), ev.source, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
+            self._failed(ev, exc, out)
+
+    @staticmethod
+    def _failed(ev: Event, exc: Exception, out: list) -> None:
+        log.exception("processing %s failed", ev.source)
+        out.append(DeadLetter(_raw(ev), ev.source, "processing_error", f"{type(exc).__name__}: {exc}"[:200]))
 
     def absorb(self, other: "CustomerState", cfg: RuleConfig) -> None:
         """Identity (CONTRACT.md): take ``other``'s open state, a guest's identified as this customer.
@@ -396,9 +417,9 @@ class CustomerState:
     # ------------------------------------------------------------------ timers
 
     def _next_timer(self, cfg: RuleConfig):
-        """(the earliest due time over the rules' timers and the models' own, what fires it); a
-        tie goes to the rules (in ``rules.enabled`` order), then session end, conversation
-        abandoned, churn label, rescore."""
+        """(the earliest due time over the rules' timers and the models' own, what fires it: a
+        rule's ``(rule, slice)`` or one of the ``_fire_*`` functions); a tie goes to the rules (in
+        ``rules.enabled`` order), then session end, conversation abandoned, churn label, rescore."""
         best, fire = NEVER, None
         slices = self.slices
         for rule in cfg.timed_rules:
@@ -406,19 +427,24 @@ class CustomerState:
             due = rule.next_due(self, s, cfg)
             if due < best:
                 best, fire = due, (rule, s)
-        if self.session_last is not None and self.session_last + cfg.session_gap < best:
-            best, fire = self.session_last + cfg.session_gap, self._fire_session_end
-        for conv in self.convs.values():
-            if conv.last_msg + cfg.conversation_abandoned < best:
-                best, fire = conv.last_msg + cfg.conversation_abandoned, self._fire_conversation_abandoned
-        if self.churn_pending and pending.due(self.churn_pending[0]) < best:
-            best, fire = pending.due(self.churn_pending[0]), self._fire_churned
+        t = self.session_last
+        if t is not None and t + cfg.session_gap < best:
+            best, fire = t + cfg.session_gap, CustomerState._fire_session_end
+        if self.convs:
+            for conv in self.convs.values():
+                if conv.last_msg + cfg.conversation_abandoned < best:
+                    best, fire = conv.last_msg + cfg.conversation_abandoned, CustomerState._fire_conversation_abandoned
+        if self.churn_pending:
+            t = pending.due(self.churn_pending[0])
+            if t < best:
+                best, fire = t, CustomerState._fire_churned
         # inactive: a decision point every rescore_every within the horizon; live, the profile's
         # score is also refreshed every refresh_every for as long as the customer stays away
-        step = cfg.churn_refresh or cfg.rescore_every
-        rescore = self.last_seen + step * (self.rescore_n + 1) if self.last_seen is not None else NEVER
-        if rescore < best and (cfg.churn_refresh or rescore - self.last_seen < cfg.churn_horizon):
-            best, fire = rescore, self._fire_rescore
+        last = self.last_seen
+        if last is not None:
+            rescore = last + (cfg.churn_refresh or cfg.rescore_every) * (self.rescore_n + 1)
+            if rescore < best and (cfg.churn_refresh or rescore - last < cfg.churn_horizon):
+                best, fire = rescore, CustomerState._fire_rescore
         return best, fire
 
     def _fire_session_end(self, due: int, cfg: RuleConfig, out: list) -> None:
@@ -473,8 +499,16 @@ class CustomerState:
         self.history.observe(ev, cfg.session_gap)
         if self.churn_pending:
             self._churn_returned(ts, out)
-        if t in CLICKSTREAM_TYPES:
-            self._apply_click(ev, late, cfg, out)
+        if t in CLICKSTREAM_TYPES:  # (most events: the click step inline)
+            if not late and (self.session_last is None or ts > self.session_last):
+                self.session_last = ts
+            if t == "product_view" or t == "add_to_cart":
+                data = ev.data
+                blocks = self.recent.observe_one(t, data.get("product_id"), data.get("session_id"), ts)
+                if blocks:
+                    out.append(PairMsg(tuple(blocks)))  # (pair_messages of a non-empty list)
+            if t in CART_ACTIVITY:
+                self._apply_cart(ev)
         elif t in ORDER_TYPES:
             self._apply_order(ev, late, cfg, out)
         elif t in CHAT_TYPES:  # profile-topic types (erasure_requested) are the flow's; identify only moves the clock
@@ -483,17 +517,6 @@ class CustomerState:
         if rules is not None:  # the rules listening to this type, after the shared facts took it
             for rule in rules:
                 rule.on_event(self, self.slice(rule), ev, late, cfg, out)
-
-    def _apply_click(self, ev: Event, late: bool, cfg: RuleConfig, out: list) -> None:
-        t, ts = ev.type, ev.ts
-        if not late and (self.session_last is None or ts > self.session_last):
-            self.session_last = ts
-        if t == "product_view" or t == "add_to_cart":
-            blocks = self.recent.observe(t, (ev.get("product_id"),), ev.get("session_id"), ts)
-            if blocks:
-                out.extend(pair_messages(blocks))
-        if t in CART_ACTIVITY:
-            self._apply_cart(ev)
 
     def _apply_cart(self, ev: Event) -> None:
         t, ts = ev.type, ev.ts
@@ -825,7 +848,8 @@ class CustomerState:
         horizon = self.clock - cfg.dedup_window
         self.seen.prune(horizon)
         closed_horizon = self.clock - cfg.closed_memory
-        self.closed = {k: t for k, t in self.closed.items() if t >= closed_horizon}
+        if self.closed and min(self.closed.values()) < closed_horizon:  # (hourly: mostly nothing to drop)
+            self.closed = {k: t for k, t in self.closed.items() if t >= closed_horizon}
         if self.fast:  # (type, key) -> ts, and ("message", "cid|ts") -> the key sent under
             self.fast = {k: v for k, v in self.fast.items()
                          if (v if k[0] != "message" else int(k[1].rsplit("|", 1)[1])) >= closed_horizon} or EMPTY

@@ -49,6 +49,27 @@ class SeenIds:
         i = self._find(key)
         return key, i, None if i < 0 else int.from_bytes(self.blob[i + 8:i + _ENTRY], "little", signed=True)
 
+    def admit(self, event_id: str, ts: int, window: int) -> bool:
+        """False when ``event_id`` was seen with a ``ts`` within ``window`` (ms) of this one (a
+        duplicate: nothing changes); else True, and the id is remembered with the later of the
+        two times (:meth:`lookup` then :meth:`put` in one call)."""
+        key = blake2b(event_id.encode(), digest_size=8).digest()
+        blob = self.blob
+        i = blob.rfind(key)
+        if i < 0:  # the usual case: a new id (one copy of the blob, not two)
+            self.blob = b"".join((blob, key, ts.to_bytes(8, "little", signed=True)))
+            return True
+        if i % _ENTRY:
+            i = self._find(key)
+            if i < 0:
+                self.blob = b"".join((blob, key, ts.to_bytes(8, "little", signed=True)))
+                return True
+        seen = int.from_bytes(blob[i + 8:i + _ENTRY], "little", signed=True)
+        if abs(ts - seen) <= window:
+            return False
+        self.put(key, i, ts if ts > seen else seen)
+        return True
+
     def put(self, key: bytes, i: int, ts: int) -> None:
         """:meth:`add` for a ``(key, where)`` from :meth:`lookup` (nothing added in between)."""
         blob = self.blob if i < 0 else self.blob[:i] + self.blob[i + _ENTRY:]
@@ -66,7 +87,17 @@ class SeenIds:
     def prune(self, horizon: int) -> None:
         """Forget the ids seen with a ``ts`` before ``horizon``."""
         blob = self.blob
-        if not blob or (_LITTLE and min(memoryview(blob).cast("q")[1::2]) >= horizon):
-            return  # the usual case, read in place: nothing to drop
+        if not blob:
+            return
+        if _LITTLE:
+            stamps = memoryview(blob).cast("q")[1::2]
+            if min(stamps) >= horizon:
+                return  # the usual case, read in place: nothing to drop
+            k, n = 0, len(stamps)  # ids arrive in about ts order: usually the ones to drop are the oldest, a prefix
+            while k < n and stamps[k] < horizon:
+                k += 1
+            if k == n or min(stamps[k:]) >= horizon:
+                self.blob = blob[k * _ENTRY:]
+                return
         entries = [blob[i:i + _ENTRY] for i in range(0, len(blob), _ENTRY)]
         self.blob = b"".join(e for e in entries if int.from_bytes(e[8:], "little", signed=True) >= horizon)

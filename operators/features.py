@@ -101,7 +101,8 @@ class History:
         ``session_gap`` (ms, the settings' ``proactive.session_gap``) splits visits."""
         type, ts = ev.type, ev.ts
         self.events += 1
-        self._decay_to(ts)
+        if self.decay_ts is None or ts - self.decay_ts >= HOUR:  # (_decay_to's own test, inline: it mostly waits)
+            self._decay_to(ts)
         ew = self.ew_events
         ew[0] += 1.0
         ew[1] += 1.0
@@ -126,8 +127,10 @@ class History:
             # of the event. Late events likewise count at the current decay time.
             return
         dt = (ts - self.decay_ts) / DAY
-        self.ew_visits = array("d", [v * math.exp(-dt / h) for v, h in zip(self.ew_visits, HORIZONS)])
-        self.ew_events = array("d", [v * math.exp(-dt / h) for v, h in zip(self.ew_events, HORIZONS)])
+        f0, f1, f2 = math.exp(-dt / HORIZONS[0]), math.exp(-dt / HORIZONS[1]), math.exp(-dt / HORIZONS[2])
+        v, e = self.ew_visits, self.ew_events  # (the same three factors for both)
+        self.ew_visits = array("d", (v[0] * f0, v[1] * f1, v[2] * f2))
+        self.ew_events = array("d", (e[0] * f0, e[1] * f1, e[2] * f2))
         self.ew_bad *= math.exp(-dt / BAD_TAU)
         self.decay_ts = ts
 
@@ -345,16 +348,39 @@ class Facts(Protocol):
 
 def churn_features(state: Facts, now: int) -> dict[str, float]:
     """The churn model's view of a customer at a decision point at event time ``now`` (and the raw
-    purchase statistics ``_btyd_*`` the model step reads, see :func:`purchase_stats`)."""
+    purchase statistics ``_btyd_*`` the model step reads, see :func:`purchase_stats`). One dict
+    written in place: the same keys, order and floating-point operations as :func:`order_features`,
+    :func:`visit_rate_features`, :func:`purchase_stats` and :meth:`History.decayed` (a decision
+    point is one event in eight, and building and merging their dicts cost as much as the values)."""
     h = state.history
     tenure = max(0.0, (now - state.first_seen) / DAY)
     recency = max(0.0, (now - state.last_seen) / DAY)
     since_order = (now - h.last_order_ts) / DAY if h.last_order_ts is not None else tenure
-    ew_visits, ew_events, ew_bad = h.decayed(now)
-    visits = max(h.visits, h.sessions, h.orders)  # a purchase-only log has orders and no clicks
     orders = h.orders
     sessions_done = max(h.visits, 1)
-    feats = {
+    feats = _base_features(state, h, now, tenure, recency, since_order, orders, sessions_done)
+    _add_decayed(feats, h, now)
+    if h.order_log:
+        feats.update(order_features(h.order_log, now))
+    else:  # never bought in the log (most customers): order_features' values for an empty log
+        feats.update(_NO_ORDERS)
+    visits = max(h.visits, h.sessions, orders)  # a purchase-only log has orders and no clicks
+    feats["visits_log"] = log1p(visits)
+    _add_rate(feats, _VISIT_KEYS, visits, tenure, recency, PRIOR_R, PRIOR_A)
+    _add_rate(feats, _ORDER_RATE_KEYS, orders, tenure, max(since_order, 0.0), ORDER_PRIOR_R, ORDER_PRIOR_A)
+    first = h.first_order_ts
+    if first is None or not orders:
+        feats.update(_NO_PURCHASE)
+    else:
+        feats.update(purchase_stats(h, now, state.spend))
+    return feats
+
+
+def _base_features(state: Facts, h: History, now: int, tenure: float, recency: float, since_order: float,
+                   orders: int, sessions_done: int) -> dict[str, float]:
+    """The first 36 churn features (:func:`churn_features`), in their order."""
+    spend = state.spend
+    return {
         "recency_log": log1p(recency),
         "recency_hours_log": log1p(recency * 24),
         "tenure_log": log1p(tenure),
@@ -362,8 +388,8 @@ def churn_features(state: Facts, now: int) -> dict[str, float]:
         "since_order_log": log1p(max(since_order, 0.0)),
         "never_ordered": 0.0 if orders else 1.0,
         "orders_log": log1p(orders),
-        "spend_log": log1p(state.spend),
-        "aov_log": log1p(state.spend / orders) if orders else 0.0,
+        "spend_log": log1p(spend),
+        "aov_log": log1p(spend / orders) if orders else 0.0,
         "open_orders": float(len(state.orders)),
         "cart_open": 1.0 if state.cart else 0.0,
         "events_log": log1p(h.events),
@@ -384,24 +410,48 @@ def churn_features(state: Facts, now: int) -> dict[str, float]:
         "late_share": (h.late_orders + h.delays) / orders if orders else 0.0,
         "delivered_log": log1p(h.delivered),
         "chats_log": log1p(max(h.chats, len(h.contacts))),
-        "contacts_30d": float(h.contacts_within(now, 30 * DAY)),
+        "contacts_30d": float(h.contacts_within(now, 30 * DAY)) if h.contacts else 0.0,
         "chat_messages_log": log1p(h.messages),
         "csat_mean": (h.csat_sum / h.csat_n - 3.0) if h.csat_n else 0.0,
         "escalations": float(h.escalations),
         "bad_chats": float(h.bad_chats),
         "help_views_log": log1p(h.help_views),
-        "bad_recent": ew_bad,
+        "bad_recent": 0.0 if h.decay_ts is None else h.ew_bad * _exp(-max(0.0, (now - h.decay_ts) / DAY) / BAD_TAU),
     }
+
+
+def _add_decayed(feats: dict, h: History, now: int) -> None:
+    """The decayed visit and event counts (:meth:`History.decayed`) on log scales."""
+    if h.decay_ts is None:
+        feats.update(_NO_DECAY)
+        return
+    dt = max(0.0, (now - h.decay_ts) / DAY)
+    visits, events = h.ew_visits, h.ew_events
     for i, visits_key, events_key in _DECAYED_KEYS:
-        feats[visits_key] = log1p(ew_visits[i])
-        feats[events_key] = log1p(ew_events[i])
-    feats.update(order_features(h.order_log, now))
-    feats["visits_log"] = log1p(visits)
-    feats.update(visit_rate_features(visits, tenure, recency))
-    feats.update(visit_rate_features(orders, tenure, max(since_order, 0.0), "order",
-                                     (ORDER_PRIOR_R, ORDER_PRIOR_A)))
-    feats.update(purchase_stats(h, now, state.spend))
-    return feats
+        f = _exp(-dt / HORIZONS[i])
+        feats[visits_key] = log1p(visits[i] * f)
+        feats[events_key] = log1p(events[i] * f)
+
+
+def _add_rate(feats: dict, keys: tuple, visits: int, tenure_days: float, recency_days: float, prior_r: float,
+              prior_a: float) -> None:
+    """:func:`visit_rate_features` written into ``feats`` (the same operations)."""
+    repeat = max(visits - 1, 0)
+    shape, scale = prior_r + repeat, prior_a + tenure_days
+    rate = shape / scale
+    log_p_quiet = shape * _log(scale / (scale + CHURN_HORIZON_DAYS))
+    feats[keys[0]] = _log(rate)
+    feats[keys[1]] = log_p_quiet
+    feats[keys[2]] = _exp(log_p_quiet)
+    feats[keys[3]] = log1p(rate * recency_days)
+
+
+_exp, _log = math.exp, math.log
+_NO_DECAY = {k: 0.0 for _, v, e in _DECAYED_KEYS for k in (v, e)}  # log1p(0.0), in their order
+_NO_ORDERS = order_features((), 0)
+_NO_PURCHASE = {"_btyd_x": -1.0, "_btyd_tx": 0.0, "_btyd_T": 0.0, "_btyd_spend": 0.0}
+_VISIT_KEYS = tuple(visit_rate_features(1, 0.0, 0.0))
+_ORDER_RATE_KEYS = tuple(visit_rate_features(1, 0.0, 0.0, "order"))
 
 
 # ---------------------------------------------------------------------------------- frustration
@@ -503,10 +553,28 @@ def message_features(text: str, ctx: dict) -> dict:
     """The frustration model's view of one customer message in its conversation: numbers, and
     under ``TEXT_KEY`` the text for the model's hashed n-grams (the customer's earlier lines that
     the state still holds, ``ctx["earlier_lines"]``, then this one)."""
-    feats: dict = sentiment(text)
-    feats.update(shape_features(text))
-    feats.update(word_features(text))
+    feats: dict = dict(_text_features(text))
     feats.update(context_features(ctx))
     earlier = ctx.get("earlier_lines")
     feats[TEXT_KEY] = " ".join((*earlier, text)) if earlier else text
     return feats
+
+
+_TEXTS: dict[str, tuple] = {}  # text -> its own features (_text_features), the latest few hundred texts
+TEXTS_KEPT = 512
+
+
+def _text_features(text: str) -> tuple:
+    """``(name, value)`` pairs of :func:`sentiment`, :func:`shape_features` and :func:`word_features`
+    of ``text``, in that order. They read the text alone, and a customer message is read twice (the
+    service fast path at arrival, the exact path ``lateness`` later): VADER runs once."""
+    found = _TEXTS.get(text)
+    if found is None:
+        feats = sentiment(text)
+        feats.update(shape_features(text))
+        feats.update(word_features(text))
+        if len(_TEXTS) >= TEXTS_KEPT:
+            _TEXTS.clear()
+        found = _TEXTS[text] = tuple(feats.items())
+    return found
+

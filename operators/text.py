@@ -11,9 +11,10 @@ from typing import Iterable
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'"})
 
 
+@lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """Lower-case, strip accents and unify apostrophes: ``Représentant`` -> ``representant``,
-    ``Quelqu’un`` -> ``quelqu'un``."""
+    ``Quelqu’un`` -> ``quelqu'un``. Cached: searches and messages repeat (a str in, a str out)."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c)).translate(_APOSTROPHES)
 
