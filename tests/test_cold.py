@@ -241,3 +241,31 @@ def test_a_resumed_customer_stays_pickled_until_woken_and_then_behaves_as_an_eag
     assert lazy.frozen is None and canon(out_lazy) == canon(out_eager) and out_lazy
     assert canon(lazy.state) == canon(eager.state)
     assert abs(lazy.notify_at().timestamp() - eager.notify_at().timestamp()) < 0.05
+
+
+def test_a_lazy_snapshot_holds_its_state_compressed_and_older_plain_pickles_still_resume():
+    """The lazy snapshot's state is zlib-compressed (issue 19: a resumed active customer's bytes at
+    rest); a snapshot written before that (the state as a plain pickle) resumes to the same
+    customer, with the same outputs at its next event."""
+    import zlib
+
+    import flows.dataflow as dataflow
+    from connectors.metrics import reset_telemetry
+
+    settings = load_settings()
+    rules, t = RuleConfig(settings), reset_telemetry()
+    events = [validate({"event_id": f"e{i}", "customer_id": "c1", "ts": format_ts(T0 + i * 60_000),
+                        "type": "product_view", "session_id": "s", "product_id": f"p{i}"}) for i in range(30)]
+    nxt = validate({"event_id": "e99", "customer_id": "c1", "ts": format_ts(T0 + 2 * DAY),
+                    "type": "add_to_cart", "session_id": "s2", "product_id": "p1", "price": 3.0})
+    for i, e in enumerate(events + [nxt]):
+        e.pos = i
+    logic = dataflow.ProfileLogic(rules, True, t, None, None, "batch", True)
+    logic.on_batch(events)
+    saved = pickle.loads(logic.snapshot())
+    plain = pickle.dumps(logic.state, protocol=pickle.HIGHEST_PROTOCOL)
+    assert pickle.loads(zlib.decompress(saved[5])).customer_id == "c1" and len(saved[5]) < len(plain) * 0.75
+    older = pickle.dumps((*saved[:5], plain))  # the format of the previous release
+    new, old = (dataflow.ProfileLogic(rules, True, t, s, None, "batch", True) for s in (logic.snapshot(), older))
+    out_new, out_old = new.on_batch([nxt])[0], old.on_batch([nxt])[0]
+    assert out_new and canon(out_new) == canon(out_old) and canon(new.state) == canon(old.state)
