@@ -243,13 +243,14 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     (profile per customer, product shards, model shard, policy per customer) fed by a plain loop,
     batch by batch from the full row's own source partition (the replay's reader and its
     future-timestamp guard), with the replay's end of input. What is left when Bytewax costs
-    nothing: the floor under ``full_1w`` (which also makes the profile view for its null profile
-    sink; a replay without a profile output, like this row, does not). ``counts`` receives the number of
+    nothing: the floor under ``full_1w``, doing the same work (the profile view for the full row's
+    null profile sink: scores, predicted CLV and recommendations at session ends, each customer's
+    profile at the end of input). ``counts`` receives the number of
     triggers (a test checks it equals a replay's), the number of River calls (the churn and
     frustration pipelines' ``predict_proba_one`` and ``learn_one``), the seconds spent in them and
     the process's CPU seconds (``cpu``)."""
     from flows.dataflow import (PRODUCT_SHARDS, ModelLogic, PolicyLogic, ProductsLogic, ProfileLogic,
-                                RecsTop, bundle_pairs, profile_rules)
+                                RecsTop, _key_event, bundle_pairs, profile_rules)
     from operators.events import DeadLetter
     from operators.policy import PolicyConfig
     from operators.messages import PairMsg, RecsUpdate
@@ -270,7 +271,7 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
     end = End()
     profiles: dict[str, ProfileLogic] = {}
     products = {k: ProductsLogic(rules, None, recovery=False) for k in keys}
-    model = ModelLogic(settings, rules, t, None, profiles=False, recovery=False, write_recs=False)
+    model = ModelLogic(settings, rules, t, None, profiles=True, recovery=False, write_recs=False)
     river = _CallClock()
     for m in model.shard.models.values():  # the River pipelines' own time, for the ``river`` row
         m.pipeline.predict_proba_one = river.wrap(m.pipeline.predict_proba_one)
@@ -314,10 +315,11 @@ def core_run(settings: Settings, path: Path, batch: int = 2000, counts: Optional
                     continue
                 if ev.ts > end.latest:
                     end.latest = ev.ts
-                logic = profiles.get(ev.customer_id)
-                if logic is None:
-                    logic = profiles[ev.customer_id] = ProfileLogic(rules, False, t, None, end, "none", False)
-                outputs += logic.on_batch([ev])[0]
+                for key, item in _key_event(ev):  # as the flow keys them: a catalogue event to no customer
+                    logic = profiles.get(key)
+                    if logic is None:
+                        logic = profiles[key] = ProfileLogic(rules, False, t, None, end, "end", False)
+                    outputs += logic.on_batch([item])[0]
             downstream(outputs)
         # in key order, as Bytewax's stateful step ends its keys: the end-of-input outputs share one
         # position, so the models step scores and learns from them in this order

@@ -35,7 +35,8 @@ def test_every_row_runs_and_reports_its_ratios(tmp_path):
 
 
 def test_the_core_row_does_the_flows_work(tmp_path):
-    """core_1w (the step classes without Bytewax) must not be a cheaper job: same triggers as a replay."""
+    """core_1w (the step classes without Bytewax) must not be a cheaper job than full_1w: the same
+    triggers and model calls as a replay with a profile output (full_1w has a null profile sink)."""
     from config.settings import load_settings
     from flows.bench import core_run
     from flows.replay import ReplayOutputs, replay
@@ -44,7 +45,8 @@ def test_the_core_row_does_the_flows_work(tmp_path):
     events = tmp_path / "events.jsonl"
     counts: dict = {}
     assert core_run(load_settings(), events, counts=counts) > 0
-    out = ReplayOutputs(tmp_path / "t.jsonl", tmp_path / "d.jsonl", tmp_path / "s.json")
+    out = ReplayOutputs(tmp_path / "t.jsonl", tmp_path / "d.jsonl", tmp_path / "s.json",
+                        profiles=tmp_path / "p.jsonl")
     summary = replay(load_settings(), [events], out)
     replayed = sum(1 for _ in open(out.triggers, "rb"))
     assert replayed > 20 and counts["triggers"] == replayed, summary
