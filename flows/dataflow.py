@@ -11,7 +11,6 @@ import heapq
 import logging
 import pickle
 import time
-import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from connectors.kafka import ConsumerError
 from connectors.metrics import Telemetry, telemetry
 from connectors.routing import balanced_key, worker_keys, worker_of
 from connectors.watermark import Tick, Watermark, Watermarks
+from flows import state_codec
 from models.metrics import publish
 from models.recs import ShardRecs
 from models.shard import ModelShard, shard_index
@@ -53,9 +53,6 @@ BROWSING = frozenset({"page_view", "product_view", "search", "help_view"})
 PROFILE_REFRESH_S = 30.0
 NEAR_S = 60.0  # live with a frontier: a timer further ahead waits in the frontier's alarms, not in Bytewax
 LAZY = "lazy"  # a snapshot's tag: (LAZY, silence, customer_id, clock, due, the state pickled) (ProfileLogic)
-# zlib level of a lazy snapshot's state: it halves the bytes a resumed customer holds until its next
-# event, the recovery store and what Bytewax's resume query sorts; level 1 costs ~15 us a customer
-LAZY_ZLIB_LEVEL = 1
 SESSION_END = "decision_session_end"  # the churn decision point a session end raises (operators.customer)
 Encoder = Callable[[tuple[str, dict]], Any]
 
@@ -265,8 +262,7 @@ class ProfileLogic(StatefulBatchLogic):
     def _unfreeze(self) -> None:
         """A lazily resumed customer's state, unpickled (see :meth:`snapshot`)."""
         blob, self.frozen = self.frozen[3], None
-        # a pickle starts with its PROTO opcode (0x80); anything else is zlib (older snapshots: plain pickle)
-        self._restore((pickle.loads(blob if blob[:1] == b"\x80" else zlib.decompress(blob)), 0.0))
+        self._restore((state_codec.loads(blob), 0.0))
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         frontier = self.frontier
@@ -678,7 +674,7 @@ class ProfileLogic(StatefulBatchLogic):
             saved = (state, silence) if not self.held else (state, silence, self.held, self.held_last, self.seq)
         else:  # the common case: resumable lazily, its timer read from a header
             st = self.state
-            blob = zlib.compress(pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL), LAZY_ZLIB_LEVEL)
+            blob = state_codec.dumps(st)  # a third of the pickle: what a resumed customer holds until woken
             saved = (LAZY, silence, st.customer_id, st.clock, st.next_deadline(self.cfg), blob)
         return pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
 
