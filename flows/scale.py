@@ -100,24 +100,13 @@ def state_figures(path: Path, snapshot: Path, away_days: float = 0.0) -> dict[st
     each customer's snapshot as the live profile step (``ProfileLogic.snapshot``) writes it to
     ``snapshot``. Returns the customer and quiet counts and the snapshot bytes per customer."""
     from connectors.metrics import reset_telemetry
-    from flows.dataflow import ProfileLogic, replay_decoder
+    from flows.dataflow import ProfileLogic
     from operators.cold import compact
-    from operators.customer import CustomerState
     from operators.rules import RuleConfig
 
-    settings = load_settings()
     # the state machine's own rules: the live engine's daily profile refresh would only repeat scores here
-    cfg, decode, t = RuleConfig(settings), replay_decoder(settings), reset_telemetry()
-    states: dict[str, Any] = {}
-    end = 0
-    with open(path, "rb") as f:
-        for line in f:
-            ev = decode(line.rstrip(b"\n"), "")
-            st = states.get(ev.customer_id)
-            if st is None:
-                st = states[ev.customer_id] = CustomerState(ev.customer_id, cfg.recs)
-            st.process(ev, cfg)
-            end = max(end, ev.ts)
+    cfg, t = RuleConfig(load_settings()), reset_telemetry()
+    states, end = replay_states(path, cfg)
     now = end + int(away_days * DAY)
     quiet = size = customers = 0
     shell = ProfileLogic(cfg, True, t, None, None, "batch", True)
@@ -133,6 +122,30 @@ def state_figures(path: Path, snapshot: Path, away_days: float = 0.0) -> dict[st
             customers += 1
             out.write(orjson.dumps([cid, len(blob)]) + b"\n" + blob)
     return {"customers": customers, "quiet": quiet, "snapshot_bytes_per_customer": round(size / max(customers, 1), 1)}
+
+
+def replay_states(path: Path, cfg: Any) -> tuple[dict[str, Any], int]:
+    """(customer id -> ``CustomerState`` after ``path`` replayed through the state machine with the
+    rules ``cfg``, the log's latest event time in ms); dead letters and catalogue events (no
+    customer) are left out."""
+    from flows.dataflow import replay_decoder
+    from operators.customer import CustomerState
+    from operators.events import DeadLetter
+
+    decode = replay_decoder(load_settings())
+    states: dict[str, Any] = {}
+    end = 0
+    with open(path, "rb") as f:
+        for line in f:
+            ev = decode(line.rstrip(b"\n"), "")
+            if type(ev) is DeadLetter or not ev.customer_id:
+                continue
+            st = states.get(ev.customer_id)
+            if st is None:
+                st = states[ev.customer_id] = CustomerState(ev.customer_id, cfg.recs)
+            st.process(ev, cfg)
+            end = max(end, ev.ts)
+    return states, end
 
 
 def _snapshots(snapshot: Path):

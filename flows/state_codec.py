@@ -2,8 +2,8 @@
 
 Most of a pickled ``CustomerState`` is structure every customer repeats (class and slot names,
 empty containers, feature layouts), so a dictionary trained on such pickles does most of the work:
-on generated customers a 3.3 KB state becomes about 0.7 KB in 5 us (level 1; zlib level 1 gives
-1.6 KB in 40 us, lz4 1.8 KB in 3 us). A smaller state at rest is what a resumed customer holds until
+on held-out generated customers a 3.1 KB state becomes about 1.1 KB in 5 us (level 1; zlib level 1
+gives about half in 40 us, lz4 a bit more than half in 3 us). A smaller state at rest is what a resumed customer holds until
 its next event, what the recovery store keeps and what Bytewax's resume query sorts (issue 19).
 
 The dictionary (``state.zdict``, :data:`DICT_ID`) is made by ``python -m flows.state_codec train``
@@ -67,29 +67,17 @@ def training_states(customers: int = 3000, seed: int = 5) -> list[bytes]:
     import tempfile
 
     from config.settings import load_settings
-    from flows.dataflow import replay_decoder
     from flows.generator import generate
-    from flows.scale import sparse_log
-    from operators.customer import CustomerState
-    from operators.events import DeadLetter
+    from flows.scale import replay_states, sparse_log
     from operators.rules import RuleConfig
 
-    settings = load_settings()
-    cfg, decode = RuleConfig(settings), replay_decoder(settings)
+    cfg = RuleConfig(load_settings())
     out: list[bytes] = []
     with tempfile.TemporaryDirectory() as tmp:
         generate(customers, 14, seed, Path(tmp))
         sparse_log(customers, Path(tmp) / "sparse.jsonl", 0.5, seed=seed)
         for log in (Path(tmp) / "events.jsonl", Path(tmp) / "sparse.jsonl"):
-            states: dict[str, CustomerState] = {}
-            end = 0
-            for line in log.read_bytes().splitlines():
-                ev = decode(line, "")
-                if type(ev) is DeadLetter or not ev.customer_id:
-                    continue
-                st = states.get(ev.customer_id) or states.setdefault(ev.customer_id, CustomerState(ev.customer_id, cfg.recs))
-                st.process(ev, cfg)
-                end = max(end, ev.ts)
+            states, end = replay_states(log, cfg)
             for st in states.values():
                 st.advance(max(end, st.clock), cfg)
                 out.append(pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))

@@ -11,25 +11,17 @@ from flows import state_codec
 
 
 def _states(n: int = 200) -> list:
-    from config.settings import load_settings
-    from flows.dataflow import replay_decoder
-    from flows.scale import sparse_log
-    from operators.customer import CustomerState
-    from operators.rules import RuleConfig
-
     import tempfile
     from pathlib import Path
 
-    settings = load_settings()
-    cfg, decode = RuleConfig(settings), replay_decoder(settings)
-    states: dict = {}
+    from config.settings import load_settings
+    from flows.scale import replay_states, sparse_log
+    from operators.rules import RuleConfig
+
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "log.jsonl"
         sparse_log(n, log, 1.0, seed=42)  # another seed than the dictionary's samples
-        for line in log.read_bytes().splitlines():
-            ev = decode(line, "")
-            states.setdefault(ev.customer_id, CustomerState(ev.customer_id, cfg.recs)).process(ev, cfg)
-    return list(states.values())
+        return list(replay_states(log, RuleConfig(load_settings()))[0].values())
 
 
 def test_states_round_trip_at_under_half_their_pickle_and_plain_pickles_still_load():
